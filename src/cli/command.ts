@@ -1,0 +1,26 @@
+// What a CLI command is: a name, a one-line summary, usage text and a run function that
+// receives the arguments after the command name and returns an exit code.
+// Commands parse their flags with node:util parseArgs (strict) and hold no business logic:
+// they call into src/jobs (or the layer a job would call) and format the result.
+
+export const ExitCode = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  partial: 3,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface CommandIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+  signal: AbortSignal;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  run(args: string[], io: CommandIo): Promise<ExitCode>;
+}
