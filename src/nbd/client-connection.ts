@@ -1,0 +1,418 @@
+// One NBD client connection in transmission phase: many requests in flight, each tagged with
+// a cookie; one receive loop decodes replies (simple or structured, in any order) and
+// settles the matching request. Read payloads are copied from the socket straight into the
+// caller's buffer. If the connection breaks, or the peer breaks the protocol, every pending
+// request rejects at once with that error, and so does every later one.
+
+import net from 'node:net';
+import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { ByteReader } from './byte-reader.ts';
+import { negotiate, type HandshakeIo, type NegotiatedExport } from './client-handshake.ts';
+import { NbdError, NbdServerError } from './errors.ts';
+import { startClientTls, type NbdTlsOptions } from './tls.ts';
+import type { NbdTarget } from './uri.ts';
+import { formatNbdUri } from './uri.ts';
+import {
+  AllocationFlag,
+  CHUNK_ERROR_BIT,
+  ChunkType,
+  Command,
+  type CommandType,
+  errorName,
+  REQUEST_HEADER_BYTES,
+  REQUEST_MAGIC,
+  ReplyFlag,
+  SIMPLE_REPLY_HEADER_BYTES,
+  SIMPLE_REPLY_MAGIC,
+  STRUCTURED_REPLY_HEADER_BYTES,
+  STRUCTURED_REPLY_MAGIC,
+} from './protocol.ts';
+
+/** One range of base:allocation block status. */
+export interface BlockStatusExtent {
+  offsetBytes: number;
+  lengthBytes: number;
+  /** Unallocated on the server. */
+  hole: boolean;
+  /** Reads as zeroes. */
+  zero: boolean;
+}
+
+export interface ConnectOptions {
+  tls?: NbdTlsOptions;
+  signal?: AbortSignal;
+}
+
+const COMMAND_NAMES: Record<number, string> = {
+  [Command.read]: 'READ',
+  [Command.write]: 'WRITE',
+  [Command.flush]: 'FLUSH',
+  [Command.trim]: 'TRIM',
+  [Command.writeZeroes]: 'WRITE_ZEROES',
+  [Command.blockStatus]: 'BLOCK_STATUS',
+};
+
+/** Largest block status payload we accept in one chunk (a descriptor is 8 bytes). */
+const MAX_BLOCK_STATUS_PAYLOAD_BYTES = 16 * 1024 * 1024;
+
+interface Pending {
+  command: CommandType;
+  offsetBytes: number;
+  lengthBytes: number;
+  /** Where read data goes; null once the caller gave up (the data is then discarded). */
+  target: Uint8Array | null;
+  coveredBytes: number;
+  extents: BlockStatusExtent[];
+  error: Error | null;
+  abandoned: boolean;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+export class NbdConnection {
+  readonly negotiated: NegotiatedExport;
+  readonly server: string;
+  readonly #stream: Duplex;
+  readonly #reader: ByteReader;
+  readonly #pending = new Map<number, Pending>();
+  #nextCookie = 1;
+  #idleWaiters: (() => void)[] = [];
+  #failure: Error | null = null;
+  #closing = false;
+  readonly #receiveDone: Promise<void>;
+
+  private constructor(io: HandshakeIo, negotiated: NegotiatedExport, server: string) {
+    this.#stream = io.stream;
+    this.#reader = io.reader;
+    this.negotiated = negotiated;
+    this.server = server;
+    this.#receiveDone = this.#receiveLoop();
+  }
+
+  static async open(target: NbdTarget, options: ConnectOptions = {}): Promise<NbdConnection> {
+    const server = formatNbdUri(target);
+    const socket = await connectSocket(target, server, options.signal);
+    const onAbort = () => socket.destroy();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let phase = 'during the handshake';
+    const endError = (cause?: Error) => disconnected(server, phase, cause);
+    try {
+      const tlsOptions = options.tls ?? {};
+      const startTls = target.tls
+        ? async (_io: HandshakeIo): Promise<HandshakeIo> => {
+            const stream = await startClientTls(socket, target, tlsOptions, server);
+            return { stream, reader: new ByteReader(stream, endError) };
+          }
+        : undefined;
+      const handshake = { stream: socket, reader: new ByteReader(socket, endError) };
+      const { io, negotiated } = await negotiate(handshake, { exportName: target.exportName, server, startTls });
+      phase = 'with requests pending';
+      socket.setNoDelay(true);
+      return new NbdConnection(io, negotiated, server);
+    } catch (error) {
+      socket.destroy();
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw error;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Why this connection can no longer be used, or null while it is healthy. */
+  get failure(): Error | null {
+    return this.#failure;
+  }
+
+  read(offsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+    return this.#request(Command.read, 0, offsetBytes, target.length, null, target, signal).then(() => {});
+  }
+
+  write(offsetBytes: number, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    return this.#request(Command.write, 0, offsetBytes, data.length, data, null, signal).then(() => {});
+  }
+
+  writeZeroes(offsetBytes: number, lengthBytes: number, flags: number, signal?: AbortSignal): Promise<void> {
+    return this.#request(Command.writeZeroes, flags, offsetBytes, lengthBytes, null, null, signal).then(() => {});
+  }
+
+  trim(offsetBytes: number, lengthBytes: number, signal?: AbortSignal): Promise<void> {
+    return this.#request(Command.trim, 0, offsetBytes, lengthBytes, null, null, signal).then(() => {});
+  }
+
+  flush(signal?: AbortSignal): Promise<void> {
+    return this.#request(Command.flush, 0, 0, 0, null, null, signal).then(() => {});
+  }
+
+  /** base:allocation status from offsetBytes on; the server may describe less than asked. */
+  blockStatus(offsetBytes: number, lengthBytes: number, signal?: AbortSignal): Promise<BlockStatusExtent[]> {
+    return this.#request(Command.blockStatus, 0, offsetBytes, lengthBytes, null, null, signal);
+  }
+
+  /** Let pending requests finish, send NBD_CMD_DISC and close. */
+  async close(): Promise<void> {
+    if (this.#closing) return this.#receiveDone;
+    this.#closing = true;
+    if (!this.#failure) {
+      if (this.#pending.size > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+      if (!this.#failure) {
+        const header = Buffer.alloc(REQUEST_HEADER_BYTES);
+        header.writeUInt32BE(REQUEST_MAGIC, 0);
+        header.writeUInt16BE(Command.disconnect, 6);
+        this.#stream.end(header);
+      }
+    }
+    this.#fail(new NbdError('NBD_DISCONNECTED', `${this.server}: connection closed by vcbt`, { server: this.server }));
+    this.#stream.destroy();
+    await this.#receiveDone;
+  }
+
+  #request(
+    command: CommandType,
+    flags: number,
+    offsetBytes: number,
+    lengthBytes: number,
+    payload: Uint8Array | null,
+    target: Uint8Array | null,
+    signal: AbortSignal | undefined,
+  ): Promise<BlockStatusExtent[]> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    const cookie = this.#nextCookie++;
+    return new Promise<BlockStatusExtent[]>((resolve, reject) => {
+      const pending: Pending = {
+        command, offsetBytes, lengthBytes, target,
+        coveredBytes: 0, extents: [], error: null, abandoned: false,
+        resolve: () => resolve(pending.extents),
+        reject,
+      };
+      if (signal) {
+        const onAbort = () => {
+          // The reply still arrives and is discarded; the caller's buffer is no longer touched.
+          pending.target = null;
+          pending.abandoned = true;
+          reject(signal.reason as Error);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        const settle = () => signal.removeEventListener('abort', onAbort);
+        pending.resolve = () => (settle(), resolve(pending.extents));
+        pending.reject = (error) => (settle(), reject(error));
+      }
+      this.#pending.set(cookie, pending);
+      const header = Buffer.allocUnsafe(REQUEST_HEADER_BYTES);
+      header.writeUInt32BE(REQUEST_MAGIC, 0);
+      header.writeUInt16BE(flags, 4);
+      header.writeUInt16BE(command, 6);
+      header.writeUInt32BE(0, 8);
+      header.writeUInt32BE(cookie, 12);
+      header.writeBigUInt64BE(BigInt(offsetBytes), 16);
+      header.writeUInt32BE(lengthBytes, 24);
+      if (payload) {
+        this.#stream.cork();
+        this.#stream.write(header);
+        this.#stream.write(payload);
+        this.#stream.uncork();
+      } else {
+        this.#stream.write(header);
+      }
+    });
+  }
+
+  async #receiveLoop(): Promise<void> {
+    try {
+      for (;;) {
+        const magicView = this.#reader.tryReadExact(4) ?? (await this.#reader.readExact(4));
+        const magic = magicView.readUInt32BE(0);
+        if (magic === SIMPLE_REPLY_MAGIC) await this.#receiveSimple();
+        else if (magic === STRUCTURED_REPLY_MAGIC) await this.#receiveChunk();
+        else throw this.#protocolError(`bad reply magic 0x${magic.toString(16)}`);
+      }
+    } catch (error) {
+      this.#fail(error as Error);
+      this.#stream.destroy();
+    }
+  }
+
+  async #receiveSimple(): Promise<void> {
+    const rest = this.#reader.tryReadExact(SIMPLE_REPLY_HEADER_BYTES - 4) ?? (await this.#reader.readExact(SIMPLE_REPLY_HEADER_BYTES - 4));
+    const errno = rest.readUInt32BE(0);
+    const cookie = this.#cookie(rest, 4);
+    const pending = this.#pending.get(cookie)!;
+    if (errno !== 0) {
+      this.#finish(cookie, pending, this.#serverError(pending, errno, ''));
+      return;
+    }
+    if (pending.command === Command.read) {
+      if (this.negotiated.structuredReplies) throw this.#protocolError('simple reply with data to a READ after structured replies were negotiated');
+      if (pending.target) await this.#reader.readInto(pending.target);
+      else await this.#reader.skip(pending.lengthBytes);
+      pending.coveredBytes = pending.lengthBytes;
+    } else if (pending.command === Command.blockStatus) {
+      throw this.#protocolError('simple reply to BLOCK_STATUS');
+    }
+    this.#finish(cookie, pending, null);
+  }
+
+  async #receiveChunk(): Promise<void> {
+    const header = this.#reader.tryReadExact(STRUCTURED_REPLY_HEADER_BYTES - 4) ?? (await this.#reader.readExact(STRUCTURED_REPLY_HEADER_BYTES - 4));
+    const flags = header.readUInt16BE(0);
+    const type = header.readUInt16BE(2);
+    const lengthBytes = header.readUInt32BE(12);
+    const cookie = this.#cookie(header, 4);
+    const pending = this.#pending.get(cookie)!;
+    const done = (flags & ReplyFlag.done) !== 0;
+
+    if (type === ChunkType.none) {
+      if (!done || lengthBytes !== 0) throw this.#protocolError('NBD_REPLY_TYPE_NONE must be empty and final');
+    } else if (type === ChunkType.offsetData) {
+      if (pending.command !== Command.read || lengthBytes <= 8) throw this.#protocolError('unexpected OFFSET_DATA chunk');
+      const chunkOffsetBytes = await this.#readOffset();
+      const dataBytes = lengthBytes - 8;
+      const at = this.#checkWithin(pending, chunkOffsetBytes, dataBytes);
+      if (pending.target) await this.#reader.readInto(pending.target.subarray(at, at + dataBytes));
+      else await this.#reader.skip(dataBytes);
+      pending.coveredBytes += dataBytes;
+    } else if (type === ChunkType.offsetHole) {
+      if (pending.command !== Command.read || lengthBytes !== 12) throw this.#protocolError('unexpected OFFSET_HOLE chunk');
+      const body = Buffer.from(this.#reader.tryReadExact(12) ?? (await this.#reader.readExact(12)));
+      const holeBytes = body.readUInt32BE(8);
+      const at = this.#checkWithin(pending, Number(body.readBigUInt64BE(0)), holeBytes);
+      pending.target?.fill(0, at, at + holeBytes);
+      pending.coveredBytes += holeBytes;
+    } else if (type === ChunkType.blockStatus) {
+      if (pending.command !== Command.blockStatus || lengthBytes < 12 || (lengthBytes - 4) % 8 !== 0 || lengthBytes > MAX_BLOCK_STATUS_PAYLOAD_BYTES) {
+        throw this.#protocolError('unexpected BLOCK_STATUS chunk');
+      }
+      const body = Buffer.from(await this.#reader.readExact(lengthBytes));
+      if (body.readUInt32BE(0) === this.negotiated.allocationContextId) this.#addExtents(pending, body);
+    } else if (type & CHUNK_ERROR_BIT) {
+      if (lengthBytes < 6 || lengthBytes > 65536) throw this.#protocolError(`error chunk of ${lengthBytes} bytes`);
+      const body = Buffer.from(await this.#reader.readExact(lengthBytes));
+      const errno = body.readUInt32BE(0);
+      const messageBytes = body.readUInt16BE(4);
+      if (6 + messageBytes > lengthBytes) throw this.#protocolError('error chunk message overruns the chunk');
+      const message = body.toString('utf8', 6, 6 + messageBytes);
+      let errorOffsetBytes: number | undefined;
+      if (type === ChunkType.errorOffset && lengthBytes >= 6 + messageBytes + 8) errorOffsetBytes = Number(body.readBigUInt64BE(6 + messageBytes));
+      pending.error ??= this.#serverError(pending, errno === 0 ? 5 : errno, message, errorOffsetBytes);
+    } else {
+      throw this.#protocolError(`unknown reply chunk type ${type}`);
+    }
+
+    if (done) {
+      let error = pending.error;
+      if (!error && pending.command === Command.read && pending.coveredBytes !== pending.lengthBytes) {
+        error = new NbdError(
+          'NBD_SHORT_READ',
+          `${this.server}: short read at offset ${pending.offsetBytes}: got ${pending.coveredBytes} of ${pending.lengthBytes} bytes`,
+          { server: this.server, offsetBytes: pending.offsetBytes, lengthBytes: pending.lengthBytes, receivedBytes: pending.coveredBytes },
+        );
+      }
+      if (!error && pending.command === Command.blockStatus && pending.extents.length === 0) {
+        error = this.#protocolError(`BLOCK_STATUS at offset ${pending.offsetBytes} returned no base:allocation extents`);
+      }
+      this.#finish(cookie, pending, error);
+    }
+  }
+
+  async #readOffset(): Promise<number> {
+    const view = this.#reader.tryReadExact(8) ?? (await this.#reader.readExact(8));
+    return Number(view.readBigUInt64BE(0));
+  }
+
+  /** Position of [offsetBytes, +lengthBytes) inside the request, or a protocol error. */
+  #checkWithin(pending: Pending, offsetBytes: number, lengthBytes: number): number {
+    const at = offsetBytes - pending.offsetBytes;
+    if (at < 0 || at + lengthBytes > pending.lengthBytes) {
+      throw this.#protocolError(`chunk [${offsetBytes}, +${lengthBytes}) lies outside the request [${pending.offsetBytes}, +${pending.lengthBytes})`);
+    }
+    return at;
+  }
+
+  #addExtents(pending: Pending, body: Buffer): void {
+    let offsetBytes = pending.offsetBytes;
+    for (let i = 4; i < body.length; i += 8) {
+      const lengthBytes = body.readUInt32BE(i);
+      const status = body.readUInt32BE(i + 4);
+      if (lengthBytes === 0) throw this.#protocolError('BLOCK_STATUS descriptor of length 0');
+      pending.extents.push({
+        offsetBytes,
+        lengthBytes,
+        hole: (status & AllocationFlag.hole) !== 0,
+        zero: (status & AllocationFlag.zero) !== 0,
+      });
+      offsetBytes += lengthBytes;
+    }
+  }
+
+  /** The cookie at `at`, which must name a pending request. */
+  #cookie(header: Buffer, at: number): number {
+    const cookieHigh = header.readUInt32BE(at);
+    const cookie = header.readUInt32BE(at + 4);
+    if (cookieHigh !== 0 || !this.#pending.has(cookie)) throw this.#protocolError(`reply for unknown cookie ${cookieHigh}:${cookie}`);
+    return cookie;
+  }
+
+  #finish(cookie: number, pending: Pending, error: Error | null): void {
+    this.#pending.delete(cookie);
+    this.#settle(pending, error);
+    if (this.#pending.size === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  #settle(pending: Pending, error: Error | null): void {
+    if (pending.abandoned) return;
+    if (error) pending.reject(error);
+    else pending.resolve();
+  }
+
+  #serverError(pending: Pending, errno: number, message: string, errorOffsetBytes?: number): NbdServerError {
+    const name = errorName(errno);
+    const command = COMMAND_NAMES[pending.command] ?? String(pending.command);
+    const where = errorOffsetBytes === undefined ? '' : ` (failed at offset ${errorOffsetBytes})`;
+    return new NbdServerError(
+      errno,
+      name,
+      `${this.server}: ${command} of ${pending.lengthBytes} bytes at offset ${pending.offsetBytes} failed with NBD_${name}${where}${message ? `: ${message}` : ''}`,
+      { server: this.server, command, offsetBytes: pending.offsetBytes, lengthBytes: pending.lengthBytes, errorOffsetBytes },
+    );
+  }
+
+  #protocolError(what: string): NbdError {
+    return new NbdError('NBD_PROTOCOL', `${this.server}: protocol violation: ${what}`, { server: this.server });
+  }
+
+  #fail(error: Error): void {
+    if (!this.#failure) {
+      this.#failure = error;
+    }
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) this.#settle(p, this.#failure);
+    for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+}
+
+function disconnected(server: string, when: string, cause?: Error): NbdError {
+  const why = cause ? `: ${cause.message}` : '';
+  return new NbdError('NBD_DISCONNECTED', `${server}: server closed the connection ${when}${why}`, { server }, { cause });
+}
+
+async function connectSocket(target: NbdTarget, server: string, signal?: AbortSignal): Promise<net.Socket> {
+  const socket = target.endpoint.kind === 'unix'
+    ? net.connect({ path: target.endpoint.socketPath })
+    : net.connect({ host: target.endpoint.host, port: target.endpoint.port });
+  try {
+    await once(socket, 'connect', { signal });
+  } catch (error) {
+    socket.destroy();
+    if (signal?.aborted) throw signal.reason;
+    const cause = error as Error;
+    throw new NbdError('NBD_CONNECT', `cannot connect to ${server}: ${cause.message}`, { server }, { cause });
+  }
+  // After the handshake the receive loop owns errors; until then they reject the handshake.
+  return socket;
+}
