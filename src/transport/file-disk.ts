@@ -1,0 +1,156 @@
+// A local file as a disk: raw images and the flat extent of a VMDK (one file, byte 0 is
+// sector 0). Reads and writes are positional (FileHandle.read/write at an offset), so many
+// may run at once on libuv's thread pool.
+//
+// Sparse writes: Node has no fallocate(PUNCH_HOLE) and no lseek(SEEK_DATA), so:
+// - a file created or extended by us starts as a hole over the new range (ftruncate), and we
+//   remember which ranges are still untouched holes ("known zero");
+// - writeZeroes over known-zero ranges writes nothing (the target stays sparse, e.g. a first
+//   full copy into a new file); over anything else it writes real zeroes, because without
+//   punch-hole that is the only way to make those bytes read as zero;
+// - allocation() is not offered: without SEEK_DATA the only way to know is to read, which is
+//   what the caller's zero detection does anyway.
+
+import { open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { VcbtError } from '../errors.ts';
+import { subtract, type Extent } from '../extents/extent.ts';
+import type { Disk, DiskReader } from './disk.ts';
+import { checkDiskRange } from './range.ts';
+
+export interface FileDiskOptions {
+  /** Open for writing (default: read-only). */
+  writable?: boolean;
+  /** Writable only: create the file when missing. */
+  create?: boolean;
+  /** Writable only: extend a smaller file (sparse) to this size; a larger file is an error. */
+  sizeBytes?: number;
+}
+
+/** Reads and writes worth having in flight (libuv runs 4 file operations at a time by default). */
+const FILE_MAX_IN_FLIGHT = 8;
+const ZERO_BUFFER_BYTES = 1024 * 1024;
+
+export class FileDisk implements Disk {
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly preferredBlockBytes: number;
+  readonly maxInFlight = FILE_MAX_IN_FLIGHT;
+  readonly writable: boolean;
+  readonly #handle: FileHandle;
+  /** Normalized ranges that are holes we made and nobody wrote since. */
+  #knownZero: Extent[];
+  #zeroBuffer: Uint8Array | null = null;
+
+  private constructor(path: string, handle: FileHandle, sizeBytes: number, blockBytes: number, writable: boolean, knownZero: Extent[]) {
+    this.path = path;
+    this.#handle = handle;
+    this.sizeBytes = sizeBytes;
+    this.preferredBlockBytes = blockBytes;
+    this.writable = writable;
+    this.#knownZero = knownZero;
+  }
+
+  static async open(path: string, options: FileDiskOptions = {}): Promise<FileDisk> {
+    const writable = options.writable ?? false;
+    let flags = writable ? constants.O_RDWR : constants.O_RDONLY;
+    if (writable && options.create) flags |= constants.O_CREAT;
+    let handle: FileHandle;
+    try {
+      handle = await open(path, flags, 0o644);
+    } catch (error) {
+      const cause = error as NodeJS.ErrnoException;
+      throw new VcbtError('FILE_OPEN', `cannot open ${path}${writable ? ' for writing' : ''}: ${cause.message}`, { file: path, errno: cause.code }, { cause });
+    }
+    try {
+      const info = await handle.stat();
+      if (info.isBlockDevice()) {
+        throw new VcbtError('FILE_OPEN', `${path} is a block device; vcbt reads and writes regular files only`, { file: path });
+      }
+      let sizeBytes = info.size;
+      let knownZero: Extent[] = [];
+      if (writable && options.sizeBytes !== undefined && options.sizeBytes !== sizeBytes) {
+        if (options.sizeBytes < sizeBytes) {
+          throw new VcbtError('DISK_SIZE', `${path} is ${sizeBytes} bytes, larger than the ${options.sizeBytes} bytes asked for`, {
+            file: path, sizeBytes, wantedBytes: options.sizeBytes,
+          });
+        }
+        await handle.truncate(options.sizeBytes);
+        knownZero = [{ offsetBytes: sizeBytes, lengthBytes: options.sizeBytes - sizeBytes }];
+        sizeBytes = options.sizeBytes;
+      }
+      return new FileDisk(path, handle, sizeBytes, Math.max(512, info.blksize || 4096), writable, knownZero);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async read(offsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+    checkDiskRange(this.path, this.sizeBytes, 'read', offsetBytes, target.length);
+    signal?.throwIfAborted();
+    let doneBytes = 0;
+    while (doneBytes < target.length) {
+      const { bytesRead } = await this.#handle.read(target, doneBytes, target.length - doneBytes, offsetBytes + doneBytes);
+      if (bytesRead === 0) {
+        throw new VcbtError('DISK_SHORT_READ', `${this.path}: file ended at offset ${offsetBytes + doneBytes} while reading ${target.length} bytes at ${offsetBytes} (did it shrink?)`, {
+          file: this.path, offsetBytes, lengthBytes: target.length,
+        });
+      }
+      doneBytes += bytesRead;
+    }
+  }
+
+  async write(offsetBytes: number, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    this.#checkWrite('write', offsetBytes, data.length);
+    signal?.throwIfAborted();
+    this.#knownZero = subtract(this.#knownZero, [{ offsetBytes, lengthBytes: data.length }]);
+    await this.#writeFully(offsetBytes, data);
+  }
+
+  async writeZeroes(offsetBytes: number, lengthBytes: number, signal?: AbortSignal): Promise<void> {
+    this.#checkWrite('writeZeroes', offsetBytes, lengthBytes);
+    signal?.throwIfAborted();
+    const needed = subtract([{ offsetBytes, lengthBytes }], this.#knownZero);
+    this.#zeroBuffer ??= new Uint8Array(ZERO_BUFFER_BYTES);
+    for (const range of needed) {
+      for (let at = range.offsetBytes; at < range.offsetBytes + range.lengthBytes; at += ZERO_BUFFER_BYTES) {
+        signal?.throwIfAborted();
+        await this.#writeFully(at, this.#zeroBuffer.subarray(0, Math.min(ZERO_BUFFER_BYTES, range.offsetBytes + range.lengthBytes - at)));
+      }
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.writable) await this.#handle.datasync();
+  }
+
+  async close(): Promise<void> {
+    await this.#handle.close();
+  }
+
+  /** Ranges still known to be untouched holes (for tests and for callers deciding what to skip). */
+  knownZeroRanges(): readonly Extent[] {
+    return this.#knownZero;
+  }
+
+  async #writeFully(offsetBytes: number, data: Uint8Array): Promise<void> {
+    let doneBytes = 0;
+    while (doneBytes < data.length) {
+      const { bytesWritten } = await this.#handle.write(data, doneBytes, data.length - doneBytes, offsetBytes + doneBytes);
+      doneBytes += bytesWritten;
+    }
+  }
+
+  #checkWrite(operation: string, offsetBytes: number, lengthBytes: number): void {
+    if (!this.writable) throw new VcbtError('DISK_READ_ONLY', `${this.path} was opened read-only, cannot ${operation}`, { file: this.path });
+    checkDiskRange(this.path, this.sizeBytes, operation, offsetBytes, lengthBytes);
+  }
+}
+
+export function openFileDisk(path: string, options: FileDiskOptions & { writable: true }): Promise<Disk>;
+export function openFileDisk(path: string, options?: FileDiskOptions): Promise<DiskReader>;
+export function openFileDisk(path: string, options: FileDiskOptions = {}): Promise<FileDisk> {
+  return FileDisk.open(path, options);
+}
+
