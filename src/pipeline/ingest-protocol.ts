@@ -1,0 +1,45 @@
+// Messages between the repository and the chunk workers (see ingest-worker.ts).
+// Buffers travel as transferred ArrayBuffers and always come back in the reply.
+
+export interface IngestWorkerData {
+  repoPath: string;
+  compressionLevel: number;
+  /** dataKey || idKey when the repository is encrypted. */
+  keyMaterial: Uint8Array | null;
+}
+
+/** Turn the first lengthBytes of `buffer` into a stored chunk (or recognize it as zero). */
+export interface IngestRequest {
+  kind: 'ingest';
+  buffer: ArrayBuffer;
+  lengthBytes: number;
+  /**
+   * For an incremental: the chunk id this slot had in the previous restore point and the
+   * ranges (offset, length within the chunk) that `buffer` already holds fresh from the
+   * source. Every other byte is taken from the previous chunk (or zero for the zero marker).
+   */
+  merge: { previousId: Uint8Array; freshRanges: Array<[number, number]> } | null;
+}
+
+export interface IngestReply {
+  buffer: ArrayBuffer;
+  zero: boolean;
+  id: Uint8Array;
+  /** Bytes of the chunk file this request wrote; 0 when the chunk already existed or is zero. */
+  storedBytes: number;
+}
+
+/** Read and verify the chunk `id` into the first bytes of `buffer`. */
+export interface DecodeRequest {
+  kind: 'decode';
+  buffer: ArrayBuffer;
+  id: Uint8Array;
+}
+
+export interface DecodeReply {
+  buffer: ArrayBuffer;
+  lengthBytes: number;
+}
+
+export type ChunkRequest = IngestRequest | DecodeRequest;
+export type ChunkReply = IngestReply | DecodeReply;

@@ -1,0 +1,280 @@
+// Disk index files (docs/format.md, "Index files"): the complete list of chunk ids of one
+// disk in one restore point, slot i covering bytes [i * chunkBytes, (i + 1) * chunkBytes)
+// (the last slot may be short). An all-zero id is the reserved marker of an all-zero chunk,
+// which is never stored (a SHA-256/HMAC output of all zeros does not occur in practice).
+//
+// Logical content: a 64-byte header, entryCount ids of 32 bytes, and a 32-byte trailer that is
+// the SHA-256 of header + ids. It is stored in segments of 1 MiB logical bytes; in an
+// encrypted repository each segment is an AES-256-GCM box (aad names the segment and whether
+// it is the last one). The file is named by the SHA-256 of its stored bytes, which the
+// manifest also records, so identical indexes are stored once and any damage is detected.
+//
+// Writers stream entries to a temp file segment by segment and readers fetch segments on
+// demand with a small cache, so neither holds a whole index of a huge disk in memory.
+import { createHash, type Hash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { boxOverheadBytes, open, seal, type MasterKeys } from './crypto.ts';
+import { RepositoryError } from './errors.ts';
+import { fileMode, fsyncDir, tempName } from './files.ts';
+
+export const idBytes = 32;
+export const indexHeaderBytes = 64;
+export const indexSegmentBytes = 1 << 20;
+const magic = Buffer.from('VCBTIDX\0');
+const segmentsCached = 4;
+
+export const zeroChunkId: Buffer = Buffer.alloc(idBytes);
+
+export function isZeroId(id: Uint8Array): boolean {
+  for (let i = 0; i < idBytes; i++) if (id[i] !== 0) return false;
+  return true;
+}
+
+export interface IndexFileRef {
+  /** SHA-256 (hex) of the stored file; also its name under indexes/. */
+  sha256: string;
+  entryCount: number;
+}
+
+export function indexPath(repoPath: string, sha256: string): string {
+  return path.join(repoPath, 'indexes', `${sha256}.idx`);
+}
+
+function segmentAad(segment: number, last: boolean): Buffer {
+  const aad = Buffer.alloc(22);
+  aad.write('vcbt-idx-v1\0', 0, 'latin1');
+  aad.writeBigUInt64LE(BigInt(segment), 12);
+  aad[20] = last ? 1 : 0;
+  return aad;
+}
+
+function logicalBytesOf(entryCount: number): number {
+  return indexHeaderBytes + entryCount * idBytes + idBytes;
+}
+
+export class IndexWriter {
+  readonly #repoPath: string;
+  readonly #keys: MasterKeys | undefined;
+  readonly #tempPath: string;
+  readonly #handle: fsp.FileHandle;
+  readonly #entryCount: number;
+  readonly #contentHash: Hash = createHash('sha256');
+  readonly #fileHash: Hash = createHash('sha256');
+  readonly #segment = Buffer.alloc(indexSegmentBytes);
+  #segmentFill = 0;
+  #segmentNumber = 0;
+  #logicalWritten = 0;
+  #appended = 0;
+
+  private constructor(repoPath: string, keys: MasterKeys | undefined, tempPath: string, handle: fsp.FileHandle, entryCount: number) {
+    this.#repoPath = repoPath;
+    this.#keys = keys;
+    this.#tempPath = tempPath;
+    this.#handle = handle;
+    this.#entryCount = entryCount;
+  }
+
+  static async create(repoPath: string, keys: MasterKeys | undefined, chunkBytes: number, capacityBytes: number): Promise<IndexWriter> {
+    const entryCount = Math.ceil(capacityBytes / chunkBytes);
+    const tempPath = path.join(repoPath, 'tmp', tempName());
+    const handle = await fsp.open(tempPath, 'wx', fileMode);
+    await handle.chmod(fileMode);
+    const writer = new IndexWriter(repoPath, keys, tempPath, handle, entryCount);
+    const header = Buffer.alloc(indexHeaderBytes);
+    magic.copy(header, 0);
+    header.writeUInt32LE(1, 8);
+    header.writeUInt32LE(chunkBytes, 12);
+    header.writeBigUInt64LE(BigInt(capacityBytes), 16);
+    header.writeBigUInt64LE(BigInt(entryCount), 24);
+    await writer.#put(header);
+    return writer;
+  }
+
+  get entryCount(): number {
+    return this.#entryCount;
+  }
+
+  async append(id: Uint8Array): Promise<void> {
+    if (this.#appended >= this.#entryCount) throw new RepositoryError('REPO_INVALID_ARGUMENT', `index already holds its ${this.#entryCount} entries`, {});
+    this.#appended++;
+    await this.#put(id);
+  }
+
+  /** Writes the trailer, makes the file durable under its content name, returns the reference. */
+  async finish(): Promise<IndexFileRef> {
+    if (this.#appended !== this.#entryCount) {
+      throw new RepositoryError('REPO_INVALID_ARGUMENT', `index got ${this.#appended} of ${this.#entryCount} entries`, {});
+    }
+    await this.#put(this.#contentHash.copy().digest());
+    if (this.#segmentFill > 0) await this.#flush();
+    await this.#handle.sync();
+    await this.#handle.close();
+    const sha256 = this.#fileHash.digest('hex');
+    const finalPath = indexPath(this.#repoPath, sha256);
+    await fsp.rename(this.#tempPath, finalPath); // same content when it already exists
+    await fsyncDir(path.dirname(finalPath));
+    return { sha256, entryCount: this.#entryCount };
+  }
+
+  async abort(): Promise<void> {
+    await this.#handle.close().catch(() => undefined);
+    await fsp.rm(this.#tempPath, { force: true });
+  }
+
+  async #put(bytes: Uint8Array): Promise<void> {
+    const isTrailer = this.#logicalWritten === logicalBytesOf(this.#entryCount) - idBytes;
+    if (!isTrailer) this.#contentHash.update(bytes);
+    let at = 0;
+    while (at < bytes.length) {
+      const n = Math.min(bytes.length - at, indexSegmentBytes - this.#segmentFill);
+      this.#segment.set(bytes.subarray(at, at + n), this.#segmentFill);
+      this.#segmentFill += n;
+      this.#logicalWritten += n;
+      at += n;
+      if (this.#segmentFill === indexSegmentBytes && this.#logicalWritten < logicalBytesOf(this.#entryCount)) await this.#flush();
+    }
+  }
+
+  async #flush(): Promise<void> {
+    const plain = this.#segment.subarray(0, this.#segmentFill);
+    const last = this.#logicalWritten === logicalBytesOf(this.#entryCount);
+    const stored = this.#keys ? seal(this.#keys.dataKey, plain, segmentAad(this.#segmentNumber, last)) : plain;
+    this.#fileHash.update(stored);
+    await this.#handle.write(stored);
+    this.#segmentNumber++;
+    this.#segmentFill = 0;
+  }
+}
+
+export interface IndexHeader {
+  chunkBytes: number;
+  capacityBytes: number;
+  entryCount: number;
+}
+
+/** Random access to a verified index file. */
+export class IndexReader {
+  readonly header: IndexHeader;
+  readonly #handle: fsp.FileHandle;
+  readonly #keys: MasterKeys | undefined;
+  readonly #file: string;
+  readonly #cache = new Map<number, Buffer>();
+
+  private constructor(handle: fsp.FileHandle, keys: MasterKeys | undefined, file: string, header: IndexHeader) {
+    this.#handle = handle;
+    this.#keys = keys;
+    this.#file = file;
+    this.header = header;
+  }
+
+  /**
+   * Opens and fully checks an index: stored bytes hash to `ref.sha256`, every segment decrypts,
+   * the trailer matches, the header is consistent with what the manifest expects.
+   * Throws REPO_MISSING, REPO_CORRUPT or REPO_FORMAT.
+   */
+  static async open(repoPath: string, ref: IndexFileRef, keys: MasterKeys | undefined): Promise<IndexReader> {
+    const file = indexPath(repoPath, ref.sha256);
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(file, 'r');
+    } catch (error) {
+      throw new RepositoryError('REPO_MISSING', `index file ${file} is missing`, { file }, { cause: error });
+    }
+    try {
+      const reader = new IndexReader(handle, keys, file, { chunkBytes: 0, capacityBytes: 0, entryCount: ref.entryCount });
+      const header = await reader.#checkWhole(ref);
+      const checked = new IndexReader(handle, keys, file, header);
+      return checked;
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#handle.close();
+  }
+
+  /** The id in slot `slot` (a view into a cached segment: copy it to keep it). */
+  async entry(slot: number): Promise<Buffer> {
+    const logical = indexHeaderBytes + slot * idBytes;
+    const segment = Math.floor(logical / indexSegmentBytes);
+    const plain = await this.#segmentPlain(segment, this.header.entryCount);
+    const at = logical - segment * indexSegmentBytes;
+    return plain.subarray(at, at + idBytes);
+  }
+
+  async *entries(): AsyncGenerator<Buffer> {
+    for (let slot = 0; slot < this.header.entryCount; slot++) yield await this.entry(slot);
+  }
+
+  #corrupt(why: string): RepositoryError {
+    return new RepositoryError('REPO_CORRUPT', `index file ${this.#file} is damaged: ${why}`, { file: this.#file });
+  }
+
+  async #segmentPlain(segment: number, entryCount: number): Promise<Buffer> {
+    const cached = this.#cache.get(segment);
+    if (cached) return cached;
+    const logicalTotal = logicalBytesOf(entryCount);
+    const segments = Math.ceil(logicalTotal / indexSegmentBytes);
+    const plainBytes = Math.min(indexSegmentBytes, logicalTotal - segment * indexSegmentBytes);
+    const overhead = this.#keys ? boxOverheadBytes : 0;
+    const storedBytes = plainBytes + overhead;
+    const stored = Buffer.alloc(storedBytes);
+    const { bytesRead } = await this.#handle.read(stored, 0, storedBytes, segment * (indexSegmentBytes + overhead));
+    if (bytesRead !== storedBytes) throw this.#corrupt(`segment ${segment} is truncated`);
+    let plain: Buffer = stored;
+    if (this.#keys) {
+      try {
+        plain = open(this.#keys.dataKey, stored, segmentAad(segment, segment === segments - 1));
+      } catch {
+        throw this.#corrupt(`segment ${segment} fails authentication`);
+      }
+    }
+    if (this.#cache.size >= segmentsCached) this.#cache.delete(this.#cache.keys().next().value as number);
+    this.#cache.set(segment, plain);
+    return plain;
+  }
+
+  async #checkWhole(ref: IndexFileRef): Promise<IndexHeader> {
+    const overhead = this.#keys ? boxOverheadBytes : 0;
+    const logicalTotal = logicalBytesOf(ref.entryCount);
+    const segments = Math.ceil(logicalTotal / indexSegmentBytes);
+    const expectedSize = logicalTotal + segments * overhead;
+    const { size } = await this.#handle.stat();
+    if (size !== expectedSize) throw this.#corrupt(`${size} bytes, expected ${expectedSize} for ${ref.entryCount} entries`);
+    const fileHash = createHash('sha256');
+    const contentHash = createHash('sha256');
+    let trailer: Buffer | undefined;
+    let header: IndexHeader | undefined;
+    for (let segment = 0; segment < segments; segment++) {
+      const plainBytes = Math.min(indexSegmentBytes, logicalTotal - segment * indexSegmentBytes);
+      const stored = Buffer.alloc(plainBytes + overhead);
+      await this.#handle.read(stored, 0, stored.length, segment * (indexSegmentBytes + overhead));
+      fileHash.update(stored);
+      const plain = await this.#segmentPlain(segment, ref.entryCount);
+      if (segment === 0) header = this.#parseHeader(plain);
+      const contentEnd = segment === segments - 1 ? plain.length - idBytes : plain.length;
+      // The trailer may straddle the last two segments only if a segment boundary falls inside
+      // it; ids and trailer are 32-byte aligned and segments are 1 MiB, so it never does.
+      contentHash.update(plain.subarray(0, contentEnd));
+      if (segment === segments - 1) trailer = plain.subarray(contentEnd);
+    }
+    if (fileHash.digest('hex') !== ref.sha256) throw this.#corrupt('its content does not match the checksum recorded in the manifest');
+    if (!trailer || !contentHash.digest().equals(trailer)) throw this.#corrupt('its trailer checksum does not match');
+    if (!header || header.entryCount !== ref.entryCount) throw this.#corrupt('its header does not match the manifest');
+    return header;
+  }
+
+  #parseHeader(plain: Buffer): IndexHeader {
+    if (!plain.subarray(0, 8).equals(magic)) throw new RepositoryError('REPO_FORMAT', `index file ${this.#file} has a bad magic`, { file: this.#file });
+    const version = plain.readUInt32LE(8);
+    if (version !== 1) throw new RepositoryError('REPO_FORMAT', `index file ${this.#file} has unknown version ${version}`, { file: this.#file, version });
+    return {
+      chunkBytes: plain.readUInt32LE(12),
+      capacityBytes: Number(plain.readBigUInt64LE(16)),
+      entryCount: Number(plain.readBigUInt64LE(24)),
+    };
+  }
+}

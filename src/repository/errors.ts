@@ -1,0 +1,14 @@
+// Errors the repository raises. One class, stable codes:
+// - REPO_NOT_FOUND: no repository config at the path.          - REPO_EXISTS: init over an existing one.
+// - REPO_FORMAT: a file we own does not parse (bad magic, unknown version, malformed JSON).
+// - REPO_CORRUPT: a checksum / authentication tag does not match (flipped byte, truncation).
+// - REPO_MISSING: a file a restore point references is absent.
+// - REPO_PASSPHRASE_REQUIRED / REPO_WRONG_PASSPHRASE: encrypted repository, no or wrong passphrase.
+// - REPO_LOCKED: a live lock of another process conflicts (context.locks lists them).
+// - REPO_LOCK_LOST: our own lock file vanished (someone removed it as stale) before commit.
+// - REPO_POINT_NOT_FOUND / REPO_DISK_NOT_FOUND: unknown restore point id or device key.
+// - REPO_INVALID_ARGUMENT: a caller passed something the format cannot hold.
+// - REPO_SOURCE_READ: the caller's disk reader failed (cause attached).
+import { VcbtError } from '../errors.ts';
+
+export class RepositoryError extends VcbtError {}

@@ -1,0 +1,169 @@
+// Repository locks (docs/format.md, "Locks"). A lock is a file locks/<random>.json holding
+// {kind, pid, host, purpose, createdAt, heartbeatAt}. Writers (backups) and readers take a
+// shared lock; prune/GC take an exclusive one. Acquiring = write our file, then look at the
+// others: a live exclusive lock (or, for an exclusive request, any live lock) is a conflict,
+// so we remove our file and fail with REPO_LOCKED naming the holders.
+//
+// A lock is stale when its process is gone (same host, pid no longer exists) or its
+// heartbeat is older than staleAfterMs (another host, or a process frozen for that long).
+// Stale locks never block; they are reported to the caller, and only prune (holding the
+// exclusive lock) deletes them. A live lock is never removed by anyone but its owner.
+// A holder refreshes heartbeatAt every refreshIntervalMs; if its file has vanished (removed
+// as stale while the process was frozen) the lock is lost and commit refuses (REPO_LOCK_LOST).
+import { randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { RepositoryError } from './errors.ts';
+import { isNotFound, writeFileAtomic } from './files.ts';
+
+export type LockKind = 'shared' | 'exclusive';
+
+export interface LockRecord {
+  kind: LockKind;
+  pid: number;
+  host: string;
+  purpose: string;
+  createdAt: string;
+  heartbeatAt: string;
+}
+
+export interface LockTiming {
+  refreshIntervalMs: number;
+  /** Much longer than refreshIntervalMs: tolerates clock drift between hosts and short stalls. */
+  staleAfterMs: number;
+}
+
+export const defaultLockTiming: LockTiming = { refreshIntervalMs: 60_000, staleAfterMs: 10 * 60_000 };
+
+export interface ObservedLock {
+  file: string;
+  record: LockRecord | undefined;
+  stale: boolean;
+  /** Why stale (or why it counts as live). */
+  reason: string;
+}
+
+function lockDir(repoPath: string): string {
+  return path.join(repoPath, 'locks');
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function listLocks(repoPath: string, timing: LockTiming = defaultLockTiming, nowMs = Date.now()): Promise<ObservedLock[]> {
+  const names = (await fsp.readdir(lockDir(repoPath))).filter((n) => n.endsWith('.json'));
+  const observed: ObservedLock[] = [];
+  for (const name of names) {
+    const file = path.join(lockDir(repoPath), name);
+    let text: string;
+    let mtimeMs: number;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+      mtimeMs = (await fsp.stat(file)).mtimeMs;
+    } catch (error) {
+      if (isNotFound(error)) continue; // released meanwhile
+      throw error;
+    }
+    let record: LockRecord | undefined;
+    try {
+      record = JSON.parse(text) as LockRecord;
+    } catch {
+      record = undefined;
+    }
+    const heartbeatMs = record ? Date.parse(record.heartbeatAt) : mtimeMs;
+    const ageMs = nowMs - heartbeatMs;
+    if (record && record.host === os.hostname() && !pidAlive(record.pid)) {
+      observed.push({ file, record, stale: true, reason: `process ${record.pid} on ${record.host} no longer exists` });
+    } else if (!(ageMs <= timing.staleAfterMs)) {
+      observed.push({ file, record, stale: true, reason: `heartbeat is ${Math.round(ageMs / 1000)} s old (limit ${timing.staleAfterMs / 1000} s)` });
+    } else {
+      observed.push({ file, record, stale: false, reason: record ? `held by pid ${record.pid} on ${record.host} for ${record.purpose}` : 'unreadable lock file with a recent time' });
+    }
+  }
+  return observed;
+}
+
+export function describeLock(lock: ObservedLock): string {
+  return `${path.basename(lock.file)} (${lock.record?.kind ?? 'unknown'} lock: ${lock.reason})`;
+}
+
+export class RepositoryLock {
+  readonly file: string;
+  readonly kind: LockKind;
+  /** Stale locks of others seen while acquiring (report them; prune removes them). */
+  readonly staleLocks: ObservedLock[];
+  readonly #record: LockRecord;
+  readonly #tmpDir: string;
+  #timer: NodeJS.Timeout | undefined;
+  #lost = false;
+  #refreshing: Promise<void> = Promise.resolve();
+
+  private constructor(file: string, kind: LockKind, record: LockRecord, tmpDir: string, staleLocks: ObservedLock[]) {
+    this.file = file;
+    this.kind = kind;
+    this.#record = record;
+    this.#tmpDir = tmpDir;
+    this.staleLocks = staleLocks;
+  }
+
+  static async acquire(repoPath: string, kind: LockKind, purpose: string, timing: LockTiming = defaultLockTiming): Promise<RepositoryLock> {
+    const now = new Date().toISOString();
+    const record: LockRecord = { kind, pid: process.pid, host: os.hostname(), purpose, createdAt: now, heartbeatAt: now };
+    const file = path.join(lockDir(repoPath), `${randomBytes(8).toString('hex')}.json`);
+    const tmpDir = path.join(repoPath, 'tmp');
+    await writeFileAtomic(tmpDir, file, JSON.stringify(record));
+    const others = (await listLocks(repoPath, timing)).filter((l) => l.file !== file);
+    const conflicts = others.filter((l) => !l.stale && (kind === 'exclusive' || l.record?.kind !== 'shared'));
+    if (conflicts.length > 0) {
+      await fsp.rm(file, { force: true });
+      throw new RepositoryError(
+        'REPO_LOCKED',
+        `repository ${repoPath} is locked: ${conflicts.map(describeLock).join('; ')}`,
+        { repoPath, locks: conflicts.map((l) => ({ file: l.file, ...l.record, reason: l.reason })) },
+      );
+    }
+    const lock = new RepositoryLock(file, kind, record, tmpDir, others.filter((l) => l.stale));
+    lock.#timer = setInterval(() => {
+      lock.#refreshing = lock.#refresh();
+    }, timing.refreshIntervalMs);
+    lock.#timer.unref();
+    return lock;
+  }
+
+  async #refresh(): Promise<void> {
+    try {
+      await fsp.access(this.file);
+    } catch {
+      this.#lost = true;
+      return;
+    }
+    this.#record.heartbeatAt = new Date().toISOString();
+    await writeFileAtomic(this.#tmpDir, this.file, JSON.stringify(this.#record)).catch(() => {
+      this.#lost = true;
+    });
+  }
+
+  /** Throws REPO_LOCK_LOST when our lock file has been removed by someone else. */
+  async assertHeld(): Promise<void> {
+    await this.#refreshing;
+    try {
+      await fsp.access(this.file);
+    } catch {
+      this.#lost = true;
+    }
+    if (this.#lost) throw new RepositoryError('REPO_LOCK_LOST', `lock ${this.file} was removed by another process (treated as stale); refusing to commit`, { file: this.file });
+  }
+
+  async release(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#refreshing;
+    await fsp.rm(this.file, { force: true });
+  }
+}

@@ -1,0 +1,230 @@
+// Writing one restore point: disks one after another, then commit.
+//
+// Per disk the slots are walked in order. A slot no area touches needs no I/O: zero for a
+// full backup, the previous restore point's id for an incremental. A touched slot is read
+// from the source (only the given areas; the rest is zero for a full, or taken from the
+// previous chunk by the worker for an incremental) and handed to the chunk workers, which
+// zero-detect, hash, compress, encrypt and write it. At most `windowChunks` slots are in
+// flight; their ids are appended to the streaming index writer in slot order. Memory is
+// windowChunks chunk buffers plus one index segment, whatever the disk size.
+//
+// Commit order: every chunk file is fsynced by its worker and the touched fan-out
+// directories are fsynced before the disk's index is written (temp, fsync, rename, dir
+// fsync); the manifest follows the same way after all indexes. A crash before the manifest's
+// rename leaves only unreferenced files, which GC removes.
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { totalBytes, type Extent } from '../extents/extent.ts';
+import { validateAreas } from '../extents/validate.ts';
+import type { IngestReply, IngestRequest } from '../pipeline/ingest-protocol.ts';
+import { chunkIdHex } from './chunk-store.ts';
+import { slotsWithParts } from './chunk-slots.ts';
+import { IndexReader, IndexWriter, isZeroId, zeroChunkId } from './disk-index.ts';
+import type { DiskSource } from './disk-source.ts';
+import { RepositoryError } from './errors.ts';
+import { fsyncDir, writeFileAtomic } from './files.ts';
+import type { RepositoryLock } from './lock.ts';
+import { encodeManifest, manifestPath, type DiskRecord, type DiskStats, type RestorePointManifest, type VmIdentity } from './manifest.ts';
+import type { Repository } from './repository.ts';
+
+export interface RestorePointInfo {
+  vm: VmIdentity;
+  source?: unknown;
+  snapshot?: unknown;
+  vmConfig?: unknown;
+  /** Defaults to now; tests and imports give synthetic times. */
+  createdAt?: Date;
+}
+
+export interface WriteDiskOptions {
+  deviceKey: number;
+  label: string;
+  capacityBytes: number;
+  changeId: string | null;
+  reader: DiskSource;
+  /** Full backup: the only areas read (allocated space); the rest is zero. Omitted: the whole disk. */
+  allocatedAreas?: readonly Extent[];
+  /** Incremental: the disk in an earlier restore point (same capacity) and what changed since. */
+  previous?: { pointId: string; deviceKey: number };
+  changedAreas?: readonly Extent[];
+  signal?: AbortSignal;
+}
+
+export function newPointId(createdAt: Date): string {
+  const stamp = createdAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${randomBytes(4).toString('hex')}`;
+}
+
+interface Pending {
+  promise: Promise<{ id: Uint8Array; storedBytes: number; zero: boolean; fresh: boolean }>;
+}
+
+export class RestorePointWriter {
+  readonly pointId: string;
+  readonly #repo: Repository;
+  readonly #lock: RepositoryLock;
+  readonly #info: RestorePointInfo;
+  readonly #createdAt: Date;
+  readonly #disks: DiskRecord[] = [];
+  #done = false;
+
+  constructor(repo: Repository, lock: RepositoryLock, info: RestorePointInfo) {
+    this.#repo = repo;
+    this.#lock = lock;
+    this.#info = info;
+    this.#createdAt = info.createdAt ?? new Date();
+    this.pointId = newPointId(this.#createdAt);
+  }
+
+  async writeDisk(options: WriteDiskOptions): Promise<DiskRecord> {
+    if (this.#done) throw new RepositoryError('REPO_INVALID_ARGUMENT', `restore point ${this.pointId} is already committed or aborted`, {});
+    const { chunkBytes } = this.#repo.config;
+    const { capacityBytes, deviceKey } = options;
+    if (!Number.isSafeInteger(capacityBytes) || capacityBytes <= 0) {
+      throw new RepositoryError('REPO_INVALID_ARGUMENT', `disk ${deviceKey}: capacity ${capacityBytes} is not a positive integer`, { deviceKey });
+    }
+    if (this.#disks.some((d) => d.deviceKey === deviceKey)) {
+      throw new RepositoryError('REPO_INVALID_ARGUMENT', `disk ${deviceKey} is already in restore point ${this.pointId}`, { deviceKey });
+    }
+    const source = `restore point ${this.pointId} disk ${deviceKey}`;
+    let previous: IndexReader | undefined;
+    let areas: Extent[];
+    if (options.previous) {
+      if (!options.changedAreas) throw new RepositoryError('REPO_INVALID_ARGUMENT', `${source}: an incremental needs changedAreas`, { deviceKey });
+      const base = await this.#repo.readManifest(options.previous.pointId);
+      const baseDisk = base.disks.find((d) => d.deviceKey === options.previous?.deviceKey);
+      if (!baseDisk) {
+        throw new RepositoryError('REPO_DISK_NOT_FOUND', `restore point ${base.id} has no disk ${options.previous.deviceKey}`, { pointId: base.id, deviceKey: options.previous.deviceKey });
+      }
+      if (baseDisk.capacityBytes !== capacityBytes || baseDisk.chunkBytes !== chunkBytes) {
+        throw new RepositoryError(
+          'REPO_INVALID_ARGUMENT',
+          `${source}: capacity ${capacityBytes} differs from ${baseDisk.capacityBytes} in restore point ${base.id}; write a full backup`,
+          { deviceKey, capacityBytes, previousCapacityBytes: baseDisk.capacityBytes },
+        );
+      }
+      previous = await IndexReader.open(this.#repo.path, baseDisk.index, this.#repo.keys);
+      areas = validateAreas(options.changedAreas, { capacityBytes, source });
+    } else {
+      areas = options.allocatedAreas ? validateAreas(options.allocatedAreas, { capacityBytes, source }) : [{ offsetBytes: 0, lengthBytes: capacityBytes }];
+    }
+    try {
+      const record = await this.#ingestDisk(options, areas, previous);
+      this.#disks.push(record);
+      return record;
+    } finally {
+      await previous?.close();
+    }
+  }
+
+  async #ingestDisk(options: WriteDiskOptions, areas: Extent[], previous: IndexReader | undefined): Promise<DiskRecord> {
+    const repo = this.#repo;
+    const { chunkBytes } = repo.config;
+    const pool = repo.pool();
+    const windowChunks = repo.windowChunks;
+    const buffers: ArrayBuffer[] = Array.from({ length: windowChunks }, () => new ArrayBuffer(chunkBytes));
+    const stats: DiskStats = { bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0 };
+    const touchedFanouts = new Set<string>();
+    const index = await IndexWriter.create(repo.path, repo.keys, chunkBytes, options.capacityBytes);
+    const queue: Pending[] = [];
+    const drainOne = async () => {
+      const done = await (queue.shift() as Pending).promise;
+      if (done.zero) stats.chunksZero++;
+      else if (done.storedBytes > 0) {
+        stats.chunksNew++;
+        stats.bytesStored += done.storedBytes;
+        touchedFanouts.add(chunkIdHex(done.id).slice(0, 2));
+      } else stats.chunksReused++;
+      await index.append(done.id);
+    };
+    const ingestSlot = async (startBytes: number, lengthBytes: number, parts: Extent[], previousId: Uint8Array | null) => {
+      const buffer = buffers.pop() ?? new ArrayBuffer(chunkBytes);
+      const view = new Uint8Array(buffer, 0, lengthBytes);
+      if (!previousId) view.fill(0);
+      for (const part of parts) {
+        options.signal?.throwIfAborted();
+        const target = view.subarray(part.offsetBytes - startBytes, part.offsetBytes - startBytes + part.lengthBytes);
+        try {
+          await options.reader.read(part.offsetBytes, target);
+        } catch (error) {
+          buffers.push(buffer);
+          throw new RepositoryError('REPO_SOURCE_READ', `reading disk ${options.deviceKey} at offset ${part.offsetBytes} (${part.lengthBytes} bytes) failed: ${(error as Error).message}`, { deviceKey: options.deviceKey, offsetBytes: part.offsetBytes, lengthBytes: part.lengthBytes }, { cause: error });
+        }
+      }
+      stats.bytesRead += totalBytes(parts);
+      const request: IngestRequest = {
+        kind: 'ingest',
+        buffer,
+        lengthBytes,
+        merge: previousId ? { previousId, freshRanges: parts.map((p) => [p.offsetBytes - startBytes, p.lengthBytes]) } : null,
+      };
+      const reply = (await pool.run(request, [buffer]).catch((error: unknown) => {
+        throw repo.workerError(error, `disk ${options.deviceKey} chunk at offset ${startBytes}`);
+      })) as IngestReply;
+      buffers.push(reply.buffer);
+      return { id: reply.id, storedBytes: reply.storedBytes, zero: reply.zero, fresh: true };
+    };
+    try {
+      for (const { slot, startBytes, lengthBytes, parts } of slotsWithParts(areas, chunkBytes, options.capacityBytes)) {
+        let promise: Pending['promise'];
+        if (parts.length > 0) {
+          const previousId = previous ? Buffer.from(await previous.entry(slot)) : null;
+          promise = ingestSlot(startBytes, lengthBytes, parts, previousId);
+        } else {
+          const id = previous ? Buffer.from(await previous.entry(slot)) : zeroChunkId;
+          promise = Promise.resolve({ id, storedBytes: 0, zero: isZeroId(id), fresh: false });
+        }
+        promise.catch(() => undefined); // observed by drainOne; avoids an unhandled rejection meanwhile
+        queue.push({ promise });
+        if (queue.length >= windowChunks) await drainOne();
+      }
+      while (queue.length > 0) await drainOne();
+      for (const fanout of touchedFanouts) await fsyncDir(path.join(repo.path, 'chunks', fanout));
+      const ref = await index.finish();
+      return {
+        deviceKey: options.deviceKey,
+        label: options.label,
+        capacityBytes: options.capacityBytes,
+        changeId: options.changeId,
+        chunkBytes,
+        kind: previous ? 'incremental' : 'full',
+        basedOn: options.previous ?? null,
+        index: ref,
+        stats,
+      };
+    } catch (error) {
+      await Promise.allSettled(queue.map((p) => p.promise));
+      await index.abort();
+      throw error;
+    }
+  }
+
+  /** Makes the restore point durable and visible; returns its id. */
+  async commit(): Promise<string> {
+    if (this.#done) throw new RepositoryError('REPO_INVALID_ARGUMENT', `restore point ${this.pointId} is already committed or aborted`, {});
+    try {
+      await this.#lock.assertHeld();
+      const manifest: RestorePointManifest = {
+        id: this.pointId,
+        createdAt: this.#createdAt.toISOString(),
+        vm: this.#info.vm,
+        source: this.#info.source ?? null,
+        snapshot: this.#info.snapshot ?? null,
+        vmConfig: this.#info.vmConfig ?? null,
+        disks: this.#disks,
+      };
+      await writeFileAtomic(path.join(this.#repo.path, 'tmp'), manifestPath(this.#repo.path, this.pointId), encodeManifest(manifest, this.#repo.keys));
+      return this.pointId;
+    } finally {
+      this.#done = true;
+      await this.#lock.release();
+    }
+  }
+
+  /** Gives up: nothing becomes visible; written chunks and indexes are garbage for GC. */
+  async abort(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    await this.#lock.release();
+  }
+}

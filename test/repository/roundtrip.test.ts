@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { listFiles, memorySource, mixedImage, newRepository, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
+
+test('random images of odd sizes round-trip byte for byte (restoreTo and random reads)', async (t) => {
+  const dir = tempDir(t);
+  const repo = await newRepository(dir, { chunkBytes: 64 * 1024 });
+  t.after(() => repo.close());
+  const sizes = [1, 4095, 64 * 1024 - 1, 64 * 1024 + 1, 3 * 1024 * 1024 + 12_345];
+  const images = sizes.map((n, i) => (i % 2 ? randomBytes(n) : mixedImage(n)));
+  const writer = await repo.beginRestorePoint({ vm, source: { server: 'test' } });
+  for (const [i, image] of images.entries()) {
+    await writer.writeDisk({ deviceKey: 2000 + i, label: `disk ${i}`, capacityBytes: image.length, changeId: null, reader: memorySource(image) });
+  }
+  const pointId = await writer.commit();
+  for (const [i, image] of images.entries()) {
+    const restored = await restoreToBuffer(repo, pointId, 2000 + i);
+    assert.equal(sha256(restored), sha256(image), `disk ${i} of ${image.length} bytes`);
+  }
+  const big = images[4];
+  const disk = await repo.openDisk(pointId, 2004);
+  t.after(() => disk.close());
+  for (const [offset, length] of [[0, 1], [65_535, 2], [100_000, 200_000], [big.length - 7, 7], [3 * 65_536 - 100, 65_536 * 3]]) {
+    const target = new Uint8Array(length);
+    await disk.read(offset, target);
+    assert.ok(Buffer.from(target).equals(big.subarray(offset, offset + length)), `read ${offset}+${length}`);
+  }
+  await assert.rejects(disk.read(big.length - 1, new Uint8Array(2)), { code: 'REPO_INVALID_ARGUMENT' });
+  assert.deepEqual((await repo.listRestorePoints()).map((p) => p.id), [pointId]);
+  assert.ok(listFiles(dir, 'chunks').length > 0);
+});
+
+test('a full backup reads only the allocated areas; zero chunks are not stored and show as holes', async (t) => {
+  const dir = tempDir(t);
+  const repo = await newRepository(dir, { chunkBytes: 64 * 1024 });
+  t.after(() => repo.close());
+  const capacity = 1024 * 1024 + 100;
+  const image = Buffer.alloc(capacity);
+  const allocated = [{ offsetBytes: 70_000, lengthBytes: 10_000 }, { offsetBytes: capacity - 50, lengthBytes: 50 }];
+  for (const a of allocated) randomBytes(a.lengthBytes).copy(image, a.offsetBytes);
+  const reads: { offsetBytes: number; lengthBytes: number }[] = [];
+  const writer = await repo.beginRestorePoint({ vm });
+  const record = await writer.writeDisk({ deviceKey: 1, label: 'd', capacityBytes: capacity, changeId: '52 1/2', reader: memorySource(image, reads), allocatedAreas: allocated });
+  const pointId = await writer.commit();
+  assert.deepEqual(reads, allocated);
+  assert.equal(record.stats.chunksNew, 2);
+  assert.equal(record.stats.chunksZero, 15);
+  assert.equal(listFiles(dir, 'chunks').length, 2);
+  assert.equal(sha256(await restoreToBuffer(repo, pointId, 1)), sha256(image));
+  const disk = await repo.openDisk(pointId, 1);
+  t.after(() => disk.close());
+  assert.deepEqual(await disk.allocation({ offsetBytes: 0, lengthBytes: capacity }), [
+    { offsetBytes: 0, lengthBytes: 65_536, zero: true, hole: true },
+    { offsetBytes: 65_536, lengthBytes: 65_536, zero: false, hole: false },
+    { offsetBytes: 131_072, lengthBytes: 1024 * 1024 - 131_072, zero: true, hole: true },
+    { offsetBytes: 1024 * 1024, lengthBytes: 100, zero: false, hole: false },
+  ]);
+  assert.deepEqual(await disk.allocation({ offsetBytes: 70_000, lengthBytes: 100 }), [{ offsetBytes: 70_000, lengthBytes: 100, zero: false, hole: false }]);
+});
