@@ -59,7 +59,7 @@ export function parseNbdUri(uri: string): NbdTarget {
 export function formatNbdUri(target: NbdTarget): string {
   const path = '/' + encodeURIComponent(target.exportName);
   if (target.endpoint.kind === 'unix') {
-    return `${target.tls ? 'nbds' : 'nbd'}+unix://${path}?socket=${encodeURIComponent(target.endpoint.socketPath)}`;
+    return `${target.tls ? 'nbds' : 'nbd'}+unix://${path}?socket=${encodeURIComponent(target.endpoint.socketPath).replace(/%2F/gi, '/')}`;
   }
   const host = target.endpoint.host.includes(':') ? `[${target.endpoint.host}]` : target.endpoint.host;
   return `${target.tls ? 'nbds' : 'nbd'}://${host}:${target.endpoint.port}${path}`;
