@@ -1,0 +1,105 @@
+package main
+
+// Datastore file access (/folder) as ESXi guards it: a valid vmware_soap_session cookie (or
+// HTTP Basic credentials) is required, otherwise 401. The armed httpCutAfterBytes fault cuts
+// the next response's connection after that many body bytes.
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+const sessionCacheTtl = 5 * time.Second
+
+type sessionCache struct {
+	l    *lab
+	mu   sync.Mutex
+	seen map[string]time.Time // cookie value -> when vcsim last accepted it
+}
+
+func newSessionCache(l *lab) *sessionCache {
+	return &sessionCache{l: l, seen: map[string]time.Time{}}
+}
+
+// valid asks vcsim (in-process, a cheap CurrentTime call) whether the request's session
+// cookie belongs to a logged-in session; answers are cached briefly.
+func (c *sessionCache) valid(r *http.Request) bool {
+	cookie, err := r.Cookie("vmware_soap_session")
+	if err != nil || cookie.Value == "" {
+		return false
+	}
+	c.mu.Lock()
+	at, ok := c.seen[cookie.Value]
+	c.mu.Unlock()
+	if ok && time.Since(at) < sessionCacheTtl {
+		return true
+	}
+	body := []byte(`<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><CurrentTime xmlns="urn:vim25"><_this type="ServiceInstance">ServiceInstance</_this></CurrentTime></soapenv:Body></soapenv:Envelope>`)
+	req, _ := http.NewRequest(http.MethodPost, "/sdk", bytes.NewReader(body))
+	req.AddCookie(&http.Cookie{Name: "vmware_soap_session", Value: cookie.Value})
+	rec := c.l.forward(req, body)
+	if rec.Code != http.StatusOK {
+		return false
+	}
+	c.mu.Lock()
+	c.seen[cookie.Value] = time.Now()
+	c.mu.Unlock()
+	return true
+}
+
+func (l *lab) serveFolder(w http.ResponseWriter, r *http.Request) {
+	user, pass, basic := r.BasicAuth()
+	if !(basic && user == l.info.Username && pass == l.info.Password) && !l.sessions.valid(r) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte("401 Unauthorized: log in through /sdk and send the vmware_soap_session cookie\n"))
+		return
+	}
+	l.mu.Lock()
+	cut := l.faults.HttpCutAfterBytes
+	if r.Method == http.MethodGet && cut > 0 {
+		l.faults.HttpCutAfterBytes = 0
+	}
+	l.mu.Unlock()
+	if r.Method != http.MethodGet || cut <= 0 || strings.HasSuffix(r.URL.Path, "/") {
+		l.vcsim.ServeHTTP(w, r)
+		return
+	}
+	cw := &cuttingWriter{ResponseWriter: w, remaining: cut}
+	l.vcsim.ServeHTTP(cw, r)
+	if cw.cut {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+			}
+		}
+	}
+}
+
+// cuttingWriter passes through `remaining` body bytes, then swallows the rest and marks the
+// response for a hard connection close.
+type cuttingWriter struct {
+	http.ResponseWriter
+	remaining int64
+	cut       bool
+}
+
+func (c *cuttingWriter) Write(p []byte) (int, error) {
+	if c.cut {
+		return len(p), nil
+	}
+	if int64(len(p)) <= c.remaining {
+		c.remaining -= int64(len(p))
+		return c.ResponseWriter.Write(p)
+	}
+	_, _ = c.ResponseWriter.Write(p[:c.remaining])
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	c.cut = true
+	c.remaining = 0
+	return len(p), nil
+}

@@ -1,0 +1,297 @@
+package main
+
+// The lab's front handler: every request to vcsim's server passes here. SOAP calls that
+// touch disks are forwarded to vcsim (which checks the session and runs its synchronous
+// task) and then reconciled with the disk model under l.mu; QueryChangedDiskAreas, which
+// vcsim lacks, is answered here; /folder gets ESXi's authentication and fault injection.
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+var interceptedMethods = []string{
+	"QueryChangedDiskAreas", "CreateSnapshot_Task", "RemoveSnapshot_Task", "RemoveAllSnapshots_Task",
+	"RevertToSnapshot_Task", "RevertToCurrentSnapshot_Task", "ReconfigVM_Task", "ConsolidateVMDisks_Task",
+	"PowerOnVM_Task", "PowerOffVM_Task",
+}
+
+func (l *lab) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/folder/"):
+		l.serveFolder(w, r)
+	case r.URL.Path == "/sdk" && r.Method == http.MethodPost:
+		l.serveSdk(w, r)
+	default:
+		l.vcsim.ServeHTTP(w, r)
+	}
+}
+
+func (l *lab) forward(r *http.Request, body []byte) *httptest.ResponseRecorder {
+	inner := r.Clone(r.Context())
+	inner.Body = io.NopCloser(bytes.NewReader(body))
+	inner.ContentLength = int64(len(body))
+	rec := httptest.NewRecorder()
+	l.vcsim.ServeHTTP(rec, inner)
+	return rec
+}
+
+func relay(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	name := ""
+	for _, m := range interceptedMethods {
+		if bytes.Contains(body, []byte("<"+m)) || bytes.Contains(body, []byte(":"+m+">")) || bytes.Contains(body, []byte(":"+m+" ")) {
+			name = m
+			break
+		}
+	}
+	if name == "" {
+		relay(w, l.forward(r, body))
+		return
+	}
+	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err != nil || method.Name != name {
+		relay(w, l.forward(r, body))
+		return
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if name == "QueryChangedDiskAreas" {
+		l.serveQuery(w, r, body, method.Body.(*types.QueryChangedDiskAreas))
+		return
+	}
+
+	// Operations on a snapshot name the snapshot; find its VM before vcsim removes it.
+	var lv *labVm
+	switch name {
+	case "RemoveSnapshot_Task", "RevertToSnapshot_Task":
+		for _, v := range l.vms {
+			if v.snapshotIndex(method.This) >= 0 {
+				lv = v
+			}
+		}
+	default:
+		lv = l.vmByRef(method.This)
+	}
+	if lv != nil && l.sessions.valid(r) {
+		if f := l.precheck(lv, name, method.Body); f != nil {
+			writeFault(w, f)
+			return
+		}
+	}
+	rec := l.forward(r, body)
+	if lv != nil {
+		if err := lv.reconcile(); err != nil {
+			log.Printf("vcbt-lab: %s on %s: %v", name, lv.name, err)
+		}
+		l.refreshInfoVms()
+	}
+	relay(w, rec)
+}
+
+// precheck refuses, as a SOAP fault, what the lab cannot model faithfully or what ESXi
+// refuses: reverting (it would fork the snapshot line; use remove instead), shrinking a disk,
+// growing a disk that has snapshots.
+func (l *lab) precheck(lv *labVm, name string, body interface{}) *queryFault {
+	switch name {
+	case "RevertToSnapshot_Task", "RevertToCurrentSnapshot_Task":
+		return &queryFault{fault: &types.NotSupported{}, message: "the vcbt lab does not support reverting to a snapshot"}
+	case "ReconfigVM_Task":
+		spec := body.(*types.ReconfigVM_Task).Spec
+		for _, change := range spec.DeviceChange {
+			c := change.GetVirtualDeviceConfigSpec()
+			disk, ok := c.Device.(*types.VirtualDisk)
+			if !ok || c.Operation != types.VirtualDeviceConfigSpecOperationEdit {
+				continue
+			}
+			d := lv.disk(disk.Key)
+			if d == nil {
+				continue
+			}
+			want := d.capacityBytes
+			if disk.CapacityInBytes != 0 && disk.CapacityInBytes != d.capacityBytes {
+				want = disk.CapacityInBytes
+			} else if disk.CapacityInKB*1024 != d.capacityBytes && disk.CapacityInKB != 0 {
+				want = disk.CapacityInKB * 1024
+			}
+			if want == d.capacityBytes {
+				continue
+			}
+			if want < d.capacityBytes || want%1024 != 0 {
+				return &queryFault{fault: &types.InvalidArgument{InvalidProperty: "capacityInKB"},
+					message: fmt.Sprintf("disk %d of VM %s cannot change from %d to %d bytes (shrinking is not supported)", d.key, lv.name, d.capacityBytes, want)}
+			}
+			if len(lv.snapshots) > 0 {
+				return &queryFault{fault: &types.InvalidState{},
+					message: fmt.Sprintf("disk %d of VM %s has snapshots and cannot be extended", d.key, lv.name)}
+			}
+			if err := d.resize(want); err != nil {
+				return &queryFault{fault: &types.SystemError{Reason: err.Error()}, message: err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+func (l *lab) vmByRef(ref types.ManagedObjectReference) *labVm {
+	for _, lv := range l.vms {
+		if lv.ref == ref {
+			return lv
+		}
+	}
+	return nil
+}
+
+func (l *lab) serveQuery(w http.ResponseWriter, r *http.Request, body []byte, req *types.QueryChangedDiskAreas) {
+	// vcsim checks the session and that the object exists; it then says the method does
+	// not exist, which is the lab's cue to answer.
+	rec := l.forward(r, body)
+	if !bytes.Contains(rec.Body.Bytes(), []byte("MethodNotFoundFault")) {
+		relay(w, rec)
+		return
+	}
+	lv := l.vmByRef(req.This)
+	if lv == nil {
+		writeFault(w, &queryFault{fault: &types.NotSupported{}, message: fmt.Sprintf("%s is not a lab VM", req.This.Value)})
+		return
+	}
+	if l.faults.QueryFaultCount > 0 {
+		l.faults.QueryFaultCount--
+		writeFault(w, injectedFault(l.faults.QueryFault, lv, req))
+		return
+	}
+	info, f := l.queryChangedDiskAreas(lv, req)
+	if f != nil {
+		writeFault(w, f)
+		return
+	}
+	writeResponse(w, &types.QueryChangedDiskAreasResponse{Returnval: *info})
+}
+
+// injectedFault builds the fault armed through POST /faults.
+func injectedFault(kind string, lv *labVm, req *types.QueryChangedDiskAreas) *queryFault {
+	msg := fmt.Sprintf("injected %s for QueryChangedDiskAreas on VM %s disk %d", kind, lv.name, req.DeviceKey)
+	file := ""
+	if d := lv.disk(req.DeviceKey); d != nil {
+		file = d.datastorePath(d.live())
+	}
+	switch kind {
+	case "FileFault":
+		return &queryFault{fault: &types.FileFault{File: file}, message: msg}
+	case "InvalidArgument":
+		return &queryFault{fault: &types.InvalidArgument{InvalidProperty: "changeId"}, message: msg}
+	case "InvalidState":
+		return &queryFault{fault: &types.InvalidState{}, message: msg}
+	case "NotFound":
+		return &queryFault{fault: &types.NotFound{}, message: msg}
+	case "NotAuthenticated":
+		return &queryFault{fault: &types.NotAuthenticated{NoPermission: types.NoPermission{Object: req.This, PrivilegeId: "System.View"}}, message: msg}
+	case "TaskInProgress":
+		return &queryFault{fault: &types.TaskInProgress{Task: req.This}, message: msg}
+	default:
+		return &queryFault{fault: &types.SystemError{Reason: msg}, message: msg}
+	}
+}
+
+// The envelope below mirrors how vcsim encodes its own replies (soapenv prefix, the four
+// namespace declarations, detail/<Type>Fault with xmlns="urn:vim25" and xsi:type).
+type envelope struct {
+	XMLName xml.Name    `xml:"soapenv:Envelope"`
+	Enc     string      `xml:"xmlns:soapenc,attr"`
+	Env     string      `xml:"xmlns:soapenv,attr"`
+	XSD     string      `xml:"xmlns:xsd,attr"`
+	XSI     string      `xml:"xmlns:xsi,attr"`
+	Body    interface{} `xml:"soapenv:Body"`
+}
+
+type faultBody struct {
+	Fault struct {
+		XMLName xml.Name `xml:"soapenv:Fault"`
+		Code    string   `xml:"faultcode"`
+		String  string   `xml:"faultstring"`
+		Detail  struct {
+			Fault *faultDetail
+		} `xml:"detail"`
+	}
+}
+
+type faultDetail struct{ fault types.BaseMethodFault }
+
+func (d *faultDetail) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
+	kind := reflect.TypeOf(d.fault).Elem().Name()
+	start.Name.Local = kind + "Fault"
+	start.Attr = append(start.Attr,
+		xml.Attr{Name: xml.Name{Local: "xmlns"}, Value: "urn:vim25"},
+		xml.Attr{Name: xml.Name{Local: "xsi:type"}, Value: kind})
+	return e.EncodeElement(d.fault, start)
+}
+
+type responseBody struct{ res interface{} }
+
+func (b responseBody) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
+	if err := e.EncodeToken(start); err != nil {
+		return err
+	}
+	name := reflect.TypeOf(b.res).Elem().Name()
+	if err := e.EncodeElement(b.res, xml.StartElement{Name: xml.Name{Space: "urn:vim25", Local: name}}); err != nil {
+		return err
+	}
+	return e.EncodeToken(start.End())
+}
+
+func encodeEnvelope(body interface{}) []byte {
+	var out bytes.Buffer
+	out.WriteString(xml.Header)
+	enc := xml.NewEncoder(&out)
+	err := enc.Encode(&envelope{
+		Enc: "http://schemas.xmlsoap.org/soap/encoding/", Env: "http://schemas.xmlsoap.org/soap/envelope/",
+		XSD: "http://www.w3.org/2001/XMLSchema", XSI: "http://www.w3.org/2001/XMLSchema-instance",
+		Body: body,
+	})
+	if err == nil {
+		err = enc.Flush()
+	}
+	if err != nil {
+		log.Printf("vcbt-lab: encoding SOAP reply: %v", err)
+	}
+	return out.Bytes()
+}
+
+func writeFault(w http.ResponseWriter, f *queryFault) {
+	var b faultBody
+	b.Fault.Code = "ServerFaultCode"
+	b.Fault.String = f.message
+	b.Fault.Detail.Fault = &faultDetail{f.fault}
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusInternalServerError)
+	_, _ = w.Write(encodeEnvelope(b))
+}
+
+func writeResponse(w http.ResponseWriter, res interface{}) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(encodeEnvelope(responseBody{res}))
+}
