@@ -1,0 +1,279 @@
+// A logged-in vim25 session: the only object that talks to the server.
+//
+// - `connect` checks TLS (tls.ts) before anything is sent, reads the ServiceContent and logs in.
+// - `call` posts one method with a timeout (AbortSignal.timeout) and the caller's signal;
+//   only idempotent reads are retried on transient network errors; a NotAuthenticated fault
+//   on a session that had worked (idle expiry, server restart, Logout from elsewhere)
+//   triggers one transparent re-login and the call is repeated, which is safe for any
+//   method because the server did not execute it.
+// - A keep-alive timer (CurrentTime) keeps an idle session from expiring during long jobs.
+// - The password stays in a private field: never in a message, error context or log.
+import { UsageError, VcbtError } from '../errors.ts';
+import { CheckedAgent, parseFingerprint, type TlsPolicy } from './tls.ts';
+import { postXml, type HttpReply } from './http.ts';
+import { buildEnvelope, parseResponse, type SoapValue } from './soap.ts';
+import { child, moRef, moRefOf, optionalMoRef, optionalText, requireChild, SoapDecodeError, type MoRef } from './decode.ts';
+import { VsphereError, VsphereFault, type Target } from './errors.ts';
+import type { XmlElement } from './xml.ts';
+import { sleep } from './sleep.ts';
+
+export interface ConnectOptions {
+  /** `https://host[:port][/sdk]` or a bare `host[:port]`. */
+  server: string;
+  username: string;
+  password: string;
+  /** Pinned SHA-1 thumbprint or SHA-256 fingerprint; omitted = verify against system CAs. */
+  thumbprint?: string;
+  requestTimeoutMs?: number;
+  /** 0 disables; default 5 minutes, well inside vCenter's 30-minute idle expiry. */
+  keepAliveIntervalMs?: number;
+  /** Extra attempts for idempotent reads after a transient network error. */
+  readRetries?: number;
+  signal?: AbortSignal;
+}
+
+export interface ServiceContent {
+  rootFolder: MoRef;
+  propertyCollector: MoRef;
+  viewManager: MoRef;
+  sessionManager: MoRef;
+  searchIndex: MoRef;
+  about: { apiVersion: string; fullName: string; apiType: string };
+}
+
+export interface CallOptions {
+  /** Safe to send twice: retried on transient network errors. */
+  idempotent?: boolean;
+  /** VM/disk the call concerns, for error messages. */
+  target?: Omit<Target, 'server'>;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export const SESSION_COOKIE = 'vmware_soap_session';
+const serviceInstance = moRef('ServiceInstance', 'ServiceInstance');
+const defaultTimeoutMs = 120_000;
+const defaultKeepAliveMs = 5 * 60_000;
+const retryBaseDelayMs = 250;
+const transientCodes = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'VSPHERE_TIMEOUT']);
+
+/** Normalizes the --server value to the SDK endpoint URL. */
+export function sdkUrlOf(server: string): URL {
+  const text = /^[a-z]+:\/\//i.test(server) ? server : `https://${server}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`server "${server}" is not a host name or https URL`);
+  }
+  if (url.protocol !== 'https:') throw new UsageError(`server "${url.host}": only https is supported`);
+  if (url.username || url.password) throw new UsageError(`server URL must not contain credentials; give --user and VCBT_PASSWORD or --password-file`);
+  if (url.pathname === '' || url.pathname === '/') url.pathname = '/sdk';
+  return url;
+}
+
+export class VsphereSession {
+  readonly sdkUrl: URL;
+  /** `host:port`, as messages name the server. */
+  readonly server: string;
+  /** The keep-alive agent whose sockets passed the TLS check; reuse it for datastore HTTP. */
+  readonly agent: CheckedAgent;
+  readonly tlsPolicy: TlsPolicy;
+  #serviceContent: ServiceContent | undefined;
+  readonly #username: string;
+  readonly #password: string;
+  readonly #timeoutMs: number;
+  readonly #readRetries: number;
+  #cookie: string | undefined;
+  #loggedIn = false;
+  #relogin: Promise<void> | undefined;
+  #keepAlive: NodeJS.Timeout | undefined;
+  /** Last keep-alive failure, if any (the next real call reports its own error). */
+  keepAliveError: Error | undefined;
+  /** How many transparent re-logins happened (for tests and diagnostics). */
+  reloginCount = 0;
+
+  constructor(options: ConnectOptions) {
+    this.sdkUrl = sdkUrlOf(options.server);
+    this.server = this.sdkUrl.host;
+    this.tlsPolicy = options.thumbprint ? { pinnedFingerprint: parseFingerprint(options.thumbprint) } : {};
+    this.agent = new CheckedAgent(this.tlsPolicy);
+    this.#username = options.username;
+    this.#password = options.password;
+    this.#timeoutMs = options.requestTimeoutMs ?? defaultTimeoutMs;
+    this.#readRetries = options.readRetries ?? 2;
+  }
+
+  get serviceContent(): ServiceContent {
+    if (!this.#serviceContent) throw new Error('VsphereSession used before connect()');
+    return this.#serviceContent;
+  }
+
+  /** `Cookie` header value for other requests to the same server (datastore HTTP). Changes after a re-login. */
+  cookieHeader(): string {
+    if (!this.#cookie) throw new VsphereError('VSPHERE_NOT_AUTHENTICATED', 'no session cookie (not logged in)', { server: this.server });
+    return this.#cookie;
+  }
+
+  target(extra: Omit<Target, 'server'> = {}): Target {
+    return { server: this.server, ...extra };
+  }
+
+  /** Invokes `method` on `thisRef`; resolves to the `<methodResponse>` element. */
+  async call(method: string, thisRef: MoRef, params: Readonly<Record<string, SoapValue>> = {}, options: CallOptions = {}): Promise<XmlElement> {
+    try {
+      return await this.#callWithRetries(method, thisRef, params, options);
+    } catch (error) {
+      const expired = error instanceof VsphereFault && error.faultType === 'NotAuthenticated' && this.#loggedIn && method !== 'Logout';
+      if (!expired) throw error;
+      await this.#reloginOnce();
+      return await this.#callWithRetries(method, thisRef, params, options);
+    }
+  }
+
+  async #callWithRetries(method: string, thisRef: MoRef, params: Readonly<Record<string, SoapValue>>, options: CallOptions): Promise<XmlElement> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#callOnce(method, thisRef, params, options);
+      } catch (error) {
+        const transient = error instanceof VcbtError && error.context.transient === true;
+        if (!options.idempotent || !transient || attempt >= this.#readRetries) throw error;
+        await sleep(retryBaseDelayMs * 2 ** attempt, options.signal);
+      }
+    }
+  }
+
+  async #callOnce(method: string, thisRef: MoRef, params: Readonly<Record<string, SoapValue>>, options: CallOptions): Promise<XmlElement> {
+    const target = this.target(options.target);
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const headers: Record<string, string> = { SOAPAction: `"urn:vim25/${this.#serviceContent?.about.apiVersion ?? '6.7'}"` };
+    if (this.#cookie) headers.Cookie = this.#cookie;
+    let reply: HttpReply;
+    try {
+      reply = await postXml(this.sdkUrl, buildEnvelope(method, thisRef, params), { agent: this.agent, headers, signal });
+    } catch (error) {
+      throw this.#networkError(error, method, target, options.signal, timeout, timeoutMs);
+    }
+    this.#rememberCookie(reply.setCookies);
+    if (reply.status !== 200 && reply.status !== 500) {
+      throw new VsphereError('VSPHERE_HTTP', `${method}: HTTP ${reply.status} ${reply.body.slice(0, 200).trim()}`, target, {
+        status: reply.status,
+        transient: reply.status === 502 || reply.status === 503 || reply.status === 504,
+      });
+    }
+    let parsed;
+    try {
+      parsed = parseResponse(reply.body);
+    } catch (error) {
+      if (!(error instanceof VcbtError)) throw error;
+      throw new VsphereError('VSPHERE_BAD_RESPONSE', `${method}: HTTP ${reply.status} with an unreadable body: ${error.message}`, target, { status: reply.status }, { cause: error });
+    }
+    if (parsed.kind === 'fault') throw new VsphereFault(parsed.fault, method, target);
+    return parsed.response;
+  }
+
+  #networkError(error: unknown, method: string, target: Target, callerSignal: AbortSignal | undefined, timeout: AbortSignal, timeoutMs: number): Error {
+    if (error instanceof VcbtError) return error; // TLS check failures
+    if (callerSignal?.aborted) return new VsphereError('VSPHERE_CANCELLED', `${method} cancelled`, target, {}, { cause: callerSignal.reason });
+    if (timeout.aborted) return new VsphereError('VSPHERE_TIMEOUT', `${method}: no answer within ${timeoutMs} ms`, target, { timeoutMs, transient: true });
+    const code = (error as NodeJS.ErrnoException).code ?? 'UNKNOWN';
+    const message = error instanceof Error ? error.message : String(error);
+    return new VsphereError('VSPHERE_UNREACHABLE', `${method}: cannot talk to the server: ${message}`, target, { errno: code, transient: transientCodes.has(code) }, { cause: error });
+  }
+
+  #rememberCookie(setCookies: string[]): void {
+    for (const header of setCookies) {
+      const pair = header.split(';')[0].trim();
+      if (pair.startsWith(`${SESSION_COOKIE}=`)) this.#cookie = pair;
+    }
+  }
+
+  /** Reads the ServiceContent and logs in. Called once by connect(). */
+  async open(signal?: AbortSignal, keepAliveIntervalMs = defaultKeepAliveMs): Promise<void> {
+    const response = await this.call('RetrieveServiceContent', serviceInstance, {}, { idempotent: true, signal });
+    this.#serviceContent = decodeServiceContent(requireChild(response, 'returnval'));
+    await this.#login(signal);
+    if (keepAliveIntervalMs > 0) {
+      this.#keepAlive = setInterval(() => {
+        this.call('CurrentTime', serviceInstance, {}, { idempotent: true }).then(
+          () => (this.keepAliveError = undefined),
+          (error: unknown) => (this.keepAliveError = error instanceof Error ? error : new Error(String(error))),
+        );
+      }, keepAliveIntervalMs);
+      this.#keepAlive.unref(); // never keeps the process alive on its own
+    }
+  }
+
+  async #login(signal?: AbortSignal): Promise<void> {
+    this.#cookie = undefined;
+    await this.call('Login', this.serviceContent.sessionManager, { userName: this.#username, password: this.#password }, { signal });
+    if (!this.#cookie) throw new VsphereError('VSPHERE_BAD_RESPONSE', `Login succeeded but the server set no ${SESSION_COOKIE} cookie`, this.target());
+    this.#loggedIn = true;
+  }
+
+  #reloginOnce(): Promise<void> {
+    // Concurrent calls that all hit the expiry share one Login.
+    this.#relogin ??= this.#login().then(
+      () => {
+        this.reloginCount++;
+        this.#relogin = undefined;
+      },
+      (error: unknown) => {
+        this.#relogin = undefined;
+        throw error;
+      },
+    );
+    return this.#relogin;
+  }
+
+  /** Ends the session on the server (if still alive) and closes the connections. */
+  async logout(): Promise<void> {
+    clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
+    const wasLoggedIn = this.#loggedIn;
+    this.#loggedIn = false;
+    try {
+      if (wasLoggedIn) await this.call('Logout', this.serviceContent.sessionManager, {}, { timeoutMs: 10_000 });
+    } catch (error) {
+      // An already expired session is logged out; anything else is worth reporting.
+      if (!(error instanceof VsphereFault && error.faultType === 'NotAuthenticated')) throw error;
+    } finally {
+      this.#cookie = undefined;
+      this.agent.destroy();
+    }
+  }
+}
+
+function decodeServiceContent(content: XmlElement): ServiceContent {
+  const about = requireChild(content, 'about');
+  const searchIndex = optionalMoRef(content, 'searchIndex');
+  const viewManager = optionalMoRef(content, 'viewManager');
+  if (!searchIndex || !viewManager) throw new SoapDecodeError('ServiceContent lacks searchIndex or viewManager');
+  return {
+    rootFolder: moRefOf(content, 'rootFolder'),
+    propertyCollector: moRefOf(content, 'propertyCollector'),
+    viewManager,
+    sessionManager: moRefOf(content, 'sessionManager'),
+    searchIndex,
+    about: {
+      apiVersion: (optionalText(about, 'apiVersion') ?? '6.7').trim(),
+      fullName: (optionalText(about, 'fullName') ?? '').trim(),
+      apiType: (child(about, 'apiType')?.text ?? '').trim(),
+    },
+  };
+}
+
+
+/** Connects, checks TLS, logs in. The caller must `logout()` (also on errors). */
+export async function connect(options: ConnectOptions): Promise<VsphereSession> {
+  const session = new VsphereSession(options);
+  try {
+    await session.open(options.signal, options.keepAliveIntervalMs);
+  } catch (error) {
+    session.agent.destroy();
+    throw error;
+  }
+  return session;
+}
