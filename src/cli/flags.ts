@@ -1,0 +1,21 @@
+// Parsing of flag values shared by commands: numbers and sizes with clear usage errors.
+import { UsageError } from '../errors.ts';
+
+export function parsePositiveInteger(text: string, flag: string): number {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) <= 0) {
+    throw new UsageError(`${flag} must be a positive whole number, got "${text}"`, { flag });
+  }
+  return Number(text);
+}
+
+const sizeUnits: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
+
+/** "4M", "256KiB", "1g", "65536" -> bytes (binary units). */
+export function parseSize(text: string, flag: string): number {
+  const match = /^(\d+)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = match ? sizeUnits[match[2].toLowerCase()] : undefined;
+  if (!match || unit === undefined || Number(match[1]) <= 0) {
+    throw new UsageError(`${flag} must be a size like 65536, 256K or 4MiB, got "${text}"`, { flag });
+  }
+  return Number(match[1]) * unit;
+}

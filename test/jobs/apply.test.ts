@@ -1,0 +1,103 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, writeFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { main } from '../../src/cli/main.ts';
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+async function vcbt(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => (out += d.toString()));
+  stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await main(args, { stdout, stderr });
+  return { code, out, err };
+}
+
+/** A source image, an older copy differing exactly inside `areas`, and the CSV. */
+async function fixture(dir: string) {
+  const sizeBytes = 5 * 1024 * 1024 + 3 * 1024; // not a multiple of 1 MiB or 64 KiB
+  const source = randomBytes(sizeBytes);
+  source.fill(0, 1024 * 1024, 2 * 1024 * 1024); // a zero run inside an area
+  const areas = [
+    [0, 512],
+    [65536 - 512, 1024], // straddles a 64 KiB boundary
+    [1024 * 1024 - 4096, 1024 * 1024 + 8192], // covers the zero run, odd length
+    [4 * 1024 * 1024 + 512, 777 * 512], // odd number of sectors
+    [sizeBytes - 3 * 1024, 3 * 1024], // the short last bit of the disk
+  ].filter(([o, l]) => l > 0 && o + l <= sizeBytes);
+  const older = Buffer.from(source);
+  for (const [o, l] of areas) randomBytes(l).copy(older, o);
+  await writeFile(join(dir, 'src.raw'), source);
+  await writeFile(join(dir, 'dst.raw'), older);
+  await writeFile(join(dir, 'areas.csv'), areas.map(([o, l]) => `${o},${l}`).join('\n') + '\n');
+  return { source, older, areas };
+}
+
+test('apply copies every listed area completely, file to file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+  try {
+    const { source, areas } = await fixture(dir);
+    const result = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', join(dir, 'src.raw'), '--to', join(dir, 'dst.raw'), '--json']);
+    assert.equal(result.code, 0, result.err);
+    const summary = JSON.parse(result.out) as { areas: number; bytesCopied: number };
+    assert.equal(summary.bytesCopied, areas.reduce((s, [, l]) => s + l, 0));
+    assert.equal(sha(await readFile(join(dir, 'dst.raw'))), sha(source));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('apply writes to an NBD target served by qemu-nbd', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+  const socket = join(dir, 'nbd.sock');
+  const { source } = await fixture(dir);
+  const server = spawn('qemu-nbd', ['-f', 'raw', '-k', socket, '-e', '4', '--cache=none', join(dir, 'dst.raw')], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 200 && !(await stat(socket).then(() => true, () => false)); i++) await sleep(25);
+    const result = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', join(dir, 'src.raw'), '--to', `nbd+unix:///?socket=${socket}`]);
+    assert.equal(result.code, 0, result.err);
+    assert.match(result.out, /^applied 5 areas, \d+ bytes/);
+    server.kill();
+    assert.equal(sha(await readFile(join(dir, 'dst.raw'))), sha(source));
+  } finally {
+    server.kill();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad areas are refused before anything is written', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+  try {
+    const { older } = await fixture(dir);
+    const size = older.length;
+    const cases: Array<[string, RegExp]> = [
+      [`0,512\n${size - 512},1024\n`, /EXTENT_OUTSIDE_DISK: .*area #1 \(offset \d+, length 1024\) ends at \d+, beyond the disk's \d+ bytes/],
+      ['0,512\n100,3\n', /EXTENT_MISALIGNED: .*area #1 \(offset 100, length 3\) is not aligned to 512-byte sectors/],
+      ['0,512\nseven,8\n', /EXTENT_CSV_SYNTAX: .*areas\.csv:2/],
+    ];
+    for (const [csv, expected] of cases) {
+      await writeFile(join(dir, 'areas.csv'), csv);
+      const result = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', join(dir, 'src.raw'), '--to', join(dir, 'dst.raw')]);
+      assert.equal(result.code, 1);
+      assert.match(result.err, expected);
+      assert.equal(sha(await readFile(join(dir, 'dst.raw'))), sha(older), 'target untouched');
+    }
+    await writeFile(join(dir, 'small.raw'), Buffer.alloc(4096));
+    await writeFile(join(dir, 'areas.csv'), '0,512\n');
+    const small = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', join(dir, 'src.raw'), '--to', join(dir, 'small.raw')]);
+    assert.match(small.err, /APPLY_TARGET_SMALLER/);
+    const missing = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', join(dir, 'src.raw')]);
+    assert.equal(missing.code, 2);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
