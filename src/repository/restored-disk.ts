@@ -132,7 +132,7 @@ export class RestoredDisk {
       }
       while (queue.length > 0) await flushOne();
     } finally {
-      await Promise.allSettled(queue.map((q) => q.decoded));
+      await Promise.allSettled(queue.flatMap((q) => (q.decoded ? [q.decoded] : [])));
     }
     return stats;
   }

@@ -1,0 +1,54 @@
+// Prune: apply a retention policy (retention.ts), delete the manifests it drops, remove stale
+// locks, then collect garbage (gc.ts) - all under the exclusive lock. A dry run takes a
+// shared lock, deletes nothing and reports what would go. Damaged manifests are never
+// removed by prune (verify reports them); they also make GC skip its sweep.
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { RepositoryError } from './errors.ts';
+import { fsyncDir } from './files.ts';
+import { collectGarbage, type GcReport } from './gc.ts';
+import { describeLock } from './lock.ts';
+import { manifestPath } from './manifest.ts';
+import { applyRetention, validatePolicy, type RetentionCandidate, type RetentionDecision, type RetentionPolicy } from './retention.ts';
+import type { Repository } from './repository.ts';
+
+export interface PruneReport {
+  dryRun: boolean;
+  keep: RetentionDecision['keep'];
+  remove: RetentionCandidate[];
+  /** Point ids whose manifest could not be read (kept, reported). */
+  damaged: string[];
+  /** Stale locks of dead or frozen processes, removed (or, in a dry run, only seen). */
+  staleLocks: string[];
+  gc: GcReport;
+}
+
+export async function prune(repo: Repository, policy: RetentionPolicy, options: { dryRun?: boolean } = {}): Promise<PruneReport> {
+  validatePolicy(policy);
+  const dryRun = options.dryRun ?? false;
+  const lock = await repo.lock(dryRun ? 'shared' : 'exclusive', dryRun ? 'prune dry run' : 'prune');
+  try {
+    const candidates: RetentionCandidate[] = [];
+    const damaged: string[] = [];
+    for (const id of await repo.listPointIds()) {
+      try {
+        const manifest = await repo.readManifest(id);
+        candidates.push({ id, createdAt: manifest.createdAt, vmId: manifest.vm.id });
+      } catch (error) {
+        if (error instanceof RepositoryError && error.code !== 'REPO_POINT_NOT_FOUND') damaged.push(id);
+        else throw error;
+      }
+    }
+    const decision = applyRetention(candidates, policy);
+    const staleLocks = lock.staleLocks.map(describeLock);
+    if (!dryRun) {
+      for (const stale of lock.staleLocks) await fsp.rm(stale.file, { force: true });
+      for (const point of decision.remove) await fsp.rm(manifestPath(repo.path, point.id), { force: true });
+      await fsyncDir(path.join(repo.path, 'points'));
+    }
+    const gc = await collectGarbage(repo, { dryRun, excludePoints: new Set(decision.remove.map((p) => p.id)) });
+    return { dryRun, keep: decision.keep, remove: decision.remove, damaged, staleLocks, gc };
+  } finally {
+    await lock.release();
+  }
+}
