@@ -40,6 +40,7 @@ func main() {
 	stateDir := flag.String("state", "", "directory for the lab's datastores, sockets and lab.json (required)")
 	diskSizes := flag.String("disk-sizes", "", "comma-separated byte sizes of DC0_H0_VM0's disks (multiples of 1024)")
 	otherDiskBytes := flag.Int64("other-disk-bytes", 4*1024*1024, "capacity of the single disk of every other VM")
+	removeState := flag.Bool("remove-state-on-exit", false, "remove the whole state directory on exit (the caller created it for this lab)")
 	watchStdin := flag.Bool("watch-stdin", true, "exit when stdin reaches EOF (the parent died)")
 	flag.Parse()
 	if *stateDir == "" {
@@ -78,6 +79,9 @@ func main() {
 	}
 	fmt.Println(string(info))
 
+	// Our parent may be gone with the read ends of stdout/stderr: a log line must not kill
+	// the lab (Go exits on SIGPIPE for fd 1 and 2 unless the signal is being notified).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	done := make(chan string, 2)
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -92,4 +96,7 @@ func main() {
 	log.Printf("vcbt-lab: stopping (%s)", reason)
 	l.stop()
 	_ = os.Remove(filepath.Join(abs, "lab.json"))
+	if *removeState {
+		_ = os.RemoveAll(abs)
+	}
 }
