@@ -1,13 +1,21 @@
 // The registry of CLI commands, in the order `vcbt help` lists them.
 import type { Command } from '../command.ts';
 import { applyCommand } from './apply.ts';
+import { replicateCommand } from './replicate.ts';
 import { vmsCommand } from './vms.ts';
 import { cbtCommand } from './cbt.ts';
 import { changesCommand } from './changes.ts';
+import { initCommand } from './init.ts';
+import { verifyCommand } from './verify.ts';
+import { pruneCommand } from './prune.ts';
 
 export const commands: Command[] = [
   vmsCommand,
   cbtCommand,
   changesCommand,
   applyCommand,
+  replicateCommand,
+  initCommand,
+  verifyCommand,
+  pruneCommand,
 ];

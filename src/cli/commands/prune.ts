@@ -1,0 +1,72 @@
+// `vcbt prune`: apply a retention policy and collect garbage.
+import { parseArgs } from 'node:util';
+import { UsageError } from '../../errors.ts';
+import { passphraseFrom } from '../../repository/passphrase.ts';
+import { prune } from '../../repository/prune.ts';
+import { Repository } from '../../repository/repository.ts';
+import { ExitCode, type Command } from '../command.ts';
+
+const usage = `usage: vcbt prune --repo DIR [--keep-last N] [--keep-daily D] [--keep-weekly W] [--keep-monthly M]
+                  [--dry-run] [--passphrase-file FILE] [--json]
+
+Per VM, keeps the N newest restore points and the newest one of each of the D most recent
+days, W most recent ISO weeks and M most recent months (UTC) that have one; deletes the
+others, removes stale locks, then deletes chunks and indexes nothing references any more.
+Needs the exclusive lock (no backup running). --dry-run only reports.`;
+
+function count(text: string | undefined, flag: string): number {
+  if (text === undefined) return 0;
+  if (!/^\d+$/.test(text)) throw new UsageError(`${flag} must be a whole number, got "${text}"`, { flag });
+  return Number(text);
+}
+
+export const pruneCommand: Command = {
+  name: 'prune',
+  summary: 'delete restore points a retention policy drops, then collect garbage',
+  usage,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        repo: { type: 'string' },
+        'keep-last': { type: 'string' },
+        'keep-daily': { type: 'string' },
+        'keep-weekly': { type: 'string' },
+        'keep-monthly': { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        'passphrase-file': { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    if (!values.repo) throw new UsageError('--repo is required');
+    const policy = {
+      keepLast: count(values['keep-last'], '--keep-last'),
+      keepDaily: count(values['keep-daily'], '--keep-daily'),
+      keepWeekly: count(values['keep-weekly'], '--keep-weekly'),
+      keepMonthly: count(values['keep-monthly'], '--keep-monthly'),
+    };
+    if (policy.keepLast + policy.keepDaily + policy.keepWeekly + policy.keepMonthly === 0) {
+      throw new UsageError('give at least one --keep-* rule (a policy that keeps nothing would delete every restore point)');
+    }
+    const repo = await Repository.open(values.repo, { passphrase: await passphraseFrom(values['passphrase-file'], io.env) });
+    try {
+      const report = await prune(repo, policy, { dryRun: values['dry-run'] });
+      if (values.json) {
+        io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        return ExitCode.ok;
+      }
+      const verb = report.dryRun ? 'would ' : '';
+      for (const k of report.keep) io.stdout.write(`keep    ${k.id}  ${k.createdAt}  ${k.vmId}  (${k.reasons.join(', ')})\n`);
+      for (const r of report.remove) io.stdout.write(`${report.dryRun ? 'would remove' : 'remove'}  ${r.id}  ${r.createdAt}  ${r.vmId}\n`);
+      for (const id of report.damaged) io.stdout.write(`damaged ${id}  (kept; run vcbt verify)\n`);
+      for (const s of report.staleLocks) io.stdout.write(`stale lock ${s} ${report.dryRun ? '(would be removed)' : 'removed'}\n`);
+      const gc = report.gc;
+      if (gc.skippedReason) io.stdout.write(`garbage collection skipped: ${gc.skippedReason}\n`);
+      else io.stdout.write(`garbage: ${verb}delete ${gc.chunksDeleted} chunks (${gc.bytesDeleted} bytes), ${gc.indexesDeleted} indexes, ${gc.tempFilesDeleted} temp files; ${gc.chunksKept} chunks kept\n`);
+      return ExitCode.ok;
+    } finally {
+      await repo.close();
+    }
+  },
+};
