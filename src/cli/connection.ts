@@ -27,7 +27,7 @@ export interface ConnectionValues {
   'password-file'?: string;
 }
 
-async function readPassword(values: ConnectionValues, io: CommandIo): Promise<string> {
+export async function readPassword(values: ConnectionValues, io: CommandIo): Promise<string> {
   const file = values['password-file'];
   if (file !== undefined) {
     let text: string;

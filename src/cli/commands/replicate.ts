@@ -1,0 +1,152 @@
+// `vcbt replicate`: snapshot a VM, copy what changed since the target's last replication
+// onto the target disk(s), record the new ChangeId next to each target, remove the snapshot.
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ExitCode, type Command } from '../command.ts';
+import { connectionFlags, connectionUsage, readPassword, withSession } from '../connection.ts';
+import { parsePositiveInteger } from '../flags.ts';
+import { createProgress } from '../progress.ts';
+import { UsageError } from '../../errors.ts';
+import { isNbdUri } from '../../nbd/uri.ts';
+import { replicate } from '../../jobs/replicate.ts';
+import { transportNames, type TransportName, type TransportOptions } from '../../jobs/snapshot-source.ts';
+import { parseVmSelector, type VirtualDiskInfo, type VmInfo } from '../../vsphere/vsphere.ts';
+
+const usage = `usage: vcbt replicate --vm VM (--to TARGET | --disk KEY=TARGET ...)
+                      [--transport http|nbd|vddk|file] [--full] [--quiesce] [--json]
+                      --server URL --user USER [--thumbprint FP]
+
+Takes a snapshot of VM, copies the blocks that changed since the target last received
+(a full copy of the allocated blocks the first time, or when the target's recorded state
+does not match: other VM, other disk, capacity changed, ChangeId refused), records the new
+ChangeId next to each target, and removes the snapshot (always, also on errors and Ctrl-C).
+
+targets (file paths or NBD URIs; files are created sparse when missing):
+  --to TARGET            the VM's only disk; or, when TARGET is a directory, every disk
+                         as TARGET/<vm>-<key>.raw
+  --disk KEY=TARGET      one disk by device key (repeatable; see \`vcbt vms\`)
+  --state-dir DIR        where replica state files go (default: next to file targets;
+                         $XDG_STATE_HOME/vcbt/replicas for NBD targets)
+
+reading the source disk at the snapshot:
+  --transport http       (default) datastore HTTPS with Range; needs flat disks
+  --transport nbd        --nbd-uri TEMPLATE, e.g. nbd://proxy/{snapshot}/{disk}
+                         (placeholders {vm} {snapshot} {disk} {file} {datastore})
+  --transport vddk       --vddk-libdir DIR (VMware VDDK) and nbdkit's vddk plugin
+  --transport file       --datastore-dir NAME=PATH where the datastore is mounted here
+  --in-flight N          reads in flight (default: what the transport prefers)
+
+  --full                 copy everything even if an incremental is possible
+  --quiesce              quiesced snapshot (needs VMware Tools)
+  --json                 machine-readable summary on stdout
+
+${connectionUsage}`;
+
+function parsePairs(items: string[] | undefined, flag: string): Array<[string, string]> {
+  return (items ?? []).map((item) => {
+    const at = item.indexOf('=');
+    if (at <= 0 || at === item.length - 1) throw new UsageError(`${flag} wants KEY=VALUE, got "${item}"`);
+    return [item.slice(0, at), item.slice(at + 1)];
+  });
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isDirectory(), () => false);
+}
+
+export const replicateCommand: Command = {
+  name: 'replicate',
+  summary: 'replicate a VM\'s changed blocks onto target disks (snapshot, CBT, copy, record)',
+  usage,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        ...connectionFlags,
+        vm: { type: 'string' },
+        to: { type: 'string' },
+        disk: { type: 'string', multiple: true },
+        transport: { type: 'string', default: 'http' },
+        'nbd-uri': { type: 'string' },
+        'vddk-libdir': { type: 'string' },
+        'vddk-transports': { type: 'string' },
+        nbdkit: { type: 'string' },
+        'datastore-dir': { type: 'string', multiple: true },
+        'state-dir': { type: 'string' },
+        'in-flight': { type: 'string' },
+        full: { type: 'boolean', default: false },
+        quiesce: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    if (!values.vm) throw new UsageError(`replicate needs --vm\n\n${usage}`);
+    if (!values.to && !values.disk?.length) throw new UsageError(`replicate needs --to TARGET or --disk KEY=TARGET\n\n${usage}`);
+    if (values.to && values.disk?.length) throw new UsageError('give either --to or --disk KEY=TARGET, not both');
+    const transport = values.transport as TransportName;
+    if (!transportNames.includes(transport)) throw new UsageError(`--transport must be one of ${transportNames.join(', ')}, got "${values.transport}"`);
+    const perDisk = new Map(parsePairs(values.disk, '--disk').map(([key, target]) => [parsePositiveInteger(key, '--disk KEY'), target] as const));
+    const transportOptions: TransportOptions = {
+      transport,
+      nbdUriTemplate: values['nbd-uri'],
+      datastoreDirs: new Map(parsePairs(values['datastore-dir'], '--datastore-dir')),
+    };
+    if (transport === 'nbd' && !values['nbd-uri']) throw new UsageError('--transport nbd needs --nbd-uri TEMPLATE');
+    if (transport === 'file' && !values['datastore-dir']?.length) throw new UsageError('--transport file needs --datastore-dir NAME=PATH');
+    if (transport === 'vddk') {
+      if (!values['vddk-libdir']) throw new UsageError('--transport vddk needs --vddk-libdir DIR (the unpacked VMware VDDK)');
+      transportOptions.vddk = {
+        libdir: values['vddk-libdir'],
+        user: values.user ?? '',
+        password: await readPassword(values, io),
+        transports: values['vddk-transports']?.split(':'),
+        nbdkitPath: values.nbdkit,
+      };
+    }
+    const to = values.to;
+    const toIsDirectory = to !== undefined && !isNbdUri(to) && (await isDirectory(to));
+    const targets = (disks: readonly VirtualDiskInfo[], vm: VmInfo): ReadonlyMap<number, string> => {
+      if (!to) return perDisk;
+      if (toIsDirectory) return new Map(disks.map((d) => [d.key, join(to, `${vm.name}-${d.key}.raw`)]));
+      if (disks.length !== 1) {
+        throw new UsageError(`VM "${vm.name}" has ${disks.length} disks (${disks.map((d) => `${d.key} ${d.label}`).join(', ')}): give --disk KEY=TARGET for each, or --to DIRECTORY`);
+      }
+      return new Map([[disks[0].key, to]]);
+    };
+
+    const bars = new Map<number, ReturnType<typeof createProgress>>();
+    const result = await withSession(values, io, (session) =>
+      replicate({
+        session,
+        vm: parseVmSelector(values.vm ?? ''),
+        targets,
+        transport: transportOptions,
+        stateDir: values['state-dir'],
+        env: io.env,
+        forceFull: values.full,
+        quiesce: values.quiesce,
+        maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
+        signal: io.signal,
+        onEvent: (line) => {
+          if (!values.json) io.stderr.write(`${line}\n`);
+        },
+        onProgress: (key, done, total) => {
+          let bar = bars.get(key);
+          if (!bar) bars.set(key, (bar = createProgress(`disk ${key}`, io.stderr, { quiet: values.json })));
+          bar.update(done, total);
+        },
+      }),
+    );
+    for (const bar of bars.values()) bar.finish();
+    if (values.json) {
+      io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
+    } else {
+      for (const d of result.disks) {
+        io.stdout.write(`disk ${d.deviceKey} (${d.label}) -> ${d.target}: ${d.mode}, ${d.areas} areas, ${d.bytesCopied} bytes copied; ChangeId ${d.changeId}\n`);
+      }
+      io.stdout.write(`replicated VM "${result.vm.name}" at snapshot ${result.snapshot} (removed) in ${(result.elapsedMs / 1000).toFixed(1)} s\n`);
+    }
+    return ExitCode.ok;
+  },
+};

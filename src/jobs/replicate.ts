@@ -1,0 +1,228 @@
+// The replicate job: the seed's whole flow as one command. For one VM:
+//   1. remove snapshots a crashed vcbt run left behind;
+//   2. take a snapshot (always removed again: on success, error or Ctrl-C);
+//   3. per disk, read the target's replica state and decide full or incremental
+//      (replica-state.ts: other VM, other disk, capacity change, no state => full);
+//      incremental = QueryChangedDiskAreas since the recorded ChangeId; a ChangeId the
+//      server refuses (CBT reset, voided epoch) falls back to a full copy, and says so;
+//      full = the allocated areas ("*"), with the rest of the target zeroed;
+//   4. copy those areas from the disk at the snapshot (chosen transport) to the target;
+//   5. record the snapshot disk's ChangeId as the target's new state, atomically.
+import { VcbtError } from '../errors.ts';
+import { extent, subtract, totalBytes, type Extent } from '../extents/extent.ts';
+import type { Disk } from '../transport/disk.ts';
+import { openDisk } from '../transport/open-disk.ts';
+import {
+  ALLOCATED_AREAS,
+  ChangeIdInvalidError,
+  datacenterOf,
+  findLeftoverSnapshots,
+  findVm,
+  queryChangedAreas,
+  readSnapshotDisks,
+  removeSnapshot,
+  withSnapshot,
+  type MoRef,
+  type VirtualDiskInfo,
+  type VmInfo,
+  type VmSelector,
+  type VsphereSession,
+} from '../vsphere/vsphere.ts';
+import { copyAreas } from './copy-areas.ts';
+import { loadReplicaState, planCopy, replicaStatePath, saveReplicaState, type ReplicaState } from './replica-state.ts';
+import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
+
+export class ReplicateError extends VcbtError {}
+
+export interface ReplicateOptions {
+  session: VsphereSession;
+  vm: VmSelector;
+  /** Device key -> target (file path or NBD URI). Absent keys are not replicated. */
+  targets: ReadonlyMap<number, string> | ((disks: readonly VirtualDiskInfo[], vm: VmInfo) => ReadonlyMap<number, string>);
+  transport: TransportOptions;
+  stateDir?: string;
+  env: NodeJS.ProcessEnv;
+  forceFull?: boolean;
+  quiesce?: boolean;
+  maxInFlight?: number;
+  signal?: AbortSignal;
+  /** Human-readable progress of the job (one line each). */
+  onEvent?: (line: string) => void;
+  onProgress?: (deviceKey: number, doneBytes: number, totalBytes: number) => void;
+}
+
+export interface DiskReplicaResult {
+  deviceKey: number;
+  label: string;
+  target: string;
+  statePath: string;
+  mode: 'full' | 'incremental';
+  reason: string;
+  capacityBytes: number;
+  areas: number;
+  areaBytes: number;
+  bytesCopied: number;
+  bytesZeroed: number;
+  changeId: string;
+}
+
+export interface ReplicateResult {
+  vm: { name: string; moref: string; instanceUuid: string | null };
+  server: string;
+  snapshot: string;
+  leftoverSnapshotsRemoved: string[];
+  disks: DiskReplicaResult[];
+  elapsedMs: number;
+}
+
+function resolveTargets(options: ReplicateOptions, disks: readonly VirtualDiskInfo[], vm: VmInfo): Map<number, string> {
+  const targets = typeof options.targets === 'function' ? options.targets(disks, vm) : options.targets;
+  for (const key of targets.keys()) {
+    if (!disks.some((d) => d.key === key)) {
+      const keys = disks.map((d) => `${d.key} (${d.label})`).join(', ');
+      throw new ReplicateError('REPLICATE_NO_SUCH_DISK', `VM "${vm.name}" has no disk ${key}; its disks: ${keys}`, { vm: vm.name, diskKey: key });
+    }
+  }
+  if (targets.size === 0) throw new ReplicateError('REPLICATE_NO_TARGETS', `nothing to replicate for VM "${vm.name}": no disk has a target`, { vm: vm.name });
+  return new Map(targets);
+}
+
+async function openTarget(target: string, capacityBytes: number, signal?: AbortSignal): Promise<Disk> {
+  const disk = await openDisk(target, { writable: true, create: true, sizeBytes: capacityBytes, signal });
+  if (disk.sizeBytes !== capacityBytes) {
+    await disk.close();
+    throw new ReplicateError('REPLICATE_TARGET_SIZE', `target ${target} has ${disk.sizeBytes} bytes but the disk has ${capacityBytes}; give a target of exactly the disk's size`, { target, targetBytes: disk.sizeBytes, capacityBytes });
+  }
+  return disk;
+}
+
+export async function replicate(options: ReplicateOptions): Promise<ReplicateResult> {
+  const started = performance.now();
+  const { session } = options;
+  const log = options.onEvent ?? (() => {});
+  const vm = await findVm(session, options.vm);
+  if (!vm.cbtEnabled) {
+    throw new ReplicateError('CBT_NOT_ENABLED', `Changed Block Tracking is off on VM "${vm.name}" (server ${session.server}); enable it with: vcbt cbt enable --vm ${vm.moref.value}`, { vm: vm.name, server: session.server });
+  }
+  const targets = resolveTargets(options, vm.disks, vm);
+
+  const leftovers = await findLeftoverSnapshots(session, vm);
+  for (const leftover of leftovers) {
+    log(`removing leftover snapshot ${leftover.moref.value} "${leftover.name}" from an earlier run`);
+    await removeSnapshot(session, vm, leftover.moref);
+  }
+
+  const datacenter = (await datacenterOf(session, vm.moref)).name;
+  let snapshotRef: MoRef | undefined;
+  const disks = await withSnapshot(session, vm, { purpose: 'replicate', quiesce: options.quiesce }, async (snapshot) => {
+    snapshotRef = snapshot;
+    log(`snapshot ${snapshot.value} taken of VM "${vm.name}"`);
+    const snapshotDisks = await readSnapshotDisks(session, vm, snapshot);
+    const results: DiskReplicaResult[] = [];
+    for (const [deviceKey, target] of targets) {
+      const disk = snapshotDisks.find((d) => d.key === deviceKey);
+      if (!disk) throw new ReplicateError('REPLICATE_NO_SUCH_DISK', `snapshot ${snapshot.value} of VM "${vm.name}" has no disk ${deviceKey}`, { vm: vm.name, diskKey: deviceKey });
+      results.push(await replicateDisk(options, vm, snapshot, disk, target, datacenter));
+    }
+    return results;
+  });
+  return {
+    vm: { name: vm.name, moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null },
+    server: session.server,
+    snapshot: snapshotRef?.value ?? '',
+    leftoverSnapshotsRemoved: leftovers.map((s) => s.moref.value),
+    disks,
+    elapsedMs: performance.now() - started,
+  };
+}
+
+async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: MoRef, disk: VirtualDiskInfo, target: string, datacenter: string): Promise<DiskReplicaResult> {
+  const { session, signal } = options;
+  const log = options.onEvent ?? (() => {});
+  const what = `VM "${vm.name}" disk ${disk.key}`;
+  if (!disk.changeId) {
+    throw new ReplicateError('CBT_NOT_ENABLED', `${what} has no ChangeId at snapshot ${snapshot.value}: CBT is not active on it yet (a powered-on VM needs a snapshot cycle after enabling; try: vcbt cbt reset --vm ${vm.moref.value})`, { vm: vm.name, diskKey: disk.key });
+  }
+  const statePath = replicaStatePath(target, options.env, options.stateDir);
+  const state = await loadReplicaState(statePath);
+  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId: disk.changeId };
+  const plan = planCopy(state, now, options.forceFull ?? false);
+  const query = { vm, snapshot, deviceKey: disk.key, capacityBytes: disk.capacityBytes, signal };
+
+  let mode: 'full' | 'incremental' = plan.mode;
+  let reason = plan.mode === 'full' ? plan.reason : `changes since ${plan.sinceChangeId}`;
+  let areas: Extent[];
+  if (plan.mode === 'incremental') {
+    try {
+      areas = await queryChangedAreas(session, { ...query, changeId: plan.sinceChangeId, currentChangeId: disk.changeId });
+    } catch (error) {
+      if (!(error instanceof ChangeIdInvalidError)) throw error;
+      mode = 'full';
+      reason = `the server refused the recorded ChangeId (${error.message}); copying everything`;
+      areas = await queryChangedAreas(session, { ...query, changeId: ALLOCATED_AREAS });
+    }
+  } else {
+    areas = await queryChangedAreas(session, { ...query, changeId: ALLOCATED_AREAS });
+  }
+  log(`${what} -> ${target}: ${mode} (${reason}); ${areas.length} areas, ${totalBytes(areas)} bytes`);
+
+  const base: Omit<ReplicaState, 'changeId' | 'completedAt' | 'inProgress' | 'snapshotCreatedAt'> = {
+    format: 'vcbt-replica',
+    version: 1,
+    target,
+    server: session.server,
+    vm: { name: vm.name, moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null },
+    deviceKey: disk.key,
+    capacityBytes: disk.capacityBytes,
+  };
+  const startedAt = new Date().toISOString();
+  await saveReplicaState(statePath, {
+    ...base,
+    changeId: mode === 'incremental' && state ? state.changeId : null,
+    snapshotCreatedAt: mode === 'incremental' && state ? state.snapshotCreatedAt : null,
+    completedAt: mode === 'incremental' && state ? state.completedAt : null,
+    inProgress: { startedAt, mode },
+  });
+
+  const source = await openSnapshotDisk({ session, vm, snapshot, disk, datacenter, signal }, options.transport);
+  let copied;
+  let bytesZeroed = 0;
+  try {
+    const targetDisk = await openTarget(target, disk.capacityBytes, signal);
+    try {
+      if (mode === 'full') {
+        // Unallocated areas must read as zero on the target too, whatever it held before.
+        for (const hole of subtract([extent(0, disk.capacityBytes)], areas)) {
+          await targetDisk.writeZeroes(hole.offsetBytes, hole.lengthBytes, signal);
+          bytesZeroed += hole.lengthBytes;
+        }
+      }
+      let done = 0;
+      const total = totalBytes(areas);
+      copied = await copyAreas(source, targetDisk, areas, {
+        maxInFlight: options.maxInFlight ?? Math.max(source.maxInFlight, 8),
+        signal,
+        onProgress: (bytes) => options.onProgress?.(disk.key, (done += bytes), total),
+      });
+    } finally {
+      await targetDisk.close();
+    }
+  } finally {
+    await source.close();
+  }
+  await saveReplicaState(statePath, { ...base, changeId: disk.changeId, snapshotCreatedAt: startedAt, completedAt: new Date().toISOString(), inProgress: null });
+  return {
+    deviceKey: disk.key,
+    label: disk.label,
+    target,
+    statePath,
+    mode,
+    reason,
+    capacityBytes: disk.capacityBytes,
+    areas: areas.length,
+    areaBytes: totalBytes(areas),
+    bytesCopied: copied.bytesCopied,
+    bytesZeroed,
+    changeId: disk.changeId,
+  };
+}

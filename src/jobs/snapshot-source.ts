@@ -1,0 +1,186 @@
+// Opening a VM disk as it was at a snapshot, through one of the transports:
+//
+// - http: datastore `/folder` range reads of the snapshot's flat extent (no VDDK needed);
+//   refuses delta chains (a VM that had snapshots before ours) with a pointer to nbd/vddk.
+// - nbd:  an NBD server the operator runs that exposes the snapshot's disks; its URI comes
+//   from a template with placeholders {vm} (moref), {snapshot} (moref), {disk} (device key),
+//   {file} (datastore path, URI-encoded) and {datastore}.
+// - vddk: vcbt starts nbdkit's vddk plugin for the disk (src/vddk) and reads its export.
+// - file: the datastore is mounted on this host (NFS, or a hot-added disk): the flat
+//   extent is read as a local file; `--datastore-dir NAME=PATH` maps datastores to mounts.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { VcbtError } from '../errors.ts';
+import type { DiskReader } from '../transport/disk.ts';
+import { openDatastoreDisk } from '../transport/datastore-http.ts';
+import { openDisk } from '../transport/open-disk.ts';
+import { openFileDisk } from '../transport/file-disk.ts';
+import { parseDatastorePath, parseVmdkDescriptor } from '../transport/vmdk-descriptor.ts';
+import { launchVddk } from '../vddk/launcher.ts';
+import { connectChecked, moRef, type MoRef, type VsphereSession } from '../vsphere/vsphere.ts';
+import type { VirtualDiskInfo, VmIdentity } from '../vsphere/inventory.ts';
+
+export const transportNames = ['http', 'nbd', 'vddk', 'file'] as const;
+export type TransportName = (typeof transportNames)[number];
+
+export interface TransportOptions {
+  transport: TransportName;
+  /** nbd: URI template, e.g. `nbd://backup-proxy:10809/{snapshot}/{disk}`. */
+  nbdUriTemplate?: string;
+  /** vddk: VDDK distribution directory, user and password for nbdkit, nbdkit path. */
+  vddk?: { libdir: string; user: string; password: string; transports?: string[]; nbdkitPath?: string };
+  /** file: datastore name -> local directory where it is mounted. */
+  datastoreDirs?: ReadonlyMap<string, string>;
+  /** NBD: connections to open (when the server allows multi-conn). */
+  connections?: number;
+}
+
+export interface SnapshotDiskRef {
+  session: VsphereSession;
+  vm: VmIdentity;
+  snapshot: MoRef;
+  disk: VirtualDiskInfo;
+  datacenter: string;
+  signal?: AbortSignal;
+}
+
+export class TransportError extends VcbtError {}
+
+function sourceLabel(ref: SnapshotDiskRef): string {
+  return `VM "${ref.vm.name}" disk ${ref.disk.key} at ${ref.snapshot.value}`;
+}
+
+export function expandNbdTemplate(template: string, ref: Pick<SnapshotDiskRef, 'vm' | 'snapshot' | 'disk'>): string {
+  const { datastore } = parseDatastorePath(ref.disk.fileName);
+  const values: Record<string, string> = {
+    vm: ref.vm.moref.value,
+    snapshot: ref.snapshot.value,
+    disk: String(ref.disk.key),
+    file: encodeURIComponent(ref.disk.fileName),
+    datastore: encodeURIComponent(datastore),
+  };
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new TransportError('TRANSPORT_OPTIONS', `unknown placeholder ${whole} in --nbd-uri template "${template}" (known: {vm} {snapshot} {disk} {file} {datastore})`, { template });
+    return value;
+  });
+}
+
+/** SHA-1 thumbprint of the server's certificate, as VDDK wants it (the session already trusts it). */
+async function serverThumbprintSha1(session: VsphereSession): Promise<string> {
+  const url = session.sdkUrl;
+  return new Promise((resolve, reject) => {
+    connectChecked({ host: url.hostname, port: Number(url.port || 443) }, session.tlsPolicy, (error, socket?: tls.TLSSocket) => {
+      if (error || !socket) return reject(error ?? new Error('no socket'));
+      const fingerprint = socket.getPeerCertificate().fingerprint;
+      socket.destroy();
+      resolve(fingerprint);
+    });
+  });
+}
+
+async function openFromMountedDatastore(ref: SnapshotDiskRef, dirs: ReadonlyMap<string, string>): Promise<DiskReader> {
+  const { datastore, path } = parseDatastorePath(ref.disk.fileName);
+  const root = dirs.get(datastore);
+  if (!root) {
+    throw new TransportError('TRANSPORT_OPTIONS', `${sourceLabel(ref)}: datastore "${datastore}" has no --datastore-dir mapping (have: ${[...dirs.keys()].join(', ') || 'none'})`, { datastore });
+  }
+  const descriptorPath = join(root, path);
+  const descriptor = parseVmdkDescriptor(await readFile(descriptorPath, 'latin1'), descriptorPath);
+  if (descriptor.extents.length !== 1 || descriptor.capacityBytes !== ref.disk.capacityBytes) {
+    throw new TransportError('TRANSPORT_UNSUPPORTED', `${descriptorPath}: ${descriptor.extents.length} extents totalling ${descriptor.capacityBytes} bytes; the file transport reads one flat extent of the disk's ${ref.disk.capacityBytes} bytes`, { path: descriptorPath });
+  }
+  const [extent] = descriptor.extents;
+  const directory = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
+  const disk = await openFileDisk(join(root, directory, extent.file), {});
+  if (extent.fileOffsetBytes === 0 && disk.sizeBytes === descriptor.capacityBytes) return disk;
+  await disk.close();
+  throw new TransportError('TRANSPORT_UNSUPPORTED', `${descriptorPath}: flat extent ${extent.file} is ${disk.sizeBytes} bytes at offset ${extent.fileOffsetBytes}, expected ${descriptor.capacityBytes} at 0`, { path: descriptorPath });
+}
+
+/** The same reader, also stopping `extra` (the nbdkit process behind it) when closed. */
+function withExtraClose(disk: DiskReader, extra: () => Promise<void>): DiskReader {
+  const allocation = disk.allocation?.bind(disk);
+  return {
+    sizeBytes: disk.sizeBytes,
+    preferredBlockBytes: disk.preferredBlockBytes,
+    maxInFlight: disk.maxInFlight,
+    read: (offsetBytes, target, signal) => disk.read(offsetBytes, target, signal),
+    ...(allocation ? { allocation } : {}),
+    close: async () => {
+      try {
+        await disk.close();
+      } finally {
+        await extra();
+      }
+    },
+  };
+}
+
+/** Opens the disk at the snapshot for reading with the chosen transport. */
+export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportOptions): Promise<DiskReader> {
+  let reader: DiskReader;
+  switch (options.transport) {
+    case 'http': {
+      const session = ref.session;
+      const serviceInstance = moRef('ServiceInstance', 'ServiceInstance');
+      reader = await openDatastoreDisk(
+        {
+          access: {
+            origin: new URL(session.sdkUrl.origin),
+            agent: session.agent,
+            cookieHeader: () => session.cookieHeader(),
+            // Any call re-logs in transparently when the session expired.
+            reauthenticate: async () => void (await session.call('CurrentTime', serviceInstance, {}, { idempotent: true })),
+          },
+          datacenter: ref.datacenter,
+          file: ref.disk.fileName,
+          capacityBytes: ref.disk.capacityBytes,
+          label: `VM "${ref.vm.name}" disk ${ref.disk.key}`,
+        },
+        ref.signal,
+      );
+      break;
+    }
+    case 'nbd': {
+      if (!options.nbdUriTemplate) throw new TransportError('TRANSPORT_OPTIONS', 'the nbd transport needs --nbd-uri (a template such as nbd://proxy/{snapshot}/{disk})', {});
+      reader = await openDisk(expandNbdTemplate(options.nbdUriTemplate, ref), { connections: options.connections, signal: ref.signal });
+      break;
+    }
+    case 'vddk': {
+      const vddk = options.vddk;
+      if (!vddk) throw new TransportError('TRANSPORT_OPTIONS', 'the vddk transport needs --vddk-libdir', {});
+      const exported = await launchVddk(
+        {
+          server: ref.session.sdkUrl.hostname,
+          user: vddk.user,
+          password: vddk.password,
+          thumbprintSha1: await serverThumbprintSha1(ref.session),
+          vmMoref: ref.vm.moref.value,
+          snapshotMoref: ref.snapshot.value,
+          file: ref.disk.fileName,
+          libdir: vddk.libdir,
+          transports: vddk.transports,
+        },
+        { nbdkitPath: vddk.nbdkitPath, signal: ref.signal },
+      );
+      try {
+        const disk = await openDisk(exported.uri, { connections: options.connections, signal: ref.signal });
+        reader = withExtraClose(disk, () => exported.close());
+      } catch (error) {
+        await exported.close();
+        throw error;
+      }
+      break;
+    }
+    case 'file':
+      reader = await openFromMountedDatastore(ref, options.datastoreDirs ?? new Map());
+      break;
+  }
+  if (reader.sizeBytes < ref.disk.capacityBytes) {
+    await reader.close();
+    throw new TransportError('TRANSPORT_SIZE', `${sourceLabel(ref)}: the ${options.transport} source has ${reader.sizeBytes} bytes, the disk ${ref.disk.capacityBytes}`, { transport: options.transport });
+  }
+  return reader;
+}
