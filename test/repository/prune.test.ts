@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { prune } from '../../src/repository/prune.ts';
-import { applyRetention } from '../../src/repository/retention.ts';
+import { applyRetention, type RetentionCandidate } from '../../src/repository/retention.ts';
 import { verifyRepository } from '../../src/repository/verify.ts';
 import { listFiles, memorySource, newRepository, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
 
@@ -10,7 +10,7 @@ const day = 86_400_000;
 
 test('retention keeps exactly last, daily, weekly and monthly picks (synthetic times, per VM)', () => {
   // Two points a day at 06:00 and 18:00 from Mon 2026-01-05 for 70 days, for one VM; one point for another VM.
-  const points = [];
+  const points: RetentionCandidate[] = [];
   const start = Date.parse('2026-01-05T06:00:00Z');
   for (let d = 0; d < 70; d++) {
     for (const h of [0, 12]) {
