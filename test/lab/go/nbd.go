@@ -119,33 +119,34 @@ func (e *nbdExport) track(c net.Conn, on bool) {
 	}
 }
 
-// relay copies both ways; with cutAfter > 0 it closes both ends once that many bytes went
-// from the server to the client.
+// relay copies both ways; with cutAfter > 0 it closes the client's connection once that
+// many bytes went from the server to the client. nbdkit is always shut down gracefully
+// (half-close, then drain its remaining replies): an abrupt close of its socket while
+// replies are in flight can crash it.
 func (e *nbdExport) relay(client net.Conn, cutAfter int64) {
-	server, err := net.Dial("unix", e.socket)
+	conn, err := net.Dial("unix", e.socket)
 	if err != nil {
 		_ = client.Close()
 		return
 	}
+	server := conn.(*net.UnixConn)
 	e.track(client, true)
 	e.track(server, true)
-	done := make(chan struct{}, 2)
+	upDone := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(server, client)
-		done <- struct{}{}
+		_ = server.CloseWrite()
+		close(upDone)
 	}()
-	go func() {
-		if cutAfter > 0 {
-			_, _ = io.CopyN(client, server, cutAfter)
-		} else {
-			_, _ = io.Copy(client, server)
-		}
-		done <- struct{}{}
-	}()
-	<-done
+	var down io.Reader = server
+	if cutAfter > 0 {
+		down = io.LimitReader(server, cutAfter)
+	}
+	_, _ = io.Copy(client, down)
 	_ = client.Close()
+	_, _ = io.Copy(io.Discard, server)
+	<-upDone
 	_ = server.Close()
-	<-done
 	e.track(client, false)
 	e.track(server, false)
 }
