@@ -1,0 +1,160 @@
+// Rounds of random guest writes + `vcbt replicate` against the lab: each round leaves every
+// target byte-identical to the VM's disk at that round's snapshot (the lab's sha256), with
+// each transport, two disks of odd sizes, paging forced to one area per reply, and one
+// injected transport cut per run. The snapshot is gone after every run, also after failures.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLab, type Lab } from '../lab/lab.ts';
+import { labConnection, runCli, seededRandom } from '../vsphere/cli-runner.ts';
+
+const vm = 'DC0_H0_VM0';
+let lab: Lab;
+let dir: string;
+let connection: ReturnType<typeof labConnection>;
+
+before(async () => {
+  lab = await startLab();
+  dir = await mkdtemp(join(tmpdir(), 'vcbt-replicate-'));
+  connection = labConnection(lab);
+  const enabled = await runCli(['cbt', 'enable', '--vm', vm, ...connection.flags], connection.env);
+  assert.equal(enabled.code, 0, enabled.stderr);
+  await lab.config({ maxAreasPerReply: 1 });
+});
+
+after(async () => {
+  await lab?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+async function randomGuestWrites(seed: number): Promise<void> {
+  const rand = seededRandom(seed);
+  for (const disk of lab.info.vms.find((v) => v.name === vm)!.disks) {
+    const capacity = disk.capacityBytes;
+    const writes: Array<[number, number]> = [
+      [capacity - 1, 1], // the last byte of a disk whose size is not a multiple of the block
+      [65536 - 100, 300], // straddles a block boundary
+    ];
+    for (let i = 0; i < 6; i++) {
+      const length = 1 + Math.floor(rand() * 200_000);
+      writes.push([Math.floor(rand() * (capacity - length)), length]);
+    }
+    for (const [offset, length] of writes) await lab.write(vm, disk.key, offset, randomBytes(length));
+  }
+}
+
+interface Summary {
+  snapshot: string;
+  disks: Array<{ deviceKey: number; target: string; mode: string; reason: string; bytesCopied: number; changeId: string }>;
+}
+
+async function replicate(transportFlags: string[], extra: string[] = []): Promise<Summary> {
+  const disks = lab.info.vms.find((v) => v.name === vm)!.disks;
+  const targets = disks.flatMap((d) => ['--disk', `${d.key}=${join(dir, `${transportFlags[1]}-${d.key}.raw`)}`]);
+  const result = await runCli(['replicate', '--vm', vm, ...targets, ...transportFlags, ...extra, '--json', ...connection.flags], connection.env);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(await lab.snapshots(vm), [], 'the replication snapshot is removed');
+  return JSON.parse(result.stdout) as Summary;
+}
+
+async function assertTargetsMatchLiveDisks(summary: Summary): Promise<void> {
+  for (const d of summary.disks) {
+    const expected = await lab.sha256(vm, d.deviceKey);
+    assert.equal(sha(await readFile(d.target)), expected.sha256, `disk ${d.deviceKey} target ${d.target}`);
+  }
+}
+
+async function datastoreDir(): Promise<string> {
+  const root = join(lab.stateDir, 'datastores');
+  const name = (await readdir(root)).find((n) => n.includes('LocalDS_0'));
+  assert.ok(name, `a LocalDS_0 directory under ${root}`);
+  return join(root, name);
+}
+
+async function rounds(transportFlags: string[], cut: () => Promise<void>): Promise<void> {
+  await randomGuestWrites(1);
+  const first = await replicate(transportFlags);
+  assert.deepEqual(first.disks.map((d) => d.mode), ['full', 'full']);
+  assert.match(first.disks[0].reason, /no replica state/);
+  await assertTargetsMatchLiveDisks(first);
+  for (let round = 2; round <= 3; round++) {
+    await randomGuestWrites(round * 17);
+    await cut();
+    const next = await replicate(transportFlags);
+    assert.deepEqual(next.disks.map((d) => d.mode), ['incremental', 'incremental']);
+    for (const d of next.disks) assert.ok(d.bytesCopied < 1_500_000, `incremental copies only changed blocks, copied ${d.bytesCopied}`);
+    await assertTargetsMatchLiveDisks(next);
+  }
+}
+
+test('http transport: rounds stay byte-identical through a cut connection', async () => {
+  await rounds(['--transport', 'http'], () => lab.faults({ httpCutAfterBytes: 100_000 }));
+});
+
+test('file transport (datastore mounted locally): rounds stay byte-identical', async () => {
+  await rounds(['--transport', 'file', '--datastore-dir', `LocalDS_0=${await datastoreDir()}`], async () => {});
+});
+
+test('vddk transport: nbdkit-vddk command line driven against the lab through a stand-in', async () => {
+  // The stand-in receives exactly what a real nbdkit vddk would, finds the disk named by
+  // vm=moref=, snapshot= and file= in the lab, and serves the lab's frozen NBD export of it.
+  const standin = join(dir, 'nbdkit-vddk-standin.mjs');
+  await writeFile(standin, `#!/usr/bin/env node
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+const args = process.argv.slice(2);
+const value = (k) => args.find((a) => a.startsWith(k + '='))?.slice(k.length + 1);
+writeFileSync(${JSON.stringify(join(dir, 'vddk-args.json'))}, JSON.stringify(args));
+const control = ${JSON.stringify(lab.info.control)};
+const vmName = ${JSON.stringify(lab.info.vms.map((v) => [v.moref, v.name]))}.find(([m]) => m === value('vm').replace('moref=', ''))[1];
+const snaps = await (await fetch(control + '/vms/' + vmName + '/snapshots')).json();
+const snap = snaps.find((s) => s.moref === value('snapshot'));
+const disk = snap.disks.find((d) => d.file === value('file'));
+const exp = await (await fetch(control + '/vms/' + vmName + '/disks/' + disk.key + '/nbd?snapshot=' + snap.moref, { method: 'POST' })).json();
+const at = (flag) => args[args.indexOf(flag) + 1];
+const child = spawn('nbdkit', ['--exit-with-parent', '--foreground', '--readonly', '--unix', at('--unix'), '--pidfile', at('--pidfile'), 'nbd', 'uri=' + exp.uri], { stdio: 'inherit' });
+process.on('SIGTERM', () => child.kill());
+child.on('exit', (code) => process.exit(code ?? 0));
+`);
+  await chmod(standin, 0o755);
+  const nodeBin = join(process.cwd(), 'node_modules', '.bin', 'node');
+  const wrapper = join(dir, 'nbdkit-standin.sh');
+  await writeFile(wrapper, `#!/bin/sh\nexec ${nodeBin} ${standin} "$@"\n`);
+  await chmod(wrapper, 0o755);
+  await rounds(['--transport', 'vddk', '--vddk-libdir', '/opt/vmware-vix-disklib-distrib', '--nbdkit', wrapper], async () => {});
+  const args = JSON.parse(await readFile(join(dir, 'vddk-args.json'), 'utf8')) as string[];
+  assert.ok(args.includes('vddk') && args.includes(`thumbprint=${lab.info.thumbprintSha1}`), args.join(' '));
+  assert.ok(!args.join(' ').includes(lab.info.password), 'password never in argv');
+});
+
+test('a refused ChangeId falls back to a full copy and says why; a resized disk gets a full copy', async () => {
+  const flags = ['--transport', 'http'];
+  await randomGuestWrites(99);
+  await lab.faults({ queryChangedDiskAreas: { fault: 'FileFault', count: 1 } });
+  const refused = await replicate(flags);
+  assert.equal(refused.disks[0].mode, 'full');
+  assert.match(refused.disks[0].reason, /refused the recorded ChangeId/);
+  await assertTargetsMatchLiveDisks(refused);
+
+  const disk = lab.info.vms.find((v) => v.name === vm)!.disks[1];
+  await lab.resize(vm, disk.key, disk.capacityBytes + 1024 * 1024);
+  await lab.write(vm, disk.key, disk.capacityBytes + 5000, randomBytes(70_000));
+  const resized = await replicate(flags);
+  assert.equal(resized.disks[1].mode, 'full');
+  assert.match(resized.disks[1].reason, /capacity changed/);
+  assert.equal(resized.disks[0].mode, 'incremental');
+  await assertTargetsMatchLiveDisks(resized);
+});
+
+test('a failing run still removes its snapshot and leaves the recorded state usable', async () => {
+  const [first, second] = lab.info.vms.find((v) => v.name === vm)!.disks;
+  const result = await runCli(['replicate', '--vm', vm, '--disk', `${first.key}=${join(dir, 'other.raw')}`, '--disk', `${second.key}=nbd+unix:///?socket=/nonexistent.sock`, '--transport', 'http', ...connection.flags], connection.env);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /nonexistent\.sock/);
+  assert.deepEqual(await lab.snapshots(vm), []);
+});
