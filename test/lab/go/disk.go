@@ -301,12 +301,15 @@ func (d *labDisk) startEpoch() {
 
 func (d *labDisk) stopEpoch() { d.epoch = "" }
 
-// liveChangeId is what the live backing shows.
+// liveChangeId is what the live backing shows. Guest writes in the current interval carry
+// the sequence `current`, so the live ChangeId names the one before: a query with it
+// reports every write since the last snapshot (possibly a few made before the ChangeId was
+// read - more, never less, as CBT promises).
 func (d *labDisk) liveChangeId() string {
 	if d.epoch == "" {
 		return ""
 	}
-	return fmt.Sprintf("%s/%d", d.epoch, d.current)
+	return fmt.Sprintf("%s/%d", d.epoch, d.current-1)
 }
 
 // newEpochId formats 16 random bytes the way ESXi prints ChangeId epochs:

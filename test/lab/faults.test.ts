@@ -1,0 +1,142 @@
+// Proof that each documented QueryChangedDiskAreas fault arrives as the documented SOAP
+// fault, that CBT disable voids ChangeIds, and that the KB 2090639 resize defect shows.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startLab, type GovmomiFault, type Lab } from './lab.ts';
+import { soapCall, login } from './raw-https.ts';
+
+interface Snap {
+  moref: string;
+  disks: Array<{ key: number; changeId: string; capacityBytes: number }>;
+}
+interface Areas {
+  areas: Array<{ start: number; length: number }>;
+  capacityBytes: number;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const block = 64 * KiB;
+const on = 'DC0_C0_RP0_VM1'; // powered on
+const off = 'DC0_H0_VM1'; // powered off
+
+let lab: Lab;
+before(async () => {
+  lab = await startLab({ otherDiskBytes: 4 * MiB });
+});
+after(async () => {
+  await lab?.stop();
+});
+
+function keyOf(vm: string): string {
+  return String(lab.info.vms.find((v) => v.name === vm)!.disks[0].key);
+}
+
+function assertFault(result: unknown, fault: string, message?: RegExp): void {
+  const f = result as GovmomiFault;
+  assert.equal(f.fault, fault, JSON.stringify(result));
+  if (message) assert.match(f.message, message);
+}
+
+test('faults: CBT off, missing snapshot, bad ChangeId, bad key, bad offset, injected', async () => {
+  const key = keyOf(on);
+  const s0 = (await lab.govmomi(['snapshot-create', on, 'no-cbt'])) as Snap;
+  assert.equal(s0.disks[0].changeId, '');
+  assertFault(await lab.govmomi(['query', on, key, s0.moref, '*']), 'FileFault', /Change tracking is not active/);
+  await lab.govmomi(['snapshot-remove', on, s0.moref]);
+
+  await lab.govmomi(['cbt', on, 'on']);
+  const s1 = (await lab.govmomi(['snapshot-create', on, 's1'])) as Snap;
+  const c1 = s1.disks[0].changeId;
+  assert.notEqual(c1, '');
+  assertFault(await lab.govmomi(['query', on, key, '-', c1]), 'InvalidState', /powered on.*needs a snapshot/);
+  assertFault(await lab.govmomi(['query', on, key, s1.moref, '52 54 eb 64 13 82 bc 71-41 42 a2 b3 ba f4 96 2e/1']), 'FileFault', /unknown or no longer valid/);
+  assertFault(await lab.govmomi(['query', on, key, s1.moref, `${c1.split('/')[0]}/999`]), 'FileFault');
+  assertFault(await lab.govmomi(['query', on, key, s1.moref, 'not-a-change-id']), 'InvalidArgument', /malformed ChangeId/);
+  assertFault(await lab.govmomi(['query-once', on, '4242', s1.moref, '*', '0']), 'InvalidArgument', /no virtual disk with device key 4242/);
+  assertFault(await lab.govmomi(['query-once', on, key, s1.moref, '*', String(4 * MiB)]), 'InvalidArgument', /startOffset/);
+  const otherVmSnap = (await lab.govmomi(['snapshot-create', off, 'elsewhere'])) as Snap;
+  assertFault(await lab.govmomi(['query-once', on, key, otherVmSnap.moref, '*', '0']), 'InvalidArgument', /is not a snapshot of VM/);
+  await lab.govmomi(['snapshot-remove', off, otherVmSnap.moref]);
+
+  await lab.faults({ queryChangedDiskAreas: { fault: 'FileFault', count: 2 } });
+  assertFault(await lab.govmomi(['query', on, key, s1.moref, c1]), 'FileFault', /injected/);
+  assertFault(await lab.govmomi(['query', on, key, s1.moref, c1]), 'FileFault', /injected/);
+  assert.deepEqual(((await lab.govmomi(['query', on, key, s1.moref, c1])) as Areas).areas, []);
+  await lab.faults({ queryChangedDiskAreas: { fault: 'NotFound', count: 1 } });
+  assertFault(await lab.govmomi(['query', on, key, s1.moref, c1]), 'NotFound');
+  await lab.govmomi(['snapshot-remove', on, s1.moref]);
+});
+
+test('faults on the wire: SOAP Fault with detail/<Type>Fault and xsi:type, like vcsim encodes its own', async () => {
+  const vm = lab.info.vms.find((v) => v.name === on)!;
+  const call = `<QueryChangedDiskAreas xmlns="urn:vim25"><_this type="VirtualMachine">${vm.moref}</_this><deviceKey>${vm.disks[0].key}</deviceKey><startOffset>0</startOffset><changeId>*</changeId></QueryChangedDiskAreas>`;
+  const anonymous = await soapCall(lab.info, call);
+  assert.equal(anonymous.status, 500);
+  assert.match(anonymous.body.toString(), /<detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated">/);
+
+  const cookie = await login(lab.info);
+  const res = await soapCall(lab.info, call, cookie);
+  assert.equal(res.status, 500);
+  const text = res.body.toString();
+  assert.match(text, /<soapenv:Envelope xmlns:soapenc="http:\/\/schemas.xmlsoap.org\/soap\/encoding\/" xmlns:soapenv="http:\/\/schemas.xmlsoap.org\/soap\/envelope\/"/);
+  assert.match(text, /<soapenv:Fault><faultcode>ServerFaultCode<\/faultcode><faultstring>VM DC0_C0_RP0_VM1 is powered on: QueryChangedDiskAreas needs a snapshot<\/faultstring><detail><InvalidStateFault xmlns="urn:vim25" xsi:type="InvalidState"><\/InvalidStateFault><\/detail><\/soapenv:Fault>/);
+
+  const missing = await soapCall(lab.info, call.replace(vm.moref, 'vm-99999'), cookie);
+  assert.match(missing.body.toString(), /<ManagedObjectNotFoundFault xmlns="urn:vim25" xsi:type="ManagedObjectNotFound">/);
+});
+
+test('disabling CBT voids ChangeIds; re-enabling starts a new epoch (powered-off VM: no snapshot needed)', async () => {
+  const key = keyOf(off);
+  await lab.govmomi(['cbt', off, 'on']);
+  // Powered off: CBT is active at once, and queries may omit the snapshot.
+  const live = (await lab.govmomi(['vm-disks', off])) as { disks: Array<{ changeId: string }> };
+  const c0 = live.disks[0].changeId;
+  assert.notEqual(c0, '');
+  await lab.write(off, Number(key), 100 * KiB, new Uint8Array(10).fill(1));
+  const s = (await lab.govmomi(['snapshot-create', off, 'a'])) as Snap;
+  assert.deepEqual(((await lab.govmomi(['query', off, key, '-', '*'])) as Areas).areas, [{ start: block, length: block }]);
+  assert.deepEqual(((await lab.govmomi(['query', off, key, s.moref, c0])) as Areas).areas, [{ start: block, length: block }]);
+  await lab.govmomi(['snapshot-remove', off, s.moref]);
+
+  await lab.govmomi(['cbt', off, 'off']);
+  assertFault(await lab.govmomi(['query', off, key, '-', c0]), 'FileFault', /not active/);
+  await lab.govmomi(['cbt', off, 'on']);
+  const c1 = ((await lab.govmomi(['vm-disks', off])) as { disks: Array<{ changeId: string }> }).disks[0].changeId;
+  assert.notEqual(c1.split('/')[0], c0.split('/')[0], 'a new epoch');
+  assertFault(await lab.govmomi(['query', off, key, '-', c0]), 'FileFault', /unknown or no longer valid/);
+  assert.deepEqual(((await lab.govmomi(['query', off, key, '-', c1])) as Areas).areas, []);
+});
+
+test('resize defect (KB 2090639): a ChangeId from before the growth yields incomplete areas; the capacity change is visible', async () => {
+  const vm = 'DC0_C0_RP0_VM0';
+  const key = keyOf(vm);
+  await lab.govmomi(['cbt', vm, 'on']);
+  const s1 = (await lab.govmomi(['snapshot-create', vm, 'before'])) as Snap;
+  await lab.write(vm, Number(key), 2 * block, new Uint8Array(1).fill(1)); // before the growth
+  // ESXi refuses to extend a disk that has snapshots.
+  assertFault(await lab.govmomi(['resize', vm, key, String(6 * MiB)]), 'InvalidState', /has snapshots/);
+  await assert.rejects(lab.resize(vm, Number(key), 6 * MiB), /has snapshots/);
+  const s2 = (await lab.govmomi(['snapshot-create', vm, 'middle'])) as Snap;
+  await lab.govmomi(['snapshot-remove', vm, s1.moref]);
+  await lab.govmomi(['snapshot-remove', vm, s2.moref]);
+  assert.deepEqual(await lab.govmomi(['resize', vm, key, String(6 * MiB)]), { ok: true });
+  assertFault(await lab.govmomi(['resize', vm, key, String(5 * MiB)]), 'InvalidArgument', /shrinking/);
+  await lab.write(vm, Number(key), 0, new Uint8Array(1).fill(1)); // after the growth, inside the old size
+  await lab.write(vm, Number(key), 5 * MiB, new Uint8Array(1).fill(1)); // beyond the old size
+  const s3 = (await lab.govmomi(['snapshot-create', vm, 'after'])) as Snap;
+  assert.equal(s1.disks[0].capacityBytes, 4 * MiB);
+  assert.equal(s3.disks[0].capacityBytes, 6 * MiB);
+  assert.equal((await lab.sha256(vm, Number(key), s3.moref)).capacityBytes, 6 * MiB);
+
+  // Truth: blocks 0, 2 and the one at 5 MiB changed since s1; the old ChangeId reports only block 2.
+  const stale = (await lab.govmomi(['query', vm, key, s3.moref, s1.disks[0].changeId])) as Areas;
+  assert.deepEqual(stale.areas, [{ start: 2 * block, length: block }]);
+  // A ChangeId taken after the growth is complete again, beyond the old size too.
+  await lab.write(vm, Number(key), 4 * MiB + 1, new Uint8Array(1).fill(1));
+  const s4 = (await lab.govmomi(['snapshot-create', vm, 'later'])) as Snap;
+  const fresh = (await lab.govmomi(['query', vm, key, s4.moref, s3.disks[0].changeId])) as Areas;
+  assert.deepEqual(fresh.areas, [{ start: 4 * MiB, length: block }]);
+  await lab.govmomi(['snapshot-remove', vm, s4.moref]);
+  await lab.govmomi(['snapshot-remove', vm, s3.moref]);
+});
