@@ -17,7 +17,8 @@ export interface Peer {
   uri: string;
   socketPath?: string;
   port?: number;
-  stop(): Promise<void>;
+  /** Stop the server (SIGTERM, then SIGKILL after 2 s; or `signal` right away). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 export async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
@@ -63,10 +64,10 @@ async function startPeer(command: string, args: string[], dir: string, readyFile
   return {
     uri,
     ...extra,
-    async stop() {
-      if (child.exitCode === null) {
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
+        child.kill(signal);
         // nbdkit waits for connected clients on SIGTERM; a test that already failed may not
         // have closed its client.
         const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
