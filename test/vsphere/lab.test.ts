@@ -82,6 +82,15 @@ test('snapshots: leftovers of ours are found (prefix and marker), an operator sn
     /work failed/,
   );
   assert.deepEqual(await lab.snapshots(VM), []);
+  // Ctrl-C during the query: the query stops with VSPHERE_CANCELLED, the snapshot still goes.
+  const interrupted = AbortSignal.abort(new Error('interrupted by SIGINT'));
+  await assert.rejects(
+    withSnapshot(session, vm, { purpose: 'interrupted' }, (snapshot) =>
+      queryChangedAreas(session, { vm, snapshot, deviceKey: 2000, capacityBytes: vm.disks[0].capacityBytes, changeId: '*', signal: interrupted }),
+    ),
+    { code: 'VSPHERE_CANCELLED' },
+  );
+  assert.deepEqual(await lab.snapshots(VM), []);
 });
 
 test('an injected FileFault: --since gives CBT_CHANGEID_INVALID (never "no changes"), --all a VSPHERE_FAULT; snapshot removed', async () => {

@@ -3,16 +3,11 @@
 // SHA-1 or SHA-256 pin lets the request through; a server that never answers is a timeout.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { connect, parseFingerprint } from '../../src/vsphere/vsphere.ts';
+import { makeTestCert } from './test-cert.ts';
 
-let dir: string;
 let server: tls.Server;
 let port: number;
 let bytesReceived = 0;
@@ -21,14 +16,9 @@ let sha256: string;
 const password = 'pw-that-must-never-leak';
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'vcbt-tls-'));
-  const key = join(dir, 'key.pem');
-  const cert = join(dir, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=vcbt-test', '-days', '1'], { stdio: 'ignore' });
-  const der = new X509Certificate(readFileSync(cert)).raw;
-  sha1 = createHash('sha1').update(der).digest('hex');
-  sha256 = createHash('sha256').update(der).digest('hex');
-  server = tls.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (socket) => {
+  const testCert = makeTestCert();
+  ({ sha1, sha256 } = testCert);
+  server = tls.createServer({ key: testCert.key, cert: testCert.cert }, (socket) => {
     socket.on('data', (chunk: Buffer) => (bytesReceived += chunk.length)); // and never answer
     socket.on('error', () => {});
   });
@@ -38,7 +28,6 @@ before(async () => {
 
 after(() => {
   server.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function colon(hex: string): string {

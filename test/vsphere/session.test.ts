@@ -1,0 +1,135 @@
+// Session behaviour against a small scripted HTTPS endpoint: which calls are retried after
+// a dropped connection (idempotent reads only), the session cookie on every request, the
+// keep-alive, cancellation and HTTP errors without a SOAP fault.
+import { after, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { connect, type ConnectOptions } from '../../src/vsphere/vsphere.ts';
+import { makeTestCert } from './test-cert.ts';
+import { reply } from './fake-session.ts';
+import { sleep } from '../../src/vsphere/sleep.ts';
+
+const serviceContent = reply(
+  'RetrieveServiceContent',
+  '<returnval><rootFolder type="Folder">group-d1</rootFolder><propertyCollector type="PropertyCollector">propertyCollector</propertyCollector>' +
+    '<viewManager type="ViewManager">ViewManager</viewManager><about><fullName>scripted</fullName><apiType>HostAgent</apiType><apiVersion>8.0.2.0</apiVersion></about>' +
+    '<sessionManager type="SessionManager">SessionManager</sessionManager><searchIndex type="SearchIndex">SearchIndex</searchIndex></returnval>',
+);
+
+interface Seen {
+  method: string;
+  cookie: string | undefined;
+  soapAction: string | undefined;
+}
+
+let server: https.Server;
+let port: number;
+let sha256: string;
+let seen: Seen[];
+/** Per method: how to misbehave on its next N requests. */
+let script: Record<string, Array<'reset' | 503 | 'hang'>>;
+
+beforeEach(() => {
+  seen = [];
+  script = {};
+});
+
+before(async () => {
+  const cert = makeTestCert();
+  sha256 = cert.sha256;
+  server = https.createServer({ key: cert.key, cert: cert.cert }, (request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      const method = /<(\w+) xmlns="urn:vim25">/.exec(body)?.[1] ?? '?';
+      seen.push({ method, cookie: request.headers.cookie, soapAction: request.headers.soapaction as string | undefined });
+      const misbehave = script[method]?.shift();
+      if (misbehave === 'reset') return request.socket.destroy();
+      if (misbehave === 'hang') return;
+      if (misbehave === 503) return response.writeHead(503).end('busy');
+      if (method === 'RetrieveServiceContent') return response.end(serviceContent);
+      if (method === 'Login') {
+        response.setHeader('Set-Cookie', 'vmware_soap_session="52abc"; Path=/; HttpOnly; Secure');
+        return response.end(reply('Login', '<returnval><key>52abc</key><userName>u</userName></returnval>'));
+      }
+      if (method === 'CurrentTime') return response.end(reply('CurrentTime', '<returnval>2026-01-01T00:00:00Z</returnval>'));
+      if (method === 'Logout') return response.end(reply('Logout', ''));
+      response.writeHead(500).end('unknown');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+after(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+function options(extra: Partial<ConnectOptions> = {}): ConnectOptions {
+  return { server: `127.0.0.1:${port}`, username: 'u', password: 'p', thumbprint: sha256, keepAliveIntervalMs: 0, ...extra };
+}
+
+test('an idempotent read is retried after a dropped connection or a 503; the cookie and API version go on every later request', async () => {
+  script.RetrieveServiceContent = ['reset', 503];
+  const session = await connect(options());
+  try {
+    assert.deepEqual(seen.map((s) => s.method), ['RetrieveServiceContent', 'RetrieveServiceContent', 'RetrieveServiceContent', 'Login']);
+    assert.equal(session.cookieHeader(), 'vmware_soap_session="52abc"');
+    await session.call('CurrentTime', { type: 'ServiceInstance', value: 'ServiceInstance' }, {}, { idempotent: true });
+    assert.equal(seen.at(-1)?.cookie, 'vmware_soap_session="52abc"');
+    assert.equal(seen.at(-1)?.soapAction, '"urn:vim25/8.0.2.0"');
+  } finally {
+    await session.logout();
+  }
+});
+
+test('a call that is not idempotent (Login) is never retried after a dropped connection', async () => {
+  script.Login = ['reset'];
+  await assert.rejects(connect(options()), { code: 'VSPHERE_UNREACHABLE' });
+  assert.deepEqual(seen.map((s) => s.method), ['RetrieveServiceContent', 'Login']);
+});
+
+test('HTTP errors without a SOAP fault are VSPHERE_HTTP with the status', async () => {
+  script.RetrieveServiceContent = [503, 503, 503];
+  await assert.rejects(connect(options()), (e: unknown) => {
+    assert.equal((e as { code: string }).code, 'VSPHERE_HTTP');
+    assert.match((e as Error).message, /HTTP 503 busy/);
+    return true;
+  });
+  assert.equal(seen.length, 3, 'first try plus two retries');
+});
+
+test('the keep-alive calls CurrentTime while the session is idle, and stops at logout', async () => {
+  const session = await connect(options({ keepAliveIntervalMs: 10 }));
+  while (seen.filter((s) => s.method === 'CurrentTime').length < 2) await sleep(5);
+  await session.logout();
+  const count = seen.filter((s) => s.method === 'CurrentTime').length;
+  await sleep(50);
+  assert.equal(seen.filter((s) => s.method === 'CurrentTime').length, count);
+  assert.equal(seen.find((s) => s.method === 'CurrentTime')?.cookie, 'vmware_soap_session="52abc"');
+});
+
+test("the caller's AbortSignal cancels a call in flight: VSPHERE_CANCELLED, not retried", async () => {
+  const session = await connect(options());
+  try {
+    script.CurrentTime = ['hang'];
+    const controller = new AbortController();
+    const pending = session.call('CurrentTime', { type: 'ServiceInstance', value: 'ServiceInstance' }, {}, { idempotent: true, signal: controller.signal });
+    while (!seen.some((s) => s.method === 'CurrentTime')) await sleep(5);
+    controller.abort(new Error('Ctrl-C'));
+    await assert.rejects(pending, { code: 'VSPHERE_CANCELLED' });
+    assert.equal(seen.filter((s) => s.method === 'CurrentTime').length, 1);
+  } finally {
+    await session.logout();
+  }
+});
+
+test('server URLs: bare host gets https and /sdk; credentials in the URL and plain http are refused', async () => {
+  const { sdkUrlOf } = await import('../../src/vsphere/session.ts');
+  assert.equal(sdkUrlOf('vc.example').href, 'https://vc.example/sdk');
+  assert.equal(sdkUrlOf('https://vc.example:8443/').href, 'https://vc.example:8443/sdk');
+  assert.throws(() => sdkUrlOf('https://user:secret@vc.example/sdk'), (e: unknown) => (e as { code: string }).code === 'USAGE' && !(e as Error).message.includes('secret'));
+  assert.throws(() => sdkUrlOf('http://vc.example/sdk'), { code: 'USAGE' });
+});
