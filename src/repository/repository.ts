@@ -185,11 +185,20 @@ export class Repository {
     return summaries.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
   }
 
-  /** One disk of a restore point, for reads, allocation maps and streaming restores. */
+  /**
+   * One disk of a restore point, for reads, allocation maps and streaming restores. Holds a
+   * shared lock (so prune cannot collect its chunks) until `close()`.
+   */
   async openDisk(pointId: string, deviceKey: number): Promise<RestoredDisk> {
-    const manifest = await this.readManifest(pointId);
-    const disk = manifest.disks.find((d) => d.deviceKey === deviceKey);
-    if (!disk) throw new RepositoryError('REPO_DISK_NOT_FOUND', `restore point ${pointId} has no disk ${deviceKey}`, { pointId, deviceKey });
-    return RestoredDisk.open(this, pointId, disk);
+    const lock = await this.lock('shared', `read of restore point ${pointId} disk ${deviceKey}`);
+    try {
+      const manifest = await this.readManifest(pointId);
+      const disk = manifest.disks.find((d) => d.deviceKey === deviceKey);
+      if (!disk) throw new RepositoryError('REPO_DISK_NOT_FOUND', `restore point ${pointId} has no disk ${deviceKey}`, { pointId, deviceKey });
+      return await RestoredDisk.open(this, pointId, disk, lock);
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
   }
 }

@@ -8,6 +8,7 @@ import type { DecodeReply, DecodeRequest } from '../pipeline/ingest-protocol.ts'
 import { IndexReader, isZeroId } from './disk-index.ts';
 import type { DiskTarget } from './disk-source.ts';
 import { RepositoryError } from './errors.ts';
+import type { RepositoryLock } from './lock.ts';
 import type { DiskRecord } from './manifest.ts';
 import type { Repository } from './repository.ts';
 
@@ -35,9 +36,11 @@ export class RestoredDisk {
   readonly #repo: Repository;
   readonly #index: IndexReader;
   readonly #cache = new Map<number, Promise<Uint8Array>>();
+  readonly #lock: RepositoryLock;
 
-  private constructor(repo: Repository, pointId: string, disk: DiskRecord, index: IndexReader) {
+  private constructor(repo: Repository, pointId: string, disk: DiskRecord, index: IndexReader, lock: RepositoryLock) {
     this.#repo = repo;
+    this.#lock = lock;
     this.pointId = pointId;
     this.disk = disk;
     this.sizeBytes = disk.capacityBytes;
@@ -45,17 +48,22 @@ export class RestoredDisk {
     this.#index = index;
   }
 
-  static async open(repo: Repository, pointId: string, disk: DiskRecord): Promise<RestoredDisk> {
+  /** Takes over `lock` (a shared lock) and releases it on close. */
+  static async open(repo: Repository, pointId: string, disk: DiskRecord, lock: RepositoryLock): Promise<RestoredDisk> {
     const index = await IndexReader.open(repo.path, disk.index, repo.keys);
     if (index.header.capacityBytes !== disk.capacityBytes || index.header.chunkBytes !== disk.chunkBytes) {
       await index.close();
       throw new RepositoryError('REPO_CORRUPT', `index of restore point ${pointId} disk ${disk.deviceKey} disagrees with its manifest on size`, { pointId, deviceKey: disk.deviceKey });
     }
-    return new RestoredDisk(repo, pointId, disk, index);
+    return new RestoredDisk(repo, pointId, disk, index, lock);
   }
 
   async close(): Promise<void> {
-    await this.#index.close();
+    try {
+      await this.#index.close();
+    } finally {
+      await this.#lock.release();
+    }
   }
 
   /** Fills `target` with the disk's bytes from offsetBytes. */

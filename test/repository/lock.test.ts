@@ -92,3 +92,16 @@ test('heartbeats refresh a held lock', async (t) => {
   assert.ok(later > first, `${later} > ${first}`);
   await lock.release();
 });
+
+test('an open restored disk holds a shared lock until closed, so prune waits for readers', async (t) => {
+  const dir = tempDir(t);
+  const repo = await newRepository(dir);
+  t.after(() => repo.close());
+  const writer = await repo.beginRestorePoint({ vm });
+  await writer.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: 8192, changeId: null, reader: { async read(_offset, target) { target.fill(1); } } });
+  const pointId = await writer.commit();
+  const disk = await repo.openDisk(pointId, 1);
+  await assert.rejects(prune(repo, policy), { code: 'REPO_LOCKED' });
+  await disk.close();
+  assert.equal((await prune(repo, policy)).keep.length, 1);
+});
