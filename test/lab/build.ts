@@ -67,12 +67,22 @@ async function buildOne(packageDir: string, binaryName: string): Promise<string>
       maxBuffer: 16 * 1024 * 1024,
     });
     await rename(temporary, output);
+    await pruneOlderBuilds(binaryName, output);
   } catch (error) {
     await rm(temporary, { force: true });
     const stderr = (error as { stderr?: string }).stderr ?? '';
     throw new LabBuildError(`building ${packageDir} failed: ${stderr.trim() || String(error)}`, { packageDir }, error);
   }
   return output;
+}
+
+/** Removes binaries built from earlier sources (running ones keep their inode). */
+async function pruneOlderBuilds(binaryName: string, keep: string): Promise<void> {
+  const pattern = new RegExp(`^${binaryName}-[0-9a-f]{16}$`);
+  for (const name of await readdir(labCacheDir)) {
+    const path = join(labCacheDir, name);
+    if (pattern.test(name) && path !== keep) await rm(path, { force: true });
+  }
 }
 
 /** Builds (or finds cached) both lab programs. */

@@ -137,7 +137,9 @@ test('snapshot contents stay frozen over control API, /folder Range reads and NB
 
   await lab.govmomi(['snapshot-remove', vm, s1.moref]);
   assert.deepEqual(await lab.sha256(vm, disk.key), liveBefore);
-  const live0 = (await lab.govmomi(['vm-disks', vm])) as { disks: Snap['disks'] };
+  const live0 = (await lab.govmomi(['vm-disks', vm])) as { consolidationNeeded: boolean; disks: Snap['disks'] };
+  assert.equal(live0.consolidationNeeded, false);
+  assert.deepEqual(await lab.govmomi(['consolidate', vm]), { ok: true });
   assert.equal(live0.disks[0].file, disk.file);
   assert.equal(live0.disks[0].parent, undefined);
   assert.deepEqual(await lab.snapshots(vm), []);

@@ -83,6 +83,10 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 		l.serveQuery(w, r, body, method.Body.(*types.QueryChangedDiskAreas))
 		return
 	}
+	if name == "ConsolidateVMDisks_Task" {
+		l.serveConsolidate(w, r, body, method.This)
+		return
+	}
 
 	// Operations on a snapshot name the snapshot; find its VM before vcsim removes it.
 	var lv *labVm
@@ -189,6 +193,21 @@ func (l *lab) serveQuery(w http.ResponseWriter, r *http.Request, body []byte, re
 		return
 	}
 	writeResponse(w, &types.QueryChangedDiskAreasResponse{Returnval: *info})
+}
+
+// serveConsolidate answers ConsolidateVMDisks_Task (vcsim lacks it) with a task that
+// succeeds at once: the lab consolidates when a snapshot is removed, so nothing is left over.
+func (l *lab) serveConsolidate(w http.ResponseWriter, r *http.Request, body []byte, ref types.ManagedObjectReference) {
+	rec := l.forward(r, body)
+	lv := l.vmByRef(ref)
+	if !bytes.Contains(rec.Body.Bytes(), []byte("MethodNotFoundFault")) || lv == nil {
+		relay(w, rec)
+		return
+	}
+	task := simulator.CreateTask(lv.sim, "consolidateVMDisks", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+		return nil, nil
+	})
+	writeResponse(w, &types.ConsolidateVMDisks_TaskResponse{Returnval: task.Run()})
 }
 
 // injectedFault builds the fault armed through POST /faults.

@@ -43,6 +43,8 @@ func (l *lab) adoptVm(sim *simulator.VirtualMachine) (*labVm, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The lab consolidates whenever a snapshot is removed, so nothing ever needs it.
+	sim.Runtime.ConsolidationNeeded = types.NewBool(false)
 	lv.syncToVcsim()
 	return lv, nil
 }

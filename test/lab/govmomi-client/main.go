@@ -12,7 +12,9 @@
 //	snapshot-create VM NAME             -> {"moref","disks":[{"key","changeId","file","capacityBytes"}]}
 //	snapshot-remove VM SNAPSHOT         RemoveSnapshot_Task(removeChildren=false, consolidate=true)
 //	snapshot-disks VM SNAPSHOT          the snapshot's disks as above
-//	vm-disks VM                         the live config's disks as above, plus changeTrackingEnabled
+//	consolidate VM                      ConsolidateVMDisks_Task
+//	vm-disks VM                         the live config's disks as above, plus changeTrackingEnabled,
+//	                                    consolidationNeeded and powerState
 //	query VM KEY SNAPSHOT|- CHANGEID    loops on startOffset over the whole disk:
 //	                                    -> {"capacityBytes","calls","areas":[{"start","length"}]}
 //	query-once VM KEY SNAPSHOT|- CHANGEID START   one raw call -> {"startOffset","length","areas"}
@@ -213,12 +215,23 @@ func run(args []string) (interface{}, error) {
 			return nil, err
 		}
 		return map[string]bool{"ok": true}, object.NewTask(c, res.Returnval).Wait(ctx)
-	case "vm-disks":
-		var m mo.VirtualMachine
-		if err := vm.Properties(ctx, vm.Reference(), []string{"config"}, &m); err != nil {
+	case "consolidate":
+		res, err := methods.ConsolidateVMDisks_Task(ctx, c, &types.ConsolidateVMDisks_Task{This: vm.Reference()})
+		if err != nil {
 			return nil, err
 		}
-		return map[string]interface{}{"changeTrackingEnabled": m.Config.ChangeTrackingEnabled, "disks": disksOf(m.Config.Hardware.Device)}, nil
+		return map[string]bool{"ok": true}, object.NewTask(c, res.Returnval).Wait(ctx)
+	case "vm-disks":
+		var m mo.VirtualMachine
+		if err := vm.Properties(ctx, vm.Reference(), []string{"config", "runtime"}, &m); err != nil {
+			return nil, err
+		}
+		return map[string]interface{}{
+			"changeTrackingEnabled": m.Config.ChangeTrackingEnabled,
+			"consolidationNeeded":   m.Runtime.ConsolidationNeeded,
+			"powerState":            m.Runtime.PowerState,
+			"disks":                 disksOf(m.Config.Hardware.Device),
+		}, nil
 	case "query", "query-once":
 		if err := need(5); err != nil {
 			return nil, err
