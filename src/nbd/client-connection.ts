@@ -42,6 +42,8 @@ export interface BlockStatusExtent {
 export interface ConnectOptions {
   tls?: NbdTlsOptions;
   signal?: AbortSignal;
+  /** Negotiate structured replies (default true; false only to exercise simple replies). */
+  structuredReplies?: boolean;
 }
 
 const COMMAND_NAMES: Record<number, string> = {
@@ -106,7 +108,7 @@ export class NbdConnection {
           }
         : undefined;
       const handshake = { stream: socket, reader: new ByteReader(socket, endError) };
-      const { io, negotiated } = await negotiate(handshake, { exportName: target.exportName, server, startTls });
+      const { io, negotiated } = await negotiate(handshake, { exportName: target.exportName, server, startTls, structuredReplies: options.structuredReplies });
       phase = 'with requests pending';
       socket.setNoDelay(true);
       return new NbdConnection(io, negotiated, server);

@@ -43,6 +43,8 @@ export interface HandshakeIo {
 export interface HandshakeOptions {
   exportName: string;
   server: string;
+  /** Ask for structured replies (default true; false only to exercise simple replies). */
+  structuredReplies?: boolean;
   /** Called after the server accepted STARTTLS; returns the stream and reader to continue on. */
   startTls?: (io: HandshakeIo) => Promise<HandshakeIo>;
 }
@@ -106,10 +108,14 @@ export async function negotiate(io: HandshakeIo, options: HandshakeOptions): Pro
     io = await options.startTls(io);
   }
 
-  send(Option.structuredReply);
-  let reply = await receive(Option.structuredReply);
-  if (reply.type !== OptionReply.ack && !(reply.type & REPLY_ERROR_BIT)) throw fail('NBD_PROTOCOL', 'unexpected reply to STRUCTURED_REPLY');
-  const structuredReplies = reply.type === OptionReply.ack;
+  let reply: OptionReplyFrame;
+  let structuredReplies = false;
+  if (options.structuredReplies ?? true) {
+    send(Option.structuredReply);
+    reply = await receive(Option.structuredReply);
+    if (reply.type !== OptionReply.ack && !(reply.type & REPLY_ERROR_BIT)) throw fail('NBD_PROTOCOL', 'unexpected reply to STRUCTURED_REPLY');
+    structuredReplies = reply.type === OptionReply.ack;
+  }
 
   let allocationContextId: number | null = null;
   if (structuredReplies) {
