@@ -19,6 +19,9 @@
 // TLS_UNTRUSTED              certificate not trusted by the system CAs and no fingerprint pinned
 // TLS_FINGERPRINT_SYNTAX     a --thumbprint that is neither SHA-1 nor SHA-256 hex
 // VM_NOT_FOUND, VM_AMBIGUOUS, DISK_NOT_FOUND, SNAPSHOT_NOT_FOUND   inventory look-ups
+// SNAPSHOT_REQUIRED          changed areas of a powered-on VM asked without a snapshot
+// SNAPSHOT_REMOVE_FAILED     work failed and removing its snapshot failed too (cause = the first error)
+// Extent validation of an answer raises ExtentError (EXTENT_*) from src/extents, naming server/VM/disk.
 import { VcbtError } from '../errors.ts';
 
 /** What an operation concerns, for messages and error context. */
