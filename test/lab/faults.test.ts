@@ -140,3 +140,29 @@ test('resize defect (KB 2090639): a ChangeId from before the growth yields incom
   await lab.govmomi(['snapshot-remove', vm, s4.moref]);
   await lab.govmomi(['snapshot-remove', vm, s3.moref]);
 });
+
+test('reverting is refused; RemoveAllSnapshots consolidates every level', async () => {
+  const vm = 'DC0_H0_VM0';
+  const key = 2001;
+  const before = await lab.sha256(vm, key);
+  const a = (await lab.govmomi(['snapshot-create', vm, 'a'])) as Snap;
+  await lab.write(vm, key, 0, new Uint8Array(4096).fill(3));
+  const b = (await lab.govmomi(['snapshot-create', vm, 'b'])) as Snap;
+  await lab.write(vm, key, MiB, new Uint8Array(4096).fill(4));
+  const live = await lab.sha256(vm, key);
+  assert.notEqual(live.sha256, before.sha256);
+  assertFault(await lab.govmomi(['revert', vm, a.moref]), 'NotSupported', /reverting/);
+  assert.equal((await lab.sha256(vm, key, a.moref)).sha256, before.sha256);
+  assert.deepEqual((await lab.snapshots(vm)).map((s) => s.moref), [a.moref, b.moref]);
+  assert.deepEqual(await lab.govmomi(['snapshot-remove-all', vm]), { ok: true });
+  assert.deepEqual(await lab.snapshots(vm), []);
+  assert.deepEqual(await lab.sha256(vm, key), live);
+  const disks = ((await lab.govmomi(['vm-disks', vm])) as { disks: Array<{ key: number; file: string; parent?: string }> }).disks;
+  assert.deepEqual(
+    disks.map((d) => [d.file, d.parent]),
+    [
+      ['[LocalDS_0] DC0_H0_VM0/disk1.vmdk', undefined],
+      ['[LocalDS_0] DC0_H0_VM0/disk2.vmdk', undefined],
+    ],
+  );
+});

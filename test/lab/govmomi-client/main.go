@@ -12,6 +12,8 @@
 //	snapshot-create VM NAME             -> {"moref","disks":[{"key","changeId","file","capacityBytes"}]}
 //	snapshot-remove VM SNAPSHOT         RemoveSnapshot_Task(removeChildren=false, consolidate=true)
 //	snapshot-disks VM SNAPSHOT          the snapshot's disks as above
+//	snapshot-remove-all VM              RemoveAllSnapshots_Task
+//	revert VM SNAPSHOT                  RevertToSnapshot_Task (the lab refuses it)
 //	consolidate VM                      ConsolidateVMDisks_Task
 //	vm-disks VM                         the live config's disks as above, plus changeTrackingEnabled,
 //	                                    consolidationNeeded and powerState
@@ -211,6 +213,21 @@ func run(args []string) (interface{}, error) {
 		}
 		consolidate := true
 		res, err := methods.RemoveSnapshot_Task(ctx, c, &types.RemoveSnapshot_Task{This: *snapshotRef(args[2]), RemoveChildren: false, Consolidate: &consolidate})
+		if err != nil {
+			return nil, err
+		}
+		return map[string]bool{"ok": true}, object.NewTask(c, res.Returnval).Wait(ctx)
+	case "snapshot-remove-all":
+		res, err := methods.RemoveAllSnapshots_Task(ctx, c, &types.RemoveAllSnapshots_Task{This: vm.Reference()})
+		if err != nil {
+			return nil, err
+		}
+		return map[string]bool{"ok": true}, object.NewTask(c, res.Returnval).Wait(ctx)
+	case "revert":
+		if err := need(3); err != nil {
+			return nil, err
+		}
+		res, err := methods.RevertToSnapshot_Task(ctx, c, &types.RevertToSnapshot_Task{This: *snapshotRef(args[2])})
 		if err != nil {
 			return nil, err
 		}
