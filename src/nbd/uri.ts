@@ -27,7 +27,9 @@ export function isNbdUri(text: string): boolean {
 }
 
 export function parseNbdUri(uri: string): NbdTarget {
-  const bad = (why: string) => new NbdError('NBD_BAD_URI', `invalid NBD URI "${uri}": ${why}`, { uri });
+  // Never echo user information: it may hold a password.
+  const shown = uri.replace(/^([a-z+]*:\/\/)[^/@?#]*@/i, '$1***@');
+  const bad = (why: string) => new NbdError('NBD_BAD_URI', `invalid NBD URI "${shown}": ${why}`, { uri: shown });
   let url: URL;
   try {
     url = new URL(uri);
