@@ -11,6 +11,7 @@ import { VcbtError } from '../errors.ts';
 
 export const XSI_NAMESPACE = 'http://www.w3.org/2001/XMLSchema-instance';
 const XML_NAMESPACE = 'http://www.w3.org/XML/1998/namespace';
+const XSI_TYPE_KEY = `{${XSI_NAMESPACE}}type`;
 
 /** Code XML_SYNTAX: the bytes received are not well-formed XML. */
 export class XmlSyntaxError extends VcbtError {
@@ -38,8 +39,9 @@ export type XmlToken =
   | { kind: 'close'; qname: string; offset: number }
   | { kind: 'text'; value: string; offset: number };
 
-const nameChars = /[A-Za-z0-9_.:\-\u00B7\u00C0-\uFFFF]/;
-const nameStart = /[A-Za-z_:\u00C0-\uFFFF]/;
+// Sticky: matches a whole XML name starting exactly at lastIndex (one regex run per name,
+// not one per character, which is what keeps big property-collector answers fast).
+const namePattern = /[A-Za-z_:\u00C0-\uFFFF][A-Za-z0-9_.:\-\u00B7\u00C0-\uFFFF]*/y;
 
 const predefinedEntities: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 
@@ -74,10 +76,9 @@ export function decodeEntities(raw: string, offset: number): string {
 }
 
 function readName(xml: string, at: number): number {
-  if (!nameStart.test(xml[at] ?? '')) throw new XmlSyntaxError(`expected a name, found "${xml.slice(at, at + 10)}"`, at);
-  let end = at + 1;
-  while (end < xml.length && nameChars.test(xml[end])) end++;
-  return end;
+  namePattern.lastIndex = at;
+  if (!namePattern.test(xml)) throw new XmlSyntaxError(`expected a name, found "${xml.slice(at, at + 10)}"`, at);
+  return namePattern.lastIndex;
 }
 
 function isSpace(c: string | undefined): boolean {
@@ -164,25 +165,25 @@ export function* tokenize(xml: string): Generator<XmlToken> {
   }
 }
 
-interface OpenElement {
-  qname: string;
-  name: string;
-  namespace: string;
-  attributes: Map<string, string>;
-  children: XmlElement[];
-  text: string;
-  xsiType: string | undefined;
-  scope: Map<string, string>;
-}
+type BuildingElement = { -readonly [K in keyof XmlElement]: XmlElement[K] } & { children: XmlElement[] };
+
+const noAttributes: ReadonlyMap<string, string> = new Map();
 
 function splitQName(qname: string): [prefix: string, local: string] {
   const colon = qname.indexOf(':');
   return colon < 0 ? ['', qname] : [qname.slice(0, colon), qname.slice(colon + 1)];
 }
 
+function isNamespaceDeclaration(name: string): boolean {
+  return name === 'xmlns' || name.startsWith('xmlns:');
+}
+
 /** Parses a whole document into its root element. */
 export function parseXml(xml: string): XmlElement {
-  const stack: OpenElement[] = [];
+  // Open elements as parallel stacks: no per-element bookkeeping object to allocate.
+  const openElements: BuildingElement[] = [];
+  const openQNames: string[] = [];
+  const openScopes: Array<Map<string, string>> = [];
   let root: XmlElement | undefined;
   const rootScope = new Map<string, string>([['xml', XML_NAMESPACE]]);
 
@@ -196,7 +197,8 @@ export function parseXml(xml: string): XmlElement {
   };
 
   for (const token of tokenize(xml)) {
-    const parent = stack[stack.length - 1];
+    const depth = openElements.length;
+    const parent = depth > 0 ? openElements[depth - 1] : undefined;
     if (token.kind === 'text') {
       if (parent) parent.text += token.value;
       else if (token.value.trim() !== '') throw new XmlSyntaxError('text outside the root element', token.offset);
@@ -204,64 +206,48 @@ export function parseXml(xml: string): XmlElement {
     }
     if (token.kind === 'close') {
       if (!parent) throw new XmlSyntaxError(`closing tag </${token.qname}> without an open element`, token.offset);
-      if (parent.qname !== token.qname) throw new XmlSyntaxError(`closing tag </${token.qname}> does not match <${parent.qname}>`, token.offset);
-      stack.pop();
-      const done = finish(parent);
-      if (stack.length > 0) stack[stack.length - 1].children.push(done);
-      else root = done;
+      const openQName = openQNames[depth - 1];
+      if (openQName !== token.qname) throw new XmlSyntaxError(`closing tag </${token.qname}> does not match <${openQName}>`, token.offset);
+      openElements.pop();
+      openQNames.pop();
+      openScopes.pop();
+      if (depth > 1) openElements[depth - 2].children.push(parent);
+      else root = parent;
       continue;
     }
     if (!parent && root) throw new XmlSyntaxError('more than one root element', token.offset);
-    let scope = parent ? parent.scope : rootScope;
+    const inherited = depth > 0 ? openScopes[depth - 1] : rootScope;
+    let scope = inherited;
     for (const [name, value] of token.attributes) {
-      if (name === 'xmlns' || name.startsWith('xmlns:')) {
-        if (scope === (parent ? parent.scope : rootScope)) scope = new Map(scope);
-        scope.set(name === 'xmlns' ? '' : name.slice(6), value);
-      }
+      if (!isNamespaceDeclaration(name)) continue;
+      if (scope === inherited) scope = new Map(scope);
+      scope.set(name === 'xmlns' ? '' : name.slice(6), value);
     }
     const [prefix, local] = splitQName(token.qname);
-    const attributes = new Map<string, string>();
+    let attributes = noAttributes;
     let xsiType: string | undefined;
     for (const [name, value] of token.attributes) {
-      if (name === 'xmlns' || name.startsWith('xmlns:')) continue;
+      if (isNamespaceDeclaration(name)) continue;
+      if (attributes === noAttributes) attributes = new Map();
       const [attrPrefix, attrLocal] = splitQName(name);
       // Unprefixed attributes are in no namespace (not the default one), per the XML namespaces spec.
       const key = attrPrefix === '' ? attrLocal : `{${resolve(attrPrefix, scope, token.offset)}}${attrLocal}`;
-      attributes.set(key, value);
-      if (key === `{${XSI_NAMESPACE}}type`) xsiType = splitQName(value.trim())[1];
+      (attributes as Map<string, string>).set(key, value);
+      if (key === XSI_TYPE_KEY) xsiType = splitQName(value.trim())[1];
     }
-    const open: OpenElement = {
-      qname: token.qname,
-      name: local,
-      namespace: resolve(prefix, scope, token.offset),
-      attributes,
-      children: [],
-      text: '',
-      xsiType,
-      scope,
-    };
+    const element: BuildingElement = { name: local, namespace: resolve(prefix, scope, token.offset), attributes, children: [], text: '', xsiType };
     if (token.selfClosing) {
-      const done = finish(open);
-      if (parent) parent.children.push(done);
-      else root = done;
+      if (parent) parent.children.push(element);
+      else root = element;
     } else {
-      stack.push(open);
+      openElements.push(element);
+      openQNames.push(token.qname);
+      openScopes.push(scope);
     }
   }
-  if (stack.length > 0) throw new XmlSyntaxError(`element <${stack[stack.length - 1].qname}> is not closed`, xml.length);
+  if (openElements.length > 0) throw new XmlSyntaxError(`element <${openQNames[openQNames.length - 1]}> is not closed`, xml.length);
   if (!root) throw new XmlSyntaxError('no root element', 0);
   return root;
-}
-
-function finish(open: OpenElement): XmlElement {
-  return {
-    name: open.name,
-    namespace: open.namespace,
-    attributes: open.attributes,
-    children: open.children,
-    text: open.text,
-    xsiType: open.xsiType,
-  };
 }
 
 /** Escapes text for element content or a double-quoted attribute value. */
