@@ -55,18 +55,17 @@ export async function connectFromFlags(values: ConnectionValues, io: CommandIo):
   });
 }
 
-/** Runs `work` with a session and always logs out; a logout failure never hides the work's error. */
+/**
+ * Runs `work` with a session and always logs out. A failed logout is only a warning: the
+ * work's result or error is what the user needs (the server expires the session anyway).
+ */
 export async function withSession<T>(values: ConnectionValues, io: CommandIo, work: (session: VsphereSession) => Promise<T>): Promise<T> {
   const session = await connectFromFlags(values, io);
-  let result: T;
   try {
-    result = await work(session);
-  } catch (error) {
-    await session.logout().catch((logoutError: unknown) => {
-      io.stderr.write(`vcbt: warning: logout from ${session.server} failed: ${logoutError instanceof Error ? logoutError.message : String(logoutError)}\n`);
+    return await work(session);
+  } finally {
+    await session.logout().catch((error: unknown) => {
+      io.stderr.write(`vcbt: warning: logout from ${session.server} failed: ${error instanceof Error ? error.message : String(error)}\n`);
     });
-    throw error;
   }
-  await session.logout();
-  return result;
 }

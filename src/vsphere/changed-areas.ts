@@ -6,7 +6,7 @@
 // become ChangeIdInvalidError (CBT_CHANGEID_INVALID) so callers fall back to `*`.
 import { validateAreas } from '../extents/validate.ts';
 import type { Extent } from '../extents/extent.ts';
-import { children, longOf, requireChild, withTarget, type MoRef } from './decode.ts';
+import { child, children, longOf, requireChild, withTarget, type MoRef } from './decode.ts';
 import { ChangeIdInvalidError, VsphereError, VsphereFault, describeTarget } from './errors.ts';
 import { ref } from './soap.ts';
 import type { VmIdentity } from './inventory.ts';
@@ -39,7 +39,17 @@ export function changeIdEpoch(changeId: string): string | undefined {
   return slash > 0 ? changeId.slice(0, slash).trim() : undefined;
 }
 
-const changeIdFaults = new Set(['FileFault', 'InvalidArgument']);
+/**
+ * Faults that mean "this ChangeId is not usable": FileFault (unknown or voided ChangeId) and
+ * InvalidArgument about the changeId. An InvalidArgument naming another parameter (snapshot,
+ * deviceKey, startOffset) is a different error and stays a VsphereFault.
+ */
+function rejectsChangeId(fault: VsphereFault): boolean {
+  if (fault.faultType === 'FileFault') return true;
+  if (fault.faultType !== 'InvalidArgument') return false;
+  const property = fault.detail ? child(fault.detail, 'invalidProperty')?.text.trim() : undefined;
+  return property === undefined || property === '' || property === 'changeId';
+}
 
 /** Changed (or allocated) areas of one disk, validated and merged, in bytes. */
 export async function queryChangedAreas(session: VsphereSession, query: ChangedAreasQuery): Promise<Extent[]> {
@@ -66,7 +76,7 @@ export async function queryChangedAreas(session: VsphereSession, query: ChangedA
           { idempotent: true, target: callTarget, signal: query.signal },
         );
       } catch (error) {
-        if (error instanceof VsphereFault && changeId !== ALLOCATED_AREAS && changeIdFaults.has(error.faultType)) {
+        if (error instanceof VsphereFault && changeId !== ALLOCATED_AREAS && rejectsChangeId(error)) {
           throw new ChangeIdInvalidError(`the server answered ${error.faultType}: ${error.faultMessage}`, changeId, target, error);
         }
         throw error;

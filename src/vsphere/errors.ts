@@ -23,6 +23,7 @@
 // SNAPSHOT_REMOVE_FAILED     work failed and removing its snapshot failed too (cause = the first error)
 // Extent validation of an answer raises ExtentError (EXTENT_*) from src/extents, naming server/VM/disk.
 import { VcbtError } from '../errors.ts';
+import type { XmlElement } from './xml.ts';
 
 /** What an operation concerns, for messages and error context. */
 export interface Target {
@@ -60,8 +61,10 @@ export class VsphereFault extends VsphereError {
   readonly faultType: string;
   readonly faultMessage: string;
   readonly method: string;
+  /** The fault's data object (e.g. InvalidArgument's invalidProperty); not part of the message. */
+  readonly detail: XmlElement | undefined;
 
-  constructor(fault: { faultType: string; faultMessage: string }, method: string, target: Target, code?: string) {
+  constructor(fault: { faultType: string; faultMessage: string; detail?: XmlElement }, method: string, target: Target, code?: string) {
     const text = fault.faultMessage ? `: ${fault.faultMessage}` : '';
     super(code ?? faultCodes[fault.faultType] ?? 'VSPHERE_FAULT', `${method} failed with ${fault.faultType}${text}`, target, {
       faultType: fault.faultType,
@@ -71,6 +74,7 @@ export class VsphereFault extends VsphereError {
     this.faultType = fault.faultType;
     this.faultMessage = fault.faultMessage;
     this.method = method;
+    this.detail = fault.detail;
   }
 }
 

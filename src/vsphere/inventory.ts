@@ -176,7 +176,11 @@ export async function readSnapshotDisks(session: VsphereSession, vm: VmIdentity,
   const target = { vm: { name: vm.name, moref: vm.moref.value } };
   try {
     return await withTarget(session.target(target), async () => {
-      const props = await retrieveOne(session, snapshot, ['config.hardware.device'], { target, idempotent: true });
+      const props = await retrieveOne(session, snapshot, ['config.hardware.device', 'vm'], { target, idempotent: true });
+      const owner = props.get('vm');
+      if (owner && asMoRef(owner).value !== vm.moref.value) {
+        throw new VsphereError('SNAPSHOT_NOT_FOUND', `snapshot ${snapshot.value} belongs to ${asMoRef(owner).value}, not to this VM`, session.target(target), { snapshot: snapshot.value });
+      }
       const devices = props.get('config.hardware.device');
       return devices ? decodeDisks(devices) : [];
     });

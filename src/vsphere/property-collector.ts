@@ -85,8 +85,12 @@ export async function retrieveAllOfType(session: VsphereSession, type: string, p
         },
       ],
     };
-    return await retrieveAll(session, specSet, options);
-  } finally {
+    const objects = await retrieveAll(session, specSet, options);
     await session.call('DestroyView', view, {}, options);
+    return objects;
+  } catch (error) {
+    // The read failed: report that, not a failure to clean up (views die with the session).
+    await session.call('DestroyView', view, {}, options).catch(() => undefined);
+    throw error;
   }
 }

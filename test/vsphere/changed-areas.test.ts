@@ -72,6 +72,12 @@ test('FileFault or InvalidArgument on a ChangeId query is CBT_CHANGEID_INVALID (
   }
 });
 
+test('an InvalidArgument about another parameter (deviceKey) stays a VSPHERE_FAULT; about changeId it is CBT_CHANGEID_INVALID', async () => {
+  const about = (property: string) => fakeSession(() => faultReply('InvalidArgument', 'bad', `<invalidProperty>${property}</invalidProperty>`)).session;
+  await assert.rejects(queryChangedAreas(about('deviceKey'), { vm, snapshot, deviceKey: 2000, capacityBytes: 1 << 20, changeId }), { code: 'VSPHERE_FAULT', faultType: 'InvalidArgument' });
+  await assert.rejects(queryChangedAreas(about('changeId'), { vm, snapshot, deviceKey: 2000, capacityBytes: 1 << 20, changeId }), { code: 'CBT_CHANGEID_INVALID' });
+});
+
 test('the same FileFault on an allocated-areas query stays a VSPHERE_FAULT (there is nothing to fall back to)', async () => {
   const { session } = fakeSession(() => faultReply('FileFault', 'Change tracking is not active'));
   await assert.rejects(queryChangedAreas(session, { vm, snapshot, deviceKey: 2000, capacityBytes: 1 << 20, changeId: '*' }), { code: 'VSPHERE_FAULT', faultType: 'FileFault' });

@@ -215,3 +215,22 @@ test('an expired session (logged out elsewhere) re-logs in transparently; so doe
     await own.logout();
   }
 });
+
+test("another VM's snapshot is SNAPSHOT_NOT_FOUND; an InvalidArgument about the snapshot is not a ChangeId problem", async () => {
+  const vm = await findVm(session, { name: VM });
+  const other = await findVm(session, { name: 'DC0_H0_VM1' });
+  const changeId = await changeIdNow(vm, 2000);
+  const snapshot = await createSnapshot(session, other);
+  try {
+    const result = await runCli(['changes', '--vm', VM, '--disk', '2000', '--since', changeId, '--snapshot', snapshot.value, ...flags], env);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`SNAPSHOT_NOT_FOUND: snapshot ${snapshot.value} belongs to ${other.moref.value}, not to this VM`));
+    // Straight to the server, the lab answers InvalidArgument(invalidProperty=snapshot).
+    await assert.rejects(queryChangedAreas(session, { vm, snapshot, deviceKey: 2000, capacityBytes: vm.disks[0].capacityBytes, changeId }), {
+      code: 'VSPHERE_FAULT',
+      faultType: 'InvalidArgument',
+    });
+  } finally {
+    await removeSnapshot(session, other, snapshot);
+  }
+});
