@@ -223,7 +223,10 @@ class RunningLab implements Lab {
 
   async content(vm: string, diskKey: number, snapshot?: string): Promise<Buffer> {
     const response = await this.#request('GET', this.#disk(vm, diskKey, 'content', { snapshot }));
-    return Buffer.from(await response.arrayBuffer());
+    // Collecting the stream is several times faster than arrayBuffer() for tens of MiB.
+    const chunks: Buffer[] = [];
+    if (response.body) for await (const chunk of response.body) chunks.push(Buffer.from(chunk));
+    return Buffer.concat(chunks);
   }
 
   snapshots(vm: string): Promise<LabSnapshot[]> {
