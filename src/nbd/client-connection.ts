@@ -55,6 +55,9 @@ const COMMAND_NAMES: Record<number, string> = {
   [Command.blockStatus]: 'BLOCK_STATUS',
 };
 
+/** Idle time before TCP keepalive probes start on a connection. */
+const KEEPALIVE_IDLE_MS = 30_000;
+
 /** Largest block status payload we accept in one chunk (a descriptor is 8 bytes). */
 const MAX_BLOCK_STATUS_PAYLOAD_BYTES = 16 * 1024 * 1024;
 
@@ -111,6 +114,9 @@ export class NbdConnection {
       const { io, negotiated } = await negotiate(handshake, { exportName: target.exportName, server, startTls, structuredReplies: options.structuredReplies });
       phase = 'with requests pending';
       socket.setNoDelay(true);
+      // A peer that vanishes without a FIN (host down, cable pulled) is noticed by TCP
+      // keepalive rather than never.
+      socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
       return new NbdConnection(io, negotiated, server);
     } catch (error) {
       socket.destroy();

@@ -162,3 +162,18 @@ test('an unknown export, a refused connection and a non-NBD peer are clear error
   t.after(() => new Promise<void>((resolve) => notNbd.close(() => resolve())));
   await assert.rejects(NbdClient.connect(`nbd+unix:///?socket=${path.join(dir, 'ssh')}`), { code: 'NBD_PROTOCOL', message: /not an NBD server/ });
 });
+
+test('a server without NBD_OPT_GO is reached through NBD_OPT_EXPORT_NAME', async (t) => {
+  const dir = await tempDir(t);
+  const fake = await startFakeServer(dir, 3 * MiB, (r, socket) => {
+    socket.write(dataChunk(r.cookie, r.offsetBytes, Buffer.alloc(r.lengthBytes, 0x42)));
+  }, { withoutGo: true });
+  t.after(() => fake.close());
+  const client = await NbdClient.connect(fake.uri);
+  t.after(() => client.close());
+  assert.equal(client.sizeBytes, 3 * MiB);
+  assert.equal(client.readOnly, true);
+  const target = Buffer.alloc(1000);
+  await client.read(77, target);
+  assert.ok(target.equals(Buffer.alloc(1000, 0x42)));
+});

@@ -21,7 +21,8 @@ export interface FakeServer {
 
 export type OnRequests = (request: FakeRequest, socket: net.Socket) => void;
 
-export async function startFakeServer(dir: string, sizeBytes: number, onRequest: OnRequests): Promise<FakeServer> {
+/** `withoutGo`: answer NBD_OPT_GO with ERR_UNSUP, like servers from before GO existed. */
+export async function startFakeServer(dir: string, sizeBytes: number, onRequest: OnRequests, options: { withoutGo?: boolean } = {}): Promise<FakeServer> {
   const socketPath = path.join(dir, 'fake.sock');
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -57,6 +58,14 @@ export async function startFakeServer(dir: string, sizeBytes: number, onRequest:
           if (input.length < 16 + length) return;
           input = input.subarray(16 + length);
           if (option === 8 || option === 10) optionReply(option, 1); // STRUCTURED_REPLY, SET_META_CONTEXT: ack
+          else if (option === 1) {
+            // EXPORT_NAME: size and flags, no zero padding (the client accepted NO_ZEROES).
+            const answer = Buffer.alloc(10);
+            answer.writeBigUInt64BE(BigInt(sizeBytes), 0);
+            answer.writeUInt16BE(1 | 2, 8);
+            socket.write(answer);
+            phase = 'requests';
+          } else if (option === 7 && options.withoutGo) optionReply(option, 0x80000001);
           else if (option === 7) {
             const info = Buffer.alloc(12);
             info.writeUInt16BE(0, 0);

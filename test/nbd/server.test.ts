@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { NbdServer } from '../../src/nbd/server.ts';
 import { NbdClient } from '../../src/nbd/client.ts';
 import { NbdConnection } from '../../src/nbd/client-connection.ts';
@@ -179,4 +180,50 @@ test('the server keeps serving other connections when one client vanishes, and c
   await server.close();
   await assert.rejects(b.read(0, target), { code: 'NBD_DISCONNECTED' });
   await b.close();
+});
+
+test('NBD_OPT_EXPORT_NAME and simple replies, spoken by hand over a raw socket', async (t) => {
+  const disk = new MemoryDisk(MiB, [{ offsetBytes: 0, lengthBytes: MiB }]);
+  const { server } = await serve(t, disk);
+  const endpoint = server.endpoint;
+  assert.equal(endpoint.kind, 'unix');
+  const socket = net.connect(endpoint.kind === 'unix' ? endpoint.socketPath : '');
+  t.after(() => socket.destroy());
+  let input = Buffer.alloc(0);
+  let wake: () => void = () => {};
+  socket.on('data', (d: Buffer) => {
+    input = Buffer.concat([input, d]);
+    wake();
+  });
+  const take = async (n: number) => {
+    while (input.length < n) await new Promise<void>((resolve) => (wake = resolve));
+    const out = input.subarray(0, n);
+    input = input.subarray(n);
+    return out;
+  };
+  const greeting = await take(18);
+  assert.equal(greeting.toString('latin1', 0, 16), 'NBDMAGICIHAVEOPT');
+  assert.equal(greeting.readUInt16BE(16) & 3, 3, 'fixed newstyle and no zeroes offered');
+  const option = Buffer.alloc(16 + 4);
+  option.writeUInt32BE(1, 0); // client flags: fixed newstyle, zero padding wanted
+  option.write('IHAVEOPT', 4, 'latin1');
+  option.writeUInt32BE(1, 12); // NBD_OPT_EXPORT_NAME
+  option.writeUInt32BE(4, 16);
+  socket.write(Buffer.concat([option.subarray(0, 20), Buffer.from('disk')]));
+  const answer = await take(134);
+  assert.equal(Number(answer.readBigUInt64BE(0)), MiB);
+  assert.ok(answer.readUInt16BE(8) & 2, 'read-only flag');
+  assert.ok(answer.subarray(10).equals(Buffer.alloc(124)), '124 zero bytes of padding');
+  const request = Buffer.alloc(28);
+  request.writeUInt32BE(0x25609513, 0);
+  request.writeUInt16BE(0, 6); // READ
+  request.write('cookie!!', 8, 'latin1');
+  request.writeBigUInt64BE(4096n, 16);
+  request.writeUInt32BE(512, 24);
+  socket.write(request);
+  const reply = await take(16 + 512);
+  assert.equal(reply.readUInt32BE(0), 0x67446698, 'simple reply');
+  assert.equal(reply.readUInt32BE(4), 0);
+  assert.equal(reply.toString('latin1', 8, 16), 'cookie!!');
+  assert.ok(reply.subarray(16).equals(disk.bytes.subarray(4096, 4608)));
 });
