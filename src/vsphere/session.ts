@@ -85,6 +85,8 @@ export class VsphereSession {
   readonly #timeoutMs: number;
   readonly #readRetries: number;
   #cookie: string | undefined;
+  /** Bumped whenever the server sets the session cookie (to see that Login set one). */
+  #cookiesReceived = 0;
   #loggedIn = false;
   #relogin: Promise<void> | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
@@ -149,7 +151,9 @@ export class VsphereSession {
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     const headers: Record<string, string> = { SOAPAction: `"urn:vim25/${this.#serviceContent?.about.apiVersion ?? '6.7'}"` };
-    if (this.#cookie) headers.Cookie = this.#cookie;
+    // Login goes without the old cookie, so it opens a new session; the old cookie stays
+    // valid for cookieHeader() callers until the new one arrives.
+    if (this.#cookie && method !== 'Login') headers.Cookie = this.#cookie;
     let reply: HttpReply;
     try {
       reply = await postXml(this.sdkUrl, buildEnvelope(method, thisRef, params), { agent: this.agent, headers, signal });
@@ -186,7 +190,10 @@ export class VsphereSession {
   #rememberCookie(setCookies: string[]): void {
     for (const header of setCookies) {
       const pair = header.split(';')[0].trim();
-      if (pair.startsWith(`${SESSION_COOKIE}=`)) this.#cookie = pair;
+      if (pair.startsWith(`${SESSION_COOKIE}=`)) {
+        this.#cookie = pair;
+        this.#cookiesReceived++;
+      }
     }
   }
 
@@ -207,10 +214,18 @@ export class VsphereSession {
   }
 
   async #login(signal?: AbortSignal): Promise<void> {
-    this.#cookie = undefined;
+    const cookiesBefore = this.#cookiesReceived;
     await this.call('Login', this.serviceContent.sessionManager, { userName: this.#username, password: this.#password }, { signal });
-    if (!this.#cookie) throw new VsphereError('VSPHERE_BAD_RESPONSE', `Login succeeded but the server set no ${SESSION_COOKIE} cookie`, this.target());
+    if (this.#cookiesReceived === cookiesBefore) throw new VsphereError('VSPHERE_BAD_RESPONSE', `Login succeeded but the server set no ${SESSION_COOKIE} cookie`, this.target());
     this.#loggedIn = true;
+  }
+
+  /**
+   * Logs in again now, e.g. when a datastore HTTP request with `cookieHeader()` got 401
+   * because the session expired. Concurrent callers share one Login.
+   */
+  relogin(): Promise<void> {
+    return this.#reloginOnce();
   }
 
   #reloginOnce(): Promise<void> {

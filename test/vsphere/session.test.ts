@@ -85,6 +85,19 @@ test('an idempotent read is retried after a dropped connection or a 503; the coo
   }
 });
 
+test('relogin() (for the datastore HTTP reader after a 401) logs in once for concurrent callers', async () => {
+  const session = await connect(options());
+  try {
+    await Promise.all([session.relogin(), session.relogin(), session.relogin()]);
+    assert.equal(seen.filter((s) => s.method === 'Login').length, 2);
+    assert.equal(session.reloginCount, 1);
+    assert.equal(session.cookieHeader(), 'vmware_soap_session="52abc"');
+    assert.deepEqual(seen.filter((s) => s.method === 'Login').map((s) => s.cookie), [undefined, undefined], 'Login opens a new session: no old cookie');
+  } finally {
+    await session.logout();
+  }
+});
+
 test('a call that is not idempotent (Login) is never retried after a dropped connection', async () => {
   script.Login = ['reset'];
   await assert.rejects(connect(options()), { code: 'VSPHERE_UNREACHABLE' });
