@@ -27,6 +27,12 @@ export interface IngestReply {
   id: Uint8Array;
   /** Bytes of the chunk file this request wrote; 0 when the chunk already existed or is zero. */
   storedBytes: number;
+  /**
+   * The chunk file written, not yet fsynced, under tmp/ (null when nothing was written). The
+   * caller makes it durable and renames it into place (many fsyncs in flight at once let the
+   * file system group them: ~5x cheaper than one synchronous fsync per chunk).
+   */
+  tempPath: string | null;
 }
 
 /** Read and verify the chunk `id` into the first bytes of `buffer`. */

@@ -8,7 +8,7 @@ import { ChunkDecodeError, decodeChunk, encodeChunk } from '../repository/chunk-
 import { chunkIdHex, chunkPath } from '../repository/chunk-store.ts';
 import { chunkId, type MasterKeys } from '../repository/crypto.ts';
 import { isZeroId } from '../repository/disk-index.ts';
-import { isNotFound, writeFileAtomicSync } from '../repository/files.ts';
+import { isNotFound, writeTempFileSync } from '../repository/files.ts';
 import type { ChunkRequest, DecodeReply, IngestReply, IngestRequest, DecodeRequest, IngestWorkerData } from './ingest-protocol.ts';
 import type { WorkerReply } from './worker-pool.ts';
 
@@ -69,16 +69,16 @@ function fillFromPrevious(target: Buffer, merge: NonNullable<IngestRequest['merg
 function ingest(request: IngestRequest): IngestReply {
   const chunk = Buffer.from(request.buffer, 0, request.lengthBytes);
   if (request.merge) fillFromPrevious(chunk, request.merge);
-  if (isAllZero(chunk)) return { buffer: request.buffer, zero: true, id: new Uint8Array(32), storedBytes: 0 };
+  if (isAllZero(chunk)) return { buffer: request.buffer, zero: true, id: new Uint8Array(32), storedBytes: 0, tempPath: null };
   const id = chunkId(chunk, keys?.idKey);
-  const finalPath = chunkPath(data.repoPath, id.toString('hex'));
   let storedBytes = 0;
-  if (!fs.existsSync(finalPath)) {
+  let tempPath: string | null = null;
+  if (!fs.existsSync(chunkPath(data.repoPath, id.toString('hex')))) {
     const parts = encodeChunk(chunk, id, data.compressionLevel, keys);
-    writeFileAtomicSync(tmpDir, finalPath, parts);
+    tempPath = writeTempFileSync(tmpDir, parts);
     storedBytes = parts.reduce((sum, p) => sum + p.length, 0);
   }
-  return { buffer: request.buffer, zero: false, id: new Uint8Array(id), storedBytes };
+  return { buffer: request.buffer, zero: false, id: new Uint8Array(id), storedBytes, tempPath };
 }
 
 function decode(request: DecodeRequest): DecodeReply {

@@ -56,8 +56,11 @@ export async function writeFileAtomic(tmpDir: string, finalPath: string, data: U
   if (options.syncDir !== false) await fsyncDir(path.dirname(finalPath));
 }
 
-/** Synchronous twin for worker threads (a worker has nothing else to do while it waits). */
-export function writeFileAtomicSync(tmpDir: string, finalPath: string, parts: readonly Uint8Array[]): void {
+/**
+ * Worker-thread half of a durable write: the bytes go to a new temp file (mode 0600), not
+ * yet fsynced. The caller finishes with makeDurable (fsync + rename) before referencing it.
+ */
+export function writeTempFileSync(tmpDir: string, parts: readonly Uint8Array[]): string {
   const tempPath = path.join(tmpDir, tempName());
   const fd = fs.openSync(tempPath, 'wx', fileMode);
   try {
@@ -66,14 +69,24 @@ export function writeFileAtomicSync(tmpDir: string, finalPath: string, parts: re
       let written = 0;
       while (written < part.length) written += fs.writeSync(fd, part, written, part.length - written);
     }
-    fs.fsyncSync(fd);
   } catch (error) {
     fs.closeSync(fd);
     fs.rmSync(tempPath, { force: true });
     throw error;
   }
   fs.closeSync(fd);
-  fs.renameSync(tempPath, finalPath);
+  return tempPath;
+}
+
+/** fsync a finished temp file and rename it to finalPath (the caller fsyncs the directory). */
+export async function makeDurable(tempPath: string, finalPath: string): Promise<void> {
+  const handle = await fsp.open(tempPath, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fsp.rename(tempPath, finalPath);
 }
 
 export function isNotFound(error: unknown): boolean {

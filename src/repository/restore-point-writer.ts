@@ -8,21 +8,22 @@
 // flight; their ids are appended to the streaming index writer in slot order. Memory is
 // windowChunks chunk buffers plus one index segment, whatever the disk size.
 //
-// Commit order: every chunk file is fsynced by its worker and the touched fan-out
-// directories are fsynced before the disk's index is written (temp, fsync, rename, dir
-// fsync); the manifest follows the same way after all indexes. A crash before the manifest's
+// Commit order: a worker writes each new chunk to a temp file; this thread fsyncs and renames
+// it into chunks/ (up to durableInFlight at once, so the file system groups the fsyncs), then
+// fsyncs the touched fan-out directories, and only then writes the disk's index (temp,
+// fsync, rename, dir fsync); the manifest follows the same way after all indexes. A crash before the manifest's
 // rename leaves only unreferenced files, which GC removes.
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { totalBytes, type Extent } from '../extents/extent.ts';
 import { validateAreas } from '../extents/validate.ts';
 import type { IngestReply, IngestRequest } from '../pipeline/ingest-protocol.ts';
-import { chunkIdHex } from './chunk-store.ts';
+import { chunkIdHex, chunkPath } from './chunk-store.ts';
 import { slotsWithParts } from './chunk-slots.ts';
 import { IndexReader, IndexWriter, isZeroId, zeroChunkId } from './disk-index.ts';
 import type { DiskSource } from './disk-source.ts';
 import { RepositoryError } from './errors.ts';
-import { fsyncDir, writeFileAtomic } from './files.ts';
+import { fsyncDir, makeDurable, writeFileAtomic } from './files.ts';
 import type { RepositoryLock } from './lock.ts';
 import { encodeManifest, manifestPath, type DiskRecord, type DiskStats, type RestorePointManifest, type VmIdentity } from './manifest.ts';
 import type { Repository } from './repository.ts';
@@ -56,8 +57,11 @@ export function newPointId(createdAt: Date): string {
 }
 
 interface Pending {
-  promise: Promise<{ id: Uint8Array; storedBytes: number; zero: boolean; fresh: boolean }>;
+  promise: Promise<{ id: Uint8Array; storedBytes: number; zero: boolean; tempPath: string | null }>;
 }
+
+// Chunk files being fsynced and renamed at once; the file system groups concurrent fsyncs.
+const durableInFlight = 16;
 
 export class RestorePointWriter {
   readonly pointId: string;
@@ -127,13 +131,18 @@ export class RestorePointWriter {
     const touchedFanouts = new Set<string>();
     const index = await IndexWriter.create(repo.path, repo.keys, chunkBytes, options.capacityBytes);
     const queue: Pending[] = [];
+    const durable = new Set<Promise<void>>();
     const drainOne = async () => {
       const done = await (queue.shift() as Pending).promise;
       if (done.zero) stats.chunksZero++;
-      else if (done.storedBytes > 0) {
+      else if (done.tempPath) {
         stats.chunksNew++;
         stats.bytesStored += done.storedBytes;
-        touchedFanouts.add(chunkIdHex(done.id).slice(0, 2));
+        const idHex = chunkIdHex(done.id);
+        touchedFanouts.add(idHex.slice(0, 2));
+        const job: Promise<void> = makeDurable(done.tempPath, chunkPath(repo.path, idHex)).finally(() => durable.delete(job));
+        durable.add(job);
+        if (durable.size >= durableInFlight) await Promise.race(durable);
       } else stats.chunksReused++;
       await index.append(done.id);
     };
@@ -162,7 +171,7 @@ export class RestorePointWriter {
         throw repo.workerError(error, `disk ${options.deviceKey} chunk at offset ${startBytes}`);
       })) as IngestReply;
       buffers.push(reply.buffer);
-      return { id: reply.id, storedBytes: reply.storedBytes, zero: reply.zero, fresh: true };
+      return { id: reply.id, storedBytes: reply.storedBytes, zero: reply.zero, tempPath: reply.tempPath };
     };
     try {
       for (const { slot, startBytes, lengthBytes, parts } of slotsWithParts(areas, chunkBytes, options.capacityBytes)) {
@@ -172,13 +181,14 @@ export class RestorePointWriter {
           promise = ingestSlot(startBytes, lengthBytes, parts, previousId);
         } else {
           const id = previous ? Buffer.from(await previous.entry(slot)) : zeroChunkId;
-          promise = Promise.resolve({ id, storedBytes: 0, zero: isZeroId(id), fresh: false });
+          promise = Promise.resolve({ id, storedBytes: 0, zero: isZeroId(id), tempPath: null });
         }
         promise.catch(() => undefined); // observed by drainOne; avoids an unhandled rejection meanwhile
         queue.push({ promise });
         if (queue.length >= windowChunks) await drainOne();
       }
       while (queue.length > 0) await drainOne();
+      await Promise.all(durable);
       for (const fanout of touchedFanouts) await fsyncDir(path.join(repo.path, 'chunks', fanout));
       const ref = await index.finish();
       return {
@@ -193,7 +203,7 @@ export class RestorePointWriter {
         stats,
       };
     } catch (error) {
-      await Promise.allSettled(queue.map((p) => p.promise));
+      await Promise.allSettled([...queue.map((p) => p.promise), ...durable]);
       await index.abort();
       throw error;
     }

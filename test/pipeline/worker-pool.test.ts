@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import type { ChunkReply, ChunkRequest, DecodeReply, IngestReply } from '../../src/pipeline/ingest-protocol.ts';
 import { WorkerFailure, WorkerPool } from '../../src/pipeline/worker-pool.ts';
 import { chunkPath } from '../../src/repository/chunk-store.ts';
+import { makeDurable } from '../../src/repository/files.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { tempDir } from '../repository/helpers.ts';
 
@@ -36,10 +37,17 @@ test('chunk workers hash, store, zero-detect and decode; buffers travel and come
     if (i === 1) continue;
     const hex = Buffer.from(reply.id).toString('hex');
     assert.equal(hex, createHash('sha256').update(contents[i]).digest('hex'));
-    assert.ok(fs.existsSync(chunkPath(dir, hex)));
+    assert.ok(reply.tempPath && fs.statSync(reply.tempPath).size === reply.storedBytes);
+    assert.ok(!fs.existsSync(chunkPath(dir, hex)), 'the chunk name appears only once the caller made it durable');
+    await makeDurable(reply.tempPath, chunkPath(dir, hex));
   }
   assert.ok(replies[2].storedBytes < 100, `a run of "a" compresses (${replies[2].storedBytes} bytes)`);
   assert.equal(replies[0].storedBytes, chunkBytes + 16, 'random data is stored raw');
+
+  const again = new ArrayBuffer(chunkBytes);
+  new Uint8Array(again).set(contents[0]);
+  const dedup = (await workers.run({ kind: 'ingest', buffer: again, lengthBytes: chunkBytes, merge: null }, [again])) as IngestReply;
+  assert.deepEqual([dedup.storedBytes, dedup.tempPath], [0, null], 'a stored chunk is not written again');
 
   const decoded = (await workers.run({ kind: 'decode', buffer: new ArrayBuffer(chunkBytes), id: replies[3].id })) as DecodeReply;
   assert.equal(decoded.lengthBytes, 1000);
@@ -59,6 +67,8 @@ test('an incremental merge takes the untouched bytes from the previous chunk', a
   const buffer = new ArrayBuffer(chunkBytes);
   new Uint8Array(buffer).set(previous);
   const first = (await workers.run({ kind: 'ingest', buffer, lengthBytes: chunkBytes, merge: null }, [buffer])) as IngestReply;
+  assert.ok(first.tempPath);
+  await makeDurable(first.tempPath, chunkPath(dir, Buffer.from(first.id).toString('hex')));
   const fresh = randomBytes(300);
   const next = new ArrayBuffer(chunkBytes);
   new Uint8Array(next).set(fresh, 1000); // only the fresh range is filled; the rest is garbage (zeros here)
