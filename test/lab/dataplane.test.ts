@@ -80,6 +80,8 @@ test('snapshot contents stay frozen over control API, /folder Range reads and NB
   await model.write(lab, disk.key, 9 * MiB, 4096);
   const atS2 = Buffer.from(model.bytes);
   const s2 = (await lab.govmomi(['snapshot-create', vm, 's2'])) as Snap;
+  const refreshed = await lab.refreshInfo();
+  assert.equal(refreshed.vms.find((v) => v.name === vm)!.disks[0].file, '[LocalDS_0] DC0_H0_VM0/disk1-000002.vmdk');
   await model.write(lab, disk.key, 20, 50);
   await model.write(lab, disk.key, 15 * MiB, 3 * MiB);
 

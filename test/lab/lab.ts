@@ -81,6 +81,8 @@ export interface Lab {
   nbdExport(vm: string, diskKey: number, snapshot?: string): Promise<{ uri: string; id: string }>;
   scratchExport(capacityBytes: number): Promise<{ uri: string; path: string; id: string }>;
   closeExport(id: string): Promise<void>;
+  /** Re-reads the lab description (power states, capacities and live file names change). */
+  refreshInfo(): Promise<LabInfo>;
   /**
    * Runs the govmomi test client against this lab (commands: see
    * test/lab/govmomi-client/main.go). Resolves with its JSON output; a vSphere fault
@@ -214,7 +216,7 @@ class RunningLab implements Lab {
 
   async resize(vm: string, diskKey: number, capacityBytes: number): Promise<void> {
     await this.#json('POST', this.#disk(vm, diskKey, 'resize', { capacityBytes }));
-    await this.#refreshInfo();
+    await this.refreshInfo();
   }
 
   sha256(vm: string, diskKey: number, snapshot?: string): Promise<{ sha256: string; capacityBytes: number }> {
@@ -253,8 +255,9 @@ class RunningLab implements Lab {
     await this.#json('DELETE', `/nbd/${encodeURIComponent(id)}`);
   }
 
-  async #refreshInfo(): Promise<void> {
+  async refreshInfo(): Promise<LabInfo> {
     this.info = await this.#json<LabInfo>('GET', '/info');
+    return this.info;
   }
 
   govmomi(args: string[]): Promise<unknown> {

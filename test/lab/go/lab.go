@@ -115,7 +115,7 @@ func startLab(stateDir string, vm0DiskBytes []int64, otherDiskBytes int64) (*lab
 	}
 	_ = os.Setenv("TMPDIR", dsRoot)
 	simulator.Trace = false
-	log.SetOutput(os.Stderr)
+	log.SetOutput(noiseFilter{os.Stderr})
 
 	password := randomHex(12)
 	model := simulator.VPX()
@@ -126,6 +126,7 @@ func startLab(stateDir string, vm0DiskBytes []int64, otherDiskBytes int64) (*lab
 	model.Service.TLS = new(tls.Config)
 	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("vcbt", password)}
 	server := model.Service.NewServer()
+	server.Config.ErrorLog = log.New(noiseFilter{os.Stderr}, "", log.LstdFlags)
 
 	l := &lab{
 		stateDir: stateDir,
