@@ -9,7 +9,7 @@
 // - A keep-alive timer (CurrentTime) keeps an idle session from expiring during long jobs.
 // - The password stays in a private field: never in a message, error context or log.
 import { UsageError, VcbtError } from '../errors.ts';
-import { CheckedAgent, parseFingerprint, type TlsPolicy } from './tls.ts';
+import { CheckedAgent, parseFingerprint, peerFingerprints, type SeenFingerprints, type TlsPolicy } from './tls.ts';
 import { postXml, type HttpReply } from './http.ts';
 import { buildEnvelope, parseResponse, type SoapValue } from './soap.ts';
 import { child, moRef, moRefOf, optionalMoRef, optionalText, requireChild, SoapDecodeError, type MoRef } from './decode.ts';
@@ -115,6 +115,11 @@ export class VsphereSession {
   cookieHeader(): string {
     if (!this.#cookie) throw new VsphereError('VSPHERE_NOT_AUTHENTICATED', 'no session cookie (not logged in)', { server: this.server });
     return this.#cookie;
+  }
+
+  /** SHA-1/SHA-256 fingerprints of the server certificate (checked by this session's policy). */
+  serverFingerprints(): Promise<SeenFingerprints> {
+    return peerFingerprints(this.sdkUrl.hostname.replace(/^\[|\]$/g, ''), Number(this.sdkUrl.port || 443), this.tlsPolicy);
   }
 
   target(extra: Omit<Target, 'server'> = {}): Target {

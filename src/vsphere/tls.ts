@@ -95,6 +95,24 @@ export function connectChecked(options: tls.ConnectionOptions & { host: string; 
   return socket;
 }
 
+/**
+ * The fingerprints of the certificate the server presents, read over a connection that
+ * passes the same policy (e.g. the SHA-1 thumbprint nbdkit-vddk needs). Colon hex, upper case.
+ */
+export function peerFingerprints(host: string, port: number, policy: TlsPolicy): Promise<SeenFingerprints> {
+  return new Promise((resolve, reject) => {
+    connectChecked({ host, port }, policy, (error, socket) => {
+      if (error || !socket) {
+        reject(error ?? new Error(`no TLS socket to ${host}:${port}`));
+        return;
+      }
+      const seen = seenFingerprints(socket);
+      socket.destroy();
+      resolve(seen);
+    });
+  });
+}
+
 function isIp(host: string): boolean {
   return /^[\d.]+$/.test(host) || host.includes(':');
 }

@@ -27,7 +27,7 @@ export {
   describeTarget,
   type Target,
 } from './errors.ts';
-export { CheckedAgent, connectChecked, parseFingerprint, type TlsPolicy } from './tls.ts';
+export { CheckedAgent, connectChecked, parseFingerprint, peerFingerprints, type SeenFingerprints, type TlsPolicy } from './tls.ts';
 export {
   findVm,
   readVm,

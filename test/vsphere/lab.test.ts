@@ -173,6 +173,10 @@ test('wrong password is VSPHERE_INVALID_LOGIN and the password appears nowhere',
   });
 });
 
+test('serverFingerprints() reports the certificate the lab presents (for nbdkit-vddk)', async () => {
+  assert.deepEqual(await session.serverFingerprints(), { sha1: lab.info.thumbprintSha1, sha256: lab.info.fingerprintSha256 });
+});
+
 test('wrong thumbprint and no thumbprint fail on TLS, naming the fingerprints the lab presented', async () => {
   const wrong = await runCli(['vms', '--server', lab.info.sdk, '--user', lab.info.username, '--thumbprint', '00:' + lab.info.thumbprintSha1.slice(3)], env);
   assert.equal(wrong.code, 1);
