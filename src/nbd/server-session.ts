@@ -67,6 +67,8 @@ export class NbdSession {
   #inFlight = 0;
   #inFlightBytes = 0;
   #slotWaiter: (() => void) | null = null;
+  /** Reply buffers by size, for reuse (reads of one size repeat millions of times). */
+  readonly #freeBuffers = new Map<number, Buffer[]>();
 
   constructor(socket: net.Socket, settings: ServerSettings) {
     this.#rawSocket = socket;
@@ -312,7 +314,7 @@ export class NbdSession {
         errno = command === Command.write || command === Command.writeZeroes ? ErrorNumber.ENOSPC : ErrorNumber.EINVAL;
         message = `range [${offsetBytes}, +${lengthBytes}) is beyond the export size ${disk.sizeBytes}`;
       } else if (command === Command.read) {
-        data = Buffer.allocUnsafe(lengthBytes);
+        data = this.#takeBuffer(lengthBytes);
         await disk.read(offsetBytes, data, signal);
       } else if (command === Command.write) {
         await disk.write!(offsetBytes, request.payload!, signal);
@@ -332,11 +334,28 @@ export class NbdSession {
     } catch (error) {
       errno = errnoFor(error);
       message = (error as Error).message ?? String(error);
-      data = null;
     }
     if (signal.aborted) return;
-    await this.#reply(request, errno, message, data, descriptors);
+    await this.#reply(request, errno, message, errno === 0 ? data : null, descriptors);
+    if (data) this.#giveBackBuffer(data);
     this.#release(payloadBytes);
+  }
+
+  /** A read buffer of exactly lengthBytes, reused from earlier replies of the same size. */
+  #takeBuffer(lengthBytes: number): Buffer {
+    return this.#freeBuffers.get(lengthBytes)?.pop() ?? Buffer.allocUnsafe(lengthBytes);
+  }
+
+  /** Called once the socket has taken the reply, so the buffer is ours again. */
+  #giveBackBuffer(buffer: Buffer): void {
+    let free = this.#freeBuffers.get(buffer.length);
+    if (!free) {
+      // Keep buffers of a few sizes only (clients use one or two request sizes).
+      if (this.#freeBuffers.size >= 4) this.#freeBuffers.clear();
+      free = [];
+      this.#freeBuffers.set(buffer.length, free);
+    }
+    if (free.length < this.#settings.maxInFlight) free.push(buffer);
   }
 
   /** Write the reply; resolves once the socket has taken it (so the slot can be reused). */
