@@ -10,7 +10,6 @@
 //   extent is read as a local file; `--datastore-dir NAME=PATH` maps datastores to mounts.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import tls from 'node:tls';
 import { VcbtError } from '../errors.ts';
 import type { DiskReader } from '../transport/disk.ts';
 import { openDatastoreDisk } from '../transport/datastore-http.ts';
@@ -18,7 +17,7 @@ import { openDisk } from '../transport/open-disk.ts';
 import { openFileDisk } from '../transport/file-disk.ts';
 import { parseDatastorePath, parseVmdkDescriptor } from '../transport/vmdk-descriptor.ts';
 import { launchVddk } from '../vddk/launcher.ts';
-import { connectChecked, moRef, type MoRef, type VsphereSession } from '../vsphere/vsphere.ts';
+import type { MoRef, VsphereSession } from '../vsphere/vsphere.ts';
 import type { VirtualDiskInfo, VmIdentity } from '../vsphere/inventory.ts';
 
 export const transportNames = ['http', 'nbd', 'vddk', 'file'] as const;
@@ -67,19 +66,6 @@ export function expandNbdTemplate(template: string, ref: Pick<SnapshotDiskRef, '
   });
 }
 
-/** SHA-1 thumbprint of the server's certificate, as VDDK wants it (the session already trusts it). */
-async function serverThumbprintSha1(session: VsphereSession): Promise<string> {
-  const url = session.sdkUrl;
-  return new Promise((resolve, reject) => {
-    connectChecked({ host: url.hostname, port: Number(url.port || 443) }, session.tlsPolicy, (error, socket?: tls.TLSSocket) => {
-      if (error || !socket) return reject(error ?? new Error('no socket'));
-      const fingerprint = socket.getPeerCertificate().fingerprint;
-      socket.destroy();
-      resolve(fingerprint);
-    });
-  });
-}
-
 async function openFromMountedDatastore(ref: SnapshotDiskRef, dirs: ReadonlyMap<string, string>): Promise<DiskReader> {
   const { datastore, path } = parseDatastorePath(ref.disk.fileName);
   const root = dirs.get(datastore);
@@ -124,15 +110,13 @@ export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportO
   switch (options.transport) {
     case 'http': {
       const session = ref.session;
-      const serviceInstance = moRef('ServiceInstance', 'ServiceInstance');
       reader = await openDatastoreDisk(
         {
           access: {
             origin: new URL(session.sdkUrl.origin),
             agent: session.agent,
             cookieHeader: () => session.cookieHeader(),
-            // Any call re-logs in transparently when the session expired.
-            reauthenticate: async () => void (await session.call('CurrentTime', serviceInstance, {}, { idempotent: true })),
+            reauthenticate: () => session.relogin(),
           },
           datacenter: ref.datacenter,
           file: ref.disk.fileName,
@@ -156,7 +140,7 @@ export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportO
           server: ref.session.sdkUrl.hostname,
           user: vddk.user,
           password: vddk.password,
-          thumbprintSha1: await serverThumbprintSha1(ref.session),
+          thumbprintSha1: (await ref.session.serverFingerprints()).sha1,
           vmMoref: ref.vm.moref.value,
           snapshotMoref: ref.snapshot.value,
           file: ref.disk.fileName,
