@@ -166,3 +166,19 @@ test('reverting is refused; RemoveAllSnapshots consolidates every level', async 
     ],
   );
 });
+
+test('injected method faults: snapshot create/remove tasks fail once; consolidationNeeded until ConsolidateVMDisks', async () => {
+  const vm = 'DC0_H0_VM0';
+  await lab.faults({ methods: { CreateSnapshot_Task: { fault: 'SnapshotFault', count: 1 }, RemoveSnapshot_Task: { fault: 'TaskInProgress', count: 1 } } });
+  assertFault(await lab.govmomi(['snapshot-create', vm, 'fails']), 'SnapshotFault', /injected SnapshotFault for CreateSnapshot_Task/);
+  assert.deepEqual(await lab.snapshots(vm), []);
+  const s = (await lab.govmomi(['snapshot-create', vm, 'works'])) as Snap;
+  assertFault(await lab.govmomi(['snapshot-remove', vm, s.moref]), 'TaskInProgress');
+  assert.deepEqual((await lab.snapshots(vm)).map((x) => x.moref), [s.moref]);
+
+  await lab.faults({ consolidationNeeded: true });
+  assert.deepEqual(await lab.govmomi(['snapshot-remove', vm, s.moref]), { ok: true });
+  assert.equal(((await lab.govmomi(['vm-disks', vm])) as { consolidationNeeded: boolean }).consolidationNeeded, true);
+  assert.deepEqual(await lab.govmomi(['consolidate', vm]), { ok: true });
+  assert.equal(((await lab.govmomi(['vm-disks', vm])) as { consolidationNeeded: boolean }).consolidationNeeded, false);
+});

@@ -59,6 +59,23 @@ export interface LabSnapshot {
   name: string;
   disks: Array<{ key: number; changeId: string; file: string }>;
 }
+/** Faults to arm (POST /faults); each fires for the next `count` calls / the next response or connection. */
+export interface LabFaults {
+  /** The next `count` QueryChangedDiskAreas calls fail with this SOAP fault type. */
+  queryChangedDiskAreas?: { fault: string; count: number };
+  /** The next /folder GET response is cut (connection closed) after N body bytes. */
+  httpCutAfterBytes?: number;
+  /** The next NBD connection (any export) is cut after N bytes from server to client. */
+  nbdCutAfterBytes?: number;
+  /**
+   * Any SOAP method by name (e.g. "CreateSnapshot_Task", "RemoveSnapshot_Task", "Login"):
+   * the next `count` calls by a logged-in client fail; *_Task methods return a task that
+   * ends in that fault, other methods a SOAP fault.
+   */
+  methods?: Record<string, { fault: string; count: number }>;
+  /** The next snapshot removal leaves runtime.consolidationNeeded=true until ConsolidateVMDisks_Task. */
+  consolidationNeeded?: boolean;
+}
 /** A vSphere fault as the govmomi test client reports it. */
 export interface GovmomiFault {
   fault: string;
@@ -73,11 +90,7 @@ export interface Lab {
   content(vm: string, diskKey: number, snapshot?: string): Promise<Buffer>;
   snapshots(vm: string): Promise<LabSnapshot[]>;
   config(c: { cbtBlockBytes?: number; maxAreasPerReply?: number; maxBytesPerReply?: number }): Promise<void>;
-  faults(f: {
-    queryChangedDiskAreas?: { fault: string; count: number };
-    httpCutAfterBytes?: number;
-    nbdCutAfterBytes?: number;
-  }): Promise<void>;
+  faults(f: LabFaults): Promise<void>;
   nbdExport(vm: string, diskKey: number, snapshot?: string): Promise<{ uri: string; id: string }>;
   scratchExport(capacityBytes: number): Promise<{ uri: string; path: string; id: string }>;
   closeExport(id: string): Promise<void>;
@@ -239,7 +252,7 @@ class RunningLab implements Lab {
     await this.#json('POST', '/config', JSON.stringify(c));
   }
 
-  async faults(f: { queryChangedDiskAreas?: { fault: string; count: number }; httpCutAfterBytes?: number; nbdCutAfterBytes?: number }): Promise<void> {
+  async faults(f: LabFaults): Promise<void> {
     await this.#json('POST', '/faults', JSON.stringify(f));
   }
 

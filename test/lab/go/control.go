@@ -265,6 +265,11 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 		} `json:"queryChangedDiskAreas"`
 		HttpCutAfterBytes *int64 `json:"httpCutAfterBytes"`
 		NbdCutAfterBytes  *int64 `json:"nbdCutAfterBytes"`
+		Methods           map[string]struct {
+			Fault string `json:"fault"`
+			Count int    `json:"count"`
+		} `json:"methods"`
+		ConsolidationNeeded *bool `json:"consolidationNeeded"`
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -285,6 +290,22 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 	}
 	if f.HttpCutAfterBytes != nil {
 		l.faults.HttpCutAfterBytes = *f.HttpCutAfterBytes
+	}
+	for name, m := range f.Methods {
+		if m.Fault == "" {
+			return nil, errorf(http.StatusBadRequest, "methods.%s.fault is required", name)
+		}
+		if l.faults.methods == nil {
+			l.faults.methods = map[string]*armedFault{}
+		}
+		count := m.Count
+		if count == 0 {
+			count = 1
+		}
+		l.faults.methods[name] = &armedFault{kind: m.Fault, count: count}
+	}
+	if f.ConsolidationNeeded != nil {
+		l.faults.leaveConsolidationNeeded = *f.ConsolidationNeeded
 	}
 	if f.NbdCutAfterBytes != nil {
 		l.exports.armCut(*f.NbdCutAfterBytes)

@@ -66,12 +66,22 @@ type labConfig struct {
 	MaxBytesPerReply int64 `json:"maxBytesPerReply"`
 }
 
+// armedFault makes the next `count` calls of a method fail with a fault of type `kind`.
+type armedFault struct {
+	kind  string
+	count int
+}
+
 // labFaults is what POST /faults arms; each fires once (or count times) and disarms.
 type labFaults struct {
 	QueryFault        string
 	QueryFaultCount   int
 	HttpCutAfterBytes int64 // 0 = disarmed
-	NbdCutAfterBytes  int64 // 0 = disarmed
+	// methods maps a SOAP method name (e.g. "CreateSnapshot_Task") to its armed fault.
+	methods map[string]*armedFault
+	// leaveConsolidationNeeded makes the next snapshot removal leave
+	// runtime.consolidationNeeded = true until ConsolidateVMDisks_Task runs.
+	leaveConsolidationNeeded bool
 }
 
 type lab struct {

@@ -60,6 +60,12 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
+	l.mu.Lock()
+	injecting := len(l.faults.methods) > 0
+	l.mu.Unlock()
+	if injecting && l.injectMethodFault(w, r, body) {
+		return
+	}
 	name := ""
 	for _, m := range interceptedMethods {
 		if bytes.Contains(body, []byte("<"+m)) || bytes.Contains(body, []byte(":"+m+">")) || bytes.Contains(body, []byte(":"+m+" ")) {
@@ -108,6 +114,12 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := l.forward(r, body)
 	if lv != nil {
+		if name == "RemoveSnapshot_Task" || name == "RemoveAllSnapshots_Task" {
+			if l.faults.leaveConsolidationNeeded {
+				l.faults.leaveConsolidationNeeded = false
+				lv.setConsolidationNeeded(true)
+			}
+		}
 		if err := lv.reconcile(); err != nil {
 			log.Printf("vcbt-lab: %s on %s: %v", name, lv.name, err)
 		}
@@ -205,6 +217,7 @@ func (l *lab) serveConsolidate(w http.ResponseWriter, r *http.Request, body []by
 		return
 	}
 	task := simulator.CreateTask(lv.sim, "consolidateVMDisks", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+		lv.setConsolidationNeeded(false)
 		return nil, nil
 	})
 	writeResponse(w, &types.ConsolidateVMDisks_TaskResponse{Returnval: task.Run()})
@@ -217,22 +230,74 @@ func injectedFault(kind string, lv *labVm, req *types.QueryChangedDiskAreas) *qu
 	if d := lv.disk(req.DeviceKey); d != nil {
 		file = d.datastorePath(d.live())
 	}
+	return faultOfKind(kind, msg, req.This, file)
+}
+
+// faultOfKind makes a fault of the named vSphere type; unknown names become SystemError.
+func faultOfKind(kind, msg string, this types.ManagedObjectReference, file string) *queryFault {
 	switch kind {
 	case "FileFault":
 		return &queryFault{fault: &types.FileFault{File: file}, message: msg}
 	case "InvalidArgument":
-		return &queryFault{fault: &types.InvalidArgument{InvalidProperty: "changeId"}, message: msg}
+		return &queryFault{fault: &types.InvalidArgument{}, message: msg}
 	case "InvalidState":
 		return &queryFault{fault: &types.InvalidState{}, message: msg}
 	case "NotFound":
 		return &queryFault{fault: &types.NotFound{}, message: msg}
 	case "NotAuthenticated":
-		return &queryFault{fault: &types.NotAuthenticated{NoPermission: types.NoPermission{Object: req.This, PrivilegeId: "System.View"}}, message: msg}
+		return &queryFault{fault: &types.NotAuthenticated{NoPermission: types.NoPermission{Object: this, PrivilegeId: "System.View"}}, message: msg}
 	case "TaskInProgress":
-		return &queryFault{fault: &types.TaskInProgress{Task: req.This}, message: msg}
+		return &queryFault{fault: &types.TaskInProgress{Task: this}, message: msg}
+	case "SnapshotFault":
+		return &queryFault{fault: &types.SnapshotFault{}, message: msg}
 	default:
 		return &queryFault{fault: &types.SystemError{Reason: msg}, message: msg}
 	}
+}
+
+// injectMethodFault fails an armed method call, for a logged-in caller: a *_Task method
+// returns a task that ends in error (as ESXi reports most failures), any other method a
+// SOAP fault. It reports whether it answered.
+func (l *lab) injectMethodFault(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err != nil {
+		return false
+	}
+	l.mu.Lock()
+	armed := l.faults.methods[method.Name]
+	if armed == nil || !l.sessions.valid(r) {
+		l.mu.Unlock()
+		return false
+	}
+	armed.count--
+	if armed.count <= 0 {
+		delete(l.faults.methods, method.Name)
+	}
+	l.mu.Unlock()
+	f := faultOfKind(armed.kind, fmt.Sprintf("injected %s for %s on %s", armed.kind, method.Name, method.This.Value), method.This, "")
+	if !strings.HasSuffix(method.Name, "_Task") {
+		writeFault(w, f)
+		return true
+	}
+	entity := simulator.Map.Get(method.This)
+	if entity == nil {
+		writeFault(w, f)
+		return true
+	}
+	task := simulator.CreateTask(entity, strings.TrimSuffix(method.Name, "_Task"), func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+		return nil, f.fault
+	})
+	ref := task.Run()
+	// vcsim's message is the Go type name; give the task ESXi-like text instead.
+	simulator.Map.Update(task, []types.PropertyChange{{Name: "info.error", Val: types.LocalizedMethodFault{Fault: f.fault, LocalizedMessage: f.message}}})
+	writeResponse(w, &taskResponse{XMLName: xml.Name{Space: "urn:vim25", Local: method.Name + "Response"}, Returnval: ref})
+	return true
+}
+
+// taskResponse is the reply of any *_Task method: the task's moref.
+type taskResponse struct {
+	XMLName   xml.Name
+	Returnval types.ManagedObjectReference `xml:"returnval"`
 }
 
 // The envelope below mirrors how vcsim encodes its own replies (soapenv prefix, the four
@@ -275,6 +340,9 @@ func (b responseBody) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
 		return err
 	}
 	name := reflect.TypeOf(b.res).Elem().Name()
+	if t, ok := b.res.(*taskResponse); ok {
+		name = t.XMLName.Local
+	}
 	if err := e.EncodeElement(b.res, xml.StartElement{Name: xml.Name{Space: "urn:vim25", Local: name}}); err != nil {
 		return err
 	}

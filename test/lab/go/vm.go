@@ -193,6 +193,10 @@ func (lv *labVm) reconcileLocked() error {
 	return nil
 }
 
+func (lv *labVm) setConsolidationNeeded(needed bool) {
+	simulator.Map.Update(lv.sim, []types.PropertyChange{{Name: "runtime.consolidationNeeded", Val: needed}})
+}
+
 func (lv *labVm) syncToVcsim() {
 	simulator.Map.WithLock(lv.sim, lv.syncLocked)
 }
