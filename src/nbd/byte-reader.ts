@@ -98,6 +98,25 @@ export class ByteReader {
     if (!this.#waiter && this.#availableBytes > PAUSE_ABOVE_BYTES) this.#stream.pause();
   };
 
+  /**
+   * Input from a socket's `onread` callback: `chunk` lies in a buffer the socket reuses for
+   * its next read, so whatever a waiter does not take now is copied out. (Views handed out
+   * by readExact stay valid long enough: the next read happens only after the microtasks
+   * this one resolved have run.) Returns false when the socket should pause.
+   */
+  pushTransient(chunk: Buffer): boolean {
+    this.#chunks.push(chunk);
+    this.#availableBytes += chunk.length;
+    this.#serveWaiter();
+    const last = this.#chunks.length - 1;
+    if (last >= 0 && this.#chunks[last] === chunk) {
+      const from = last === 0 ? this.#headOffsetBytes : 0;
+      this.#chunks[last] = Buffer.from(chunk.subarray(from));
+      if (last === 0) this.#headOffsetBytes = 0;
+    }
+    return this.#waiter !== null || this.#availableBytes <= PAUSE_ABOVE_BYTES;
+  }
+
   readonly #onEnd = (): void => this.#finish(this.#makeEndError());
   readonly #onError = (error: Error): void => this.#finish(this.#makeEndError(error));
 

@@ -97,7 +97,10 @@ export class NbdConnection {
 
   static async open(target: NbdTarget, options: ConnectOptions = {}): Promise<NbdConnection> {
     const server = formatNbdUri(target);
-    const socket = await connectSocket(target, server, options.signal);
+    let plainReader: ByteReader | null = null;
+    // Plain connections read into one reused buffer; TLS needs the socket's ordinary stream.
+    const onread = target.tls ? undefined : (chunk: Buffer) => plainReader!.pushTransient(chunk);
+    const socket = await connectSocket(target, server, options.signal, onread);
     const onAbort = () => socket.destroy();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     let phase = 'during the handshake';
@@ -110,7 +113,8 @@ export class NbdConnection {
             return { stream, reader: new ByteReader(stream, endError) };
           }
         : undefined;
-      const handshake = { stream: socket, reader: new ByteReader(socket, endError) };
+      plainReader = new ByteReader(socket, endError);
+      const handshake = { stream: socket, reader: plainReader };
       const { io, negotiated } = await negotiate(handshake, { exportName: target.exportName, server, startTls, structuredReplies: options.structuredReplies });
       phase = 'with requests pending';
       socket.setNoDelay(true);
@@ -409,10 +413,15 @@ function disconnected(server: string, when: string, cause?: Error): NbdError {
   return new NbdError('NBD_DISCONNECTED', `${server}: server closed the connection ${when}${why}`, { server }, { cause });
 }
 
-async function connectSocket(target: NbdTarget, server: string, signal?: AbortSignal): Promise<net.Socket> {
-  const socket = target.endpoint.kind === 'unix'
-    ? net.connect({ path: target.endpoint.socketPath })
-    : net.connect({ host: target.endpoint.host, port: target.endpoint.port });
+/** Size of the buffer each plain connection reads into (reused: no allocation per read). */
+const SOCKET_READ_BUFFER_BYTES = 1024 * 1024;
+
+async function connectSocket(target: NbdTarget, server: string, signal?: AbortSignal, onread?: (chunk: Buffer) => boolean): Promise<net.Socket> {
+  const where = target.endpoint.kind === 'unix' ? { path: target.endpoint.socketPath } : { host: target.endpoint.host, port: target.endpoint.port };
+  const buffer = onread ? Buffer.allocUnsafe(SOCKET_READ_BUFFER_BYTES) : undefined;
+  const socket = onread && buffer
+    ? net.connect({ ...where, onread: { buffer, callback: (bytes: number, into: Uint8Array) => onread(Buffer.from(into.buffer, into.byteOffset, bytes)) } })
+    : net.connect(where);
   try {
     await once(socket, 'connect', { signal });
   } catch (error) {
