@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startLab, type GovmomiFault, type Lab } from './lab.ts';
-import { soapCall, login } from './raw-https.ts';
+import { folderGet, soapCall, login } from './raw-https.ts';
 
 interface Snap {
   moref: string;
@@ -84,6 +84,12 @@ test('faults on the wire: SOAP Fault with detail/<Type>Fault and xsi:type, like 
 
   const missing = await soapCall(lab.info, call.replace(vm.moref, 'vm-99999'), cookie);
   assert.match(missing.body.toString(), /<ManagedObjectNotFoundFault xmlns="urn:vim25" xsi:type="ManagedObjectNotFound">/);
+
+  // Expired sessions: SOAP says NotAuthenticated, /folder says 401.
+  assert.equal((await folderGet(lab.info, vm.disks[0].file, cookie)).status, 200);
+  assert.ok((await lab.expireSessions()) >= 1);
+  assert.match((await soapCall(lab.info, call, cookie)).body.toString(), /<NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated">/);
+  assert.equal((await folderGet(lab.info, vm.disks[0].file, cookie)).status, 401);
 });
 
 test('disabling CBT voids ChangeIds; re-enabling starts a new epoch (powered-off VM: no snapshot needed)', async () => {

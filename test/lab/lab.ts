@@ -94,6 +94,8 @@ export interface Lab {
   nbdExport(vm: string, diskKey: number, snapshot?: string): Promise<{ uri: string; id: string }>;
   scratchExport(capacityBytes: number): Promise<{ uri: string; path: string; id: string }>;
   closeExport(id: string): Promise<void>;
+  /** Ends every logged-in vSphere session now (as an idle timeout would); returns how many. */
+  expireSessions(): Promise<number>;
   /** Re-reads the lab description (power states, capacities and live file names change). */
   refreshInfo(): Promise<LabInfo>;
   /**
@@ -266,6 +268,10 @@ class RunningLab implements Lab {
 
   async closeExport(id: string): Promise<void> {
     await this.#json('DELETE', `/nbd/${encodeURIComponent(id)}`);
+  }
+
+  async expireSessions(): Promise<number> {
+    return (await this.#json<{ expired: number }>('POST', '/sessions/expire')).expired;
   }
 
   async refreshInfo(): Promise<LabInfo> {

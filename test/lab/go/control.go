@@ -82,6 +82,12 @@ func (l *lab) route(w http.ResponseWriter, r *http.Request) (interface{}, error)
 		return l.postConfig(r)
 	case r.Method == http.MethodPost && r.URL.Path == "/faults":
 		return l.postFaults(r)
+	case r.Method == http.MethodPost && r.URL.Path == "/sessions/expire":
+		n, err := l.expireSessions()
+		if err != nil {
+			return nil, err
+		}
+		return map[string]int{"expired": n}, nil
 	case r.Method == http.MethodPost && r.URL.Path == "/scratch":
 		capacity, err := queryInt(r, "capacityBytes")
 		if err != nil {

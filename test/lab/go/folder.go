@@ -50,6 +50,12 @@ func (c *sessionCache) valid(r *http.Request) bool {
 	return true
 }
 
+func (c *sessionCache) forgetAll() {
+	c.mu.Lock()
+	c.seen = map[string]time.Time{}
+	c.mu.Unlock()
+}
+
 func (l *lab) serveFolder(w http.ResponseWriter, r *http.Request) {
 	user, pass, basic := r.BasicAuth()
 	if !(basic && user == l.info.Username && pass == l.info.Password) && !l.sessions.valid(r) {
