@@ -11,24 +11,24 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// queryFault is a vSphere fault plus the faultstring to send with it.
-type queryFault struct {
+// vimFault is a vSphere fault plus the faultstring to send with it.
+type vimFault struct {
 	fault   types.BaseMethodFault
 	message string
 }
 
 var changeIdPattern = regexp.MustCompile(`^([0-9a-f]{2}( [0-9a-f]{2}){7}-[0-9a-f]{2}( [0-9a-f]{2}){7})/([0-9]+)$`)
 
-func fileFault(file, message string) *queryFault {
-	return &queryFault{fault: &types.FileFault{File: file}, message: message}
+func fileFault(file, message string) *vimFault {
+	return &vimFault{fault: &types.FileFault{File: file}, message: message}
 }
 
-func invalidArgument(property, message string) *queryFault {
-	return &queryFault{fault: &types.InvalidArgument{InvalidProperty: property}, message: message}
+func invalidArgument(property, message string) *vimFault {
+	return &vimFault{fault: &types.InvalidArgument{InvalidProperty: property}, message: message}
 }
 
 // queryChangedDiskAreas answers one call. Called with l.mu held.
-func (l *lab) queryChangedDiskAreas(lv *labVm, req *types.QueryChangedDiskAreas) (*types.DiskChangeInfo, *queryFault) {
+func (l *lab) queryChangedDiskAreas(lv *labVm, req *types.QueryChangedDiskAreas) (*types.DiskChangeInfo, *vimFault) {
 	d := lv.disk(req.DeviceKey)
 	if d == nil {
 		return nil, invalidArgument("deviceKey", fmt.Sprintf("VM %s has no virtual disk with device key %d", lv.name, req.DeviceKey))
@@ -36,7 +36,7 @@ func (l *lab) queryChangedDiskAreas(lv *labVm, req *types.QueryChangedDiskAreas)
 	var state *diskState
 	if req.Snapshot == nil {
 		if lv.poweredOn() {
-			return nil, &queryFault{
+			return nil, &vimFault{
 				fault:   &types.InvalidState{},
 				message: fmt.Sprintf("VM %s is powered on: QueryChangedDiskAreas needs a snapshot", lv.name),
 			}

@@ -292,10 +292,10 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 		if count == 0 {
 			count = 1
 		}
-		l.faults.QueryFault, l.faults.QueryFaultCount = q.Fault, count
+		l.faults.queryFault, l.faults.queryFaultCount = q.Fault, count
 	}
 	if f.HttpCutAfterBytes != nil {
-		l.faults.HttpCutAfterBytes = *f.HttpCutAfterBytes
+		l.faults.httpCutAfterBytes = *f.HttpCutAfterBytes
 	}
 	for name, m := range f.Methods {
 		if m.Fault == "" {

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -135,7 +134,7 @@ func (d *labDisk) writeAllDescriptors() error {
 	return nil
 }
 
-// adoptDisk gives a vcsim disk real files: an empty sparse base extent of its capacity.
+// newLabDisk gives a vcsim disk real files: an empty sparse base extent of its capacity.
 func newLabDisk(vmDir string, disk *types.VirtualDisk) (*labDisk, error) {
 	backing, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
 	if !ok {
@@ -388,5 +387,3 @@ func sortedVmNames(m map[string]*labVm) []string {
 	sort.Strings(names)
 	return names
 }
-
-var _ = simulator.Map

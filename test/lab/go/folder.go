@@ -65,9 +65,9 @@ func (l *lab) serveFolder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.mu.Lock()
-	cut := l.faults.HttpCutAfterBytes
+	cut := l.faults.httpCutAfterBytes
 	if r.Method == http.MethodGet && cut > 0 {
-		l.faults.HttpCutAfterBytes = 0
+		l.faults.httpCutAfterBytes = 0
 	}
 	l.mu.Unlock()
 	if r.Method != http.MethodGet || cut <= 0 || strings.HasSuffix(r.URL.Path, "/") {

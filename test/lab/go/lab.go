@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,7 +21,6 @@ import (
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -74,9 +72,9 @@ type armedFault struct {
 
 // labFaults is what POST /faults arms; each fires once (or count times) and disarms.
 type labFaults struct {
-	QueryFault        string
-	QueryFaultCount   int
-	HttpCutAfterBytes int64 // 0 = disarmed
+	queryFault        string
+	queryFaultCount   int
+	httpCutAfterBytes int64 // 0 = disarmed
 	// methods maps a SOAP method name (e.g. "CreateSnapshot_Task") to its armed fault.
 	methods map[string]*armedFault
 	// leaveConsolidationNeeded makes the next snapshot removal leave
@@ -328,6 +326,3 @@ func datastoreByName(name string) (types.ManagedObjectReference, bool) {
 	}
 	return types.ManagedObjectReference{}, false
 }
-
-var _ = mo.VirtualMachine{}
-var _ net.Conn = nil

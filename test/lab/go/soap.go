@@ -131,10 +131,10 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 // precheck refuses, as a SOAP fault, what the lab cannot model faithfully or what ESXi
 // refuses: reverting (it would fork the snapshot line; use remove instead), shrinking a disk,
 // growing a disk that has snapshots.
-func (l *lab) precheck(lv *labVm, name string, body interface{}) *queryFault {
+func (l *lab) precheck(lv *labVm, name string, body interface{}) *vimFault {
 	switch name {
 	case "RevertToSnapshot_Task", "RevertToCurrentSnapshot_Task":
-		return &queryFault{fault: &types.NotSupported{}, message: "the vcbt lab does not support reverting to a snapshot"}
+		return &vimFault{fault: &types.NotSupported{}, message: "the vcbt lab does not support reverting to a snapshot"}
 	case "ReconfigVM_Task":
 		spec := body.(*types.ReconfigVM_Task).Spec
 		for _, change := range spec.DeviceChange {
@@ -157,15 +157,15 @@ func (l *lab) precheck(lv *labVm, name string, body interface{}) *queryFault {
 				continue
 			}
 			if want < d.capacityBytes || want%1024 != 0 {
-				return &queryFault{fault: &types.InvalidArgument{InvalidProperty: "capacityInKB"},
+				return &vimFault{fault: &types.InvalidArgument{InvalidProperty: "capacityInKB"},
 					message: fmt.Sprintf("disk %d of VM %s cannot change from %d to %d bytes (shrinking is not supported)", d.key, lv.name, d.capacityBytes, want)}
 			}
 			if len(lv.snapshots) > 0 {
-				return &queryFault{fault: &types.InvalidState{},
+				return &vimFault{fault: &types.InvalidState{},
 					message: fmt.Sprintf("disk %d of VM %s has snapshots and cannot be extended", d.key, lv.name)}
 			}
 			if err := d.resize(want); err != nil {
-				return &queryFault{fault: &types.SystemError{Reason: err.Error()}, message: err.Error()}
+				return &vimFault{fault: &types.SystemError{Reason: err.Error()}, message: err.Error()}
 			}
 		}
 	}
@@ -191,12 +191,12 @@ func (l *lab) serveQuery(w http.ResponseWriter, r *http.Request, body []byte, re
 	}
 	lv := l.vmByRef(req.This)
 	if lv == nil {
-		writeFault(w, &queryFault{fault: &types.NotSupported{}, message: fmt.Sprintf("%s is not a lab VM", req.This.Value)})
+		writeFault(w, &vimFault{fault: &types.NotSupported{}, message: fmt.Sprintf("%s is not a lab VM", req.This.Value)})
 		return
 	}
-	if l.faults.QueryFaultCount > 0 {
-		l.faults.QueryFaultCount--
-		writeFault(w, injectedFault(l.faults.QueryFault, lv, req))
+	if l.faults.queryFaultCount > 0 {
+		l.faults.queryFaultCount--
+		writeFault(w, injectedFault(l.faults.queryFault, lv, req))
 		return
 	}
 	info, f := l.queryChangedDiskAreas(lv, req)
@@ -224,7 +224,7 @@ func (l *lab) serveConsolidate(w http.ResponseWriter, r *http.Request, body []by
 }
 
 // injectedFault builds the fault armed through POST /faults.
-func injectedFault(kind string, lv *labVm, req *types.QueryChangedDiskAreas) *queryFault {
+func injectedFault(kind string, lv *labVm, req *types.QueryChangedDiskAreas) *vimFault {
 	msg := fmt.Sprintf("injected %s for QueryChangedDiskAreas on VM %s disk %d", kind, lv.name, req.DeviceKey)
 	file := ""
 	if d := lv.disk(req.DeviceKey); d != nil {
@@ -234,24 +234,24 @@ func injectedFault(kind string, lv *labVm, req *types.QueryChangedDiskAreas) *qu
 }
 
 // faultOfKind makes a fault of the named vSphere type; unknown names become SystemError.
-func faultOfKind(kind, msg string, this types.ManagedObjectReference, file string) *queryFault {
+func faultOfKind(kind, msg string, this types.ManagedObjectReference, file string) *vimFault {
 	switch kind {
 	case "FileFault":
-		return &queryFault{fault: &types.FileFault{File: file}, message: msg}
+		return &vimFault{fault: &types.FileFault{File: file}, message: msg}
 	case "InvalidArgument":
-		return &queryFault{fault: &types.InvalidArgument{}, message: msg}
+		return &vimFault{fault: &types.InvalidArgument{}, message: msg}
 	case "InvalidState":
-		return &queryFault{fault: &types.InvalidState{}, message: msg}
+		return &vimFault{fault: &types.InvalidState{}, message: msg}
 	case "NotFound":
-		return &queryFault{fault: &types.NotFound{}, message: msg}
+		return &vimFault{fault: &types.NotFound{}, message: msg}
 	case "NotAuthenticated":
-		return &queryFault{fault: &types.NotAuthenticated{NoPermission: types.NoPermission{Object: this, PrivilegeId: "System.View"}}, message: msg}
+		return &vimFault{fault: &types.NotAuthenticated{NoPermission: types.NoPermission{Object: this, PrivilegeId: "System.View"}}, message: msg}
 	case "TaskInProgress":
-		return &queryFault{fault: &types.TaskInProgress{Task: this}, message: msg}
+		return &vimFault{fault: &types.TaskInProgress{Task: this}, message: msg}
 	case "SnapshotFault":
-		return &queryFault{fault: &types.SnapshotFault{}, message: msg}
+		return &vimFault{fault: &types.SnapshotFault{}, message: msg}
 	default:
-		return &queryFault{fault: &types.SystemError{Reason: msg}, message: msg}
+		return &vimFault{fault: &types.SystemError{Reason: msg}, message: msg}
 	}
 }
 
@@ -367,7 +367,7 @@ func encodeEnvelope(body interface{}) []byte {
 	return out.Bytes()
 }
 
-func writeFault(w http.ResponseWriter, f *queryFault) {
+func writeFault(w http.ResponseWriter, f *vimFault) {
 	var b faultBody
 	b.Fault.Code = "ServerFaultCode"
 	b.Fault.String = f.message
