@@ -7,6 +7,7 @@ import { access, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { buildLabBinaries } from './build.ts';
 import { startLab } from './lab.ts';
 
 async function exists(path: string): Promise<boolean> {
@@ -95,4 +96,13 @@ test('when the process that started a lab dies, the lab and its nbdkit exit and 
   await eventually('lab process', async () => !alive(pid));
   await eventually('nbdkit and other processes', async () => (await processesMentioning(stateDir)).length === 0);
   await eventually('state directory', async () => !(await exists(stateDir)));
+});
+
+test('lab builds are cached by source hash and safe to request concurrently', async () => {
+  const [first, second] = await Promise.all([buildLabBinaries(), buildLabBinaries()]);
+  assert.deepEqual(first, second);
+  assert.match(first.lab, /\.lab-cache\/vcbt-lab-[0-9a-f]{16}$/);
+  assert.match(first.govmomi, /\.lab-cache\/vcbt-govmomi-[0-9a-f]{16}$/);
+  const leftovers = (await readdir(join(import.meta.dirname, '..', '..', '.lab-cache'))).filter((n) => n.includes('.tmp-'));
+  assert.deepEqual(leftovers.filter((n) => n.includes(`.tmp-${process.pid}-`)), []);
 });
