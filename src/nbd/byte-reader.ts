@@ -99,22 +99,32 @@ export class ByteReader {
   };
 
   /**
-   * Input from a socket's `onread` callback: `chunk` lies in a buffer the socket reuses for
-   * its next read, so whatever a waiter does not take now is copied out. (Views handed out
-   * by readExact stay valid long enough: the next read happens only after the microtasks
-   * this one resolved have run.) Returns false when the socket should pause.
+   * Input from a socket's `onread` callback: `chunk` is a view into one of the socket's
+   * read buffers, which the reader may keep referencing until that buffer is reused.
+   * Returns false when the socket should pause.
    */
-  pushTransient(chunk: Buffer): boolean {
+  pushBorrowed(chunk: Buffer): boolean {
     this.#chunks.push(chunk);
     this.#availableBytes += chunk.length;
     this.#serveWaiter();
-    const last = this.#chunks.length - 1;
-    if (last >= 0 && this.#chunks[last] === chunk) {
-      const from = last === 0 ? this.#headOffsetBytes : 0;
-      this.#chunks[last] = Buffer.from(chunk.subarray(from));
-      if (last === 0) this.#headOffsetBytes = 0;
-    }
     return this.#waiter !== null || this.#availableBytes <= PAUSE_ABOVE_BYTES;
+  }
+
+  /**
+   * The socket is about to read into `buffer` again: copy out any unread input still in it.
+   * (With two read buffers taking turns this is rare: by then the reader has had the event
+   * loop turn in between to consume it.)
+   */
+  release(buffer: Uint8Array): void {
+    for (let i = 0; i < this.#chunks.length; i++) {
+      const chunk = this.#chunks[i];
+      if (chunk.buffer !== buffer.buffer) continue;
+      const from = i === 0 ? this.#headOffsetBytes : 0;
+      const copy = Buffer.allocUnsafe(chunk.length - from);
+      chunk.copy(copy, 0, from);
+      this.#chunks[i] = copy;
+      if (i === 0) this.#headOffsetBytes = 0;
+    }
   }
 
   readonly #onEnd = (): void => this.#finish(this.#makeEndError());

@@ -98,9 +98,8 @@ export class NbdConnection {
   static async open(target: NbdTarget, options: ConnectOptions = {}): Promise<NbdConnection> {
     const server = formatNbdUri(target);
     let plainReader: ByteReader | null = null;
-    // Plain connections read into one reused buffer; TLS needs the socket's ordinary stream.
-    const onread = target.tls ? undefined : (chunk: Buffer) => plainReader!.pushTransient(chunk);
-    const socket = await connectSocket(target, server, options.signal, onread);
+    // TLS needs the socket's ordinary stream; plain connections read into our own buffers.
+    const socket = await connectSocket(target, server, options.signal, target.tls ? undefined : () => plainReader);
     const onAbort = () => socket.destroy();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     let phase = 'during the handshake';
@@ -413,15 +412,31 @@ function disconnected(server: string, when: string, cause?: Error): NbdError {
   return new NbdError('NBD_DISCONNECTED', `${server}: server closed the connection ${when}${why}`, { server }, { cause });
 }
 
-/** Size of the buffer each plain connection reads into (reused: no allocation per read). */
+/** Size of each of the two buffers a plain connection reads into, taking turns. */
 const SOCKET_READ_BUFFER_BYTES = 1024 * 1024;
 
-async function connectSocket(target: NbdTarget, server: string, signal?: AbortSignal, onread?: (chunk: Buffer) => boolean): Promise<net.Socket> {
+/**
+ * Plain connections read straight into two buffers of ours, taking turns (`onread`), instead
+ * of a fresh buffer per read: no allocation and no stream machinery per read. The reader
+ * references received bytes in place; before a buffer is reused, whatever it still holds
+ * unread is copied out.
+ */
+async function connectSocket(target: NbdTarget, server: string, signal?: AbortSignal, reader?: () => ByteReader | null): Promise<net.Socket> {
   const where = target.endpoint.kind === 'unix' ? { path: target.endpoint.socketPath } : { host: target.endpoint.host, port: target.endpoint.port };
-  const buffer = onread ? Buffer.allocUnsafe(SOCKET_READ_BUFFER_BYTES) : undefined;
-  const socket = onread && buffer
-    ? net.connect({ ...where, onread: { buffer, callback: (bytes: number, into: Uint8Array) => onread(Buffer.from(into.buffer, into.byteOffset, bytes)) } })
-    : net.connect(where);
+  let socket: net.Socket;
+  if (reader) {
+    const buffers = [Buffer.allocUnsafeSlow(SOCKET_READ_BUFFER_BYTES), Buffer.allocUnsafeSlow(SOCKET_READ_BUFFER_BYTES)];
+    let turn = 0;
+    const nextBuffer = () => {
+      turn ^= 1;
+      reader()?.release(buffers[turn]); // null on the first call, before any input
+      return buffers[turn];
+    };
+    const callback = (bytes: number, into: Uint8Array) => reader()!.pushBorrowed(Buffer.from(into.buffer, into.byteOffset, bytes));
+    socket = net.connect({ ...where, onread: { buffer: nextBuffer, callback } });
+  } else {
+    socket = net.connect(where);
+  }
   try {
     await once(socket, 'connect', { signal });
   } catch (error) {
