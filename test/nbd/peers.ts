@@ -85,13 +85,15 @@ export interface NbdkitOptions {
   /** Options placed before the plugin (e.g. --filter=error, --tls=require). */
   before?: string[];
   exportName?: string;
+  /** Listen on this unix socket (e.g. to restart a server where clients expect it). */
+  socketPath?: string;
 }
 
 /** nbdkit with `plugin` and its arguments, e.g. startNbdkit(['memory', '64M']). */
 export async function startNbdkit(pluginArgs: string[], options: NbdkitOptions = {}): Promise<Peer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'vcbt-nbdkit-'));
   const pidFile = path.join(dir, 'pid');
-  const socketPath = path.join(dir, 'sock');
+  const socketPath = options.socketPath ?? path.join(dir, 'sock');
   const args = ['-f', '-P', pidFile, ...(options.readOnly ? ['-r'] : []), ...(options.before ?? [])];
   const exportPath = encodeURIComponent(options.exportName ?? '');
   if (options.tcp) {
