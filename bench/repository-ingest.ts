@@ -5,7 +5,7 @@
 //    compressed or encrypted) data, in runs of 64 KiB .. 8 MiB.
 // 2. Ingest (full backup) and restore throughput at the default chunk size, next to `cp`
 //    and `zstd -1` on the same file (every tool ends with an fsync of its output).
-// 3. For chunk sizes 64 KiB .. 4 MiB: full-backup throughput, chunk files, stored bytes, and
+// 3. For chunk sizes 64 KiB .. 4 MiB: full-backup and restore throughput, chunk files, stored bytes, and
 //    the bytes stored per changed byte for scattered 64 KiB changes (an incremental).
 // Results print as a Markdown table (pasted into bench/README.md).
 import { execFileSync } from 'node:child_process';
@@ -140,22 +140,21 @@ async function main(): Promise<void> {
     const full = await fullBackup(repoDir, chunkBytes, image);
     const chunkFiles = countFiles(path.join(repoDir, 'chunks'));
     const fullDu = duBytes(repoDir);
-    let restoreS = 0;
     const repo = await Repository.open(repoDir);
+    const out = path.join(work, 'restored.raw');
+    const outFd = fs.openSync(out, 'w');
+    fs.ftruncateSync(outFd, sizeBytes);
+    const restoreStart = process.hrtime.bigint();
+    const disk = await repo.openDisk(full.pointId, 2000);
+    await disk.restoreTo(fileTarget(outFd));
+    fs.fsyncSync(outFd);
+    const restoreS = seconds(restoreStart);
+    await disk.close();
+    fs.closeSync(outFd);
+    const same = execFileSync('cmp', [image, out]).length === 0;
+    fs.rmSync(out);
     if (chunkBytes === defaultChunkBytes) {
-      const out = path.join(work, 'restored.raw');
-      const fd = fs.openSync(out, 'w');
-      fs.ftruncateSync(fd, sizeBytes);
-      const start = process.hrtime.bigint();
-      const disk = await repo.openDisk(full.pointId, 2000);
-      await disk.restoreTo(fileTarget(fd));
-      fs.fsyncSync(fd);
-      restoreS = seconds(start);
-      await disk.close();
-      fs.closeSync(fd);
-      const same = execFileSync('cmp', [image, out]).length === 0;
       rows.push(`| vcbt full backup / restore, ${chunkBytes / 1024} KiB chunks | ${mibPerS(sizeBytes, full.s)} | ${mibPerS(sizeBytes, restoreS)} | ${(fullDu / MiB).toFixed(0)} MiB (${same ? 'restore identical' : 'RESTORE DIFFERS'}) |`);
-      fs.rmSync(out);
     }
     // Scattered 64 KiB changes at 4 KiB-aligned random offsets, written into a copy of the image.
     const changes: Extent[] = [];
@@ -183,14 +182,14 @@ async function main(): Promise<void> {
     const changedBytes = changed.reduce((s, c) => s + c.lengthBytes, 0);
     const indexBytes = fs.statSync(path.join(repoDir, 'indexes', `${record.index.sha256}.idx`)).size;
     sizeRows.push(
-      `| ${chunkBytes / 1024} KiB | ${mibPerS(sizeBytes, full.s)} | ${chunkFiles} | ${(fullDu / MiB).toFixed(0)} MiB | ${(changedBytes / MiB).toFixed(1)} MiB | ${(record.stats.bytesStored / MiB).toFixed(1)} MiB | ${(record.stats.bytesStored / changedBytes).toFixed(2)} | ${(indexBytes / 1024).toFixed(0)} KiB | ${incS.toFixed(2)} s |`,
+      `| ${chunkBytes / 1024} KiB | ${mibPerS(sizeBytes, full.s)} | ${mibPerS(sizeBytes, restoreS)}${same ? '' : ' (DIFFERS)'} | ${chunkFiles} | ${(fullDu / MiB).toFixed(0)} MiB | ${(changedBytes / MiB).toFixed(1)} MiB | ${(record.stats.bytesStored / MiB).toFixed(1)} MiB | ${(record.stats.bytesStored / changedBytes).toFixed(2)} | ${(indexBytes / 1024).toFixed(0)} KiB | ${incS.toFixed(2)} s |`,
     );
     fs.rmSync(repoDir, { recursive: true, force: true });
   }
   console.log('\n| tool | write MiB/s | restore MiB/s | stored |\n| --- | --- | --- | --- |');
   for (const r of rows) console.log(r);
   console.log(`\n${changeCount} scattered 64 KiB changes (random data, 4 KiB-aligned offsets):\n`);
-  console.log('| chunk size | full ingest MiB/s | chunk files | repo size after full | changed | stored by incremental | stored / changed | index per disk | incremental time |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| chunk size | full ingest MiB/s | restore MiB/s | chunk files | repo size after full | changed | stored by incremental | stored / changed | index per disk | incremental time |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of sizeRows) console.log(r);
   console.log(`\npeak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
   fs.rmSync(work, { recursive: true, force: true });

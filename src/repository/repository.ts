@@ -29,8 +29,12 @@ import { decodeManifest, manifestPath, type RestorePointManifest } from './manif
 import { RestorePointWriter, type RestorePointInfo } from './restore-point-writer.ts';
 import { RestoredDisk } from './restored-disk.ts';
 
-/** 1 MiB: see bench/README.md ("Repository") for the measurements behind this default. */
-export const defaultChunkBytes = 1 << 20;
+/**
+ * 256 KiB: stores ~2.4 bytes per changed byte for scattered 64 KiB changes (1 MiB: ~6, 4 MiB:
+ * ~15) at ~85% of 1 MiB's ingest speed; indexes are 128 MiB per TiB of disk. Measurements:
+ * bench/README.md, "Repository".
+ */
+export const defaultChunkBytes = 256 * 1024;
 export const defaultCompressionLevel = 1;
 
 export interface InitOptions {

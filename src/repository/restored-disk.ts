@@ -100,47 +100,50 @@ export class RestoredDisk {
     return result;
   }
 
-  /** Writes the whole disk to `target` in order, decoding `readAheadChunks` ahead. */
+  /**
+   * Writes the whole disk to `target`: up to `readAheadChunks` chunks are being decoded (on the
+   * workers) or written at once, so writes may complete out of offset order. Zero chunks are
+   * skipped (sparse) unless the target has `zero`.
+   */
   async restoreTo(target: DiskTarget, options: { readAheadChunks?: number; signal?: AbortSignal } = {}): Promise<RestoreStats> {
     const readAhead = options.readAheadChunks ?? this.#repo.windowChunks;
     const stats: RestoreStats = { bytesWritten: 0, bytesZero: 0 };
     const spare: ArrayBuffer[] = [];
-    const queue: Array<{ offsetBytes: number; lengthBytes: number; decoded: Promise<DecodeReply> | null }> = [];
+    const inFlight = new Set<Promise<void>>();
     const pool = this.#repo.pool();
-    const flushOne = async () => {
-      const item = queue.shift() as (typeof queue)[number];
-      options.signal?.throwIfAborted();
-      if (!item.decoded) {
-        stats.bytesZero += item.lengthBytes;
-        if (target.zero) await target.zero(item.offsetBytes, item.lengthBytes);
-        return;
-      }
-      const reply = await item.decoded;
-      if (reply.lengthBytes !== item.lengthBytes) throw this.#sizeMismatch(item.offsetBytes, reply.lengthBytes, item.lengthBytes);
-      await target.write(item.offsetBytes, new Uint8Array(reply.buffer, 0, reply.lengthBytes));
+    const restoreChunk = async (id: Buffer, offsetBytes: number, lengthBytes: number) => {
+      const buffer = spare.pop() ?? new ArrayBuffer(this.chunkBytes);
+      const request: DecodeRequest = { kind: 'decode', buffer, id };
+      const reply = (await pool.run(request, [buffer]).catch((error: unknown) => {
+        throw this.#repo.workerError(error, `restore point ${this.pointId} disk ${this.disk.deviceKey} offset ${offsetBytes}`);
+      })) as DecodeReply;
+      if (reply.lengthBytes !== lengthBytes) throw this.#sizeMismatch(offsetBytes, reply.lengthBytes, lengthBytes);
+      await target.write(offsetBytes, new Uint8Array(reply.buffer, 0, reply.lengthBytes));
       stats.bytesWritten += reply.lengthBytes;
       spare.push(reply.buffer);
     };
     try {
       for (let slot = 0; slot < this.#index.header.entryCount; slot++) {
+        options.signal?.throwIfAborted();
         const id = Buffer.from(await this.#index.entry(slot));
         const offsetBytes = slot * this.chunkBytes;
         const lengthBytes = this.#slotBytes(slot);
-        let decoded: Promise<DecodeReply> | null = null;
-        if (!isZeroId(id)) {
-          const buffer = spare.pop() ?? new ArrayBuffer(this.chunkBytes);
-          const request: DecodeRequest = { kind: 'decode', buffer, id };
-          decoded = (pool.run(request, [buffer]) as Promise<DecodeReply>).catch((error: unknown) => {
-            throw this.#repo.workerError(error, `restore point ${this.pointId} disk ${this.disk.deviceKey} offset ${offsetBytes}`);
-          });
-          decoded.catch(() => undefined); // observed by flushOne
+        let job: Promise<void>;
+        if (isZeroId(id)) {
+          stats.bytesZero += lengthBytes;
+          if (!target.zero) continue;
+          job = target.zero(offsetBytes, lengthBytes);
+        } else {
+          job = restoreChunk(id, offsetBytes, lengthBytes);
         }
-        queue.push({ offsetBytes, lengthBytes, decoded });
-        if (queue.length >= readAhead) await flushOne();
+        const tracked: Promise<void> = job.finally(() => inFlight.delete(tracked));
+        tracked.catch(() => undefined); // observed below through race/all
+        inFlight.add(tracked);
+        if (inFlight.size >= readAhead) await Promise.race(inFlight);
       }
-      while (queue.length > 0) await flushOne();
+      await Promise.all(inFlight);
     } finally {
-      await Promise.allSettled(queue.flatMap((q) => (q.decoded ? [q.decoded] : [])));
+      await Promise.allSettled(inFlight);
     }
     return stats;
   }

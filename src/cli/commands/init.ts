@@ -9,7 +9,7 @@ import { parseSize } from '../flags.ts';
 const usage = `usage: vcbt init --repo DIR [--chunk-size SIZE] [--zstd-level N] [--encrypt [--passphrase-file FILE]] [--json]
 
 Creates a repository in DIR (absent or empty). Disks are cut into chunks of SIZE
-(default ${defaultChunkBytes / 1024 / 1024}MiB; 4K..64M, a multiple of 4K), compressed with zstd at level N
+(default ${defaultChunkBytes / 1024}K; 4K..64M, a multiple of 4K), compressed with zstd at level N
 (default ${defaultCompressionLevel}). With --encrypt, chunks and metadata are encrypted with a key sealed by the
 passphrase from --passphrase-file or the VCBT_PASSPHRASE environment variable.`;
 
