@@ -193,7 +193,10 @@ export class NbdConnection {
   ): Promise<BlockStatusExtent[]> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
-    const cookie = this.#nextCookie++;
+    // Cookies are 32-bit here and wrap around (skipping any still in flight).
+    let cookie = this.#nextCookie;
+    while (this.#pending.has(cookie)) cookie = (cookie + 1) >>> 0;
+    this.#nextCookie = (cookie + 1) >>> 0;
     return new Promise<BlockStatusExtent[]>((resolve, reject) => {
       const pending: Pending = {
         command, offsetBytes, lengthBytes, target,

@@ -13,7 +13,9 @@
 // Contract for every implementation: read() fills the whole target or rejects (never a
 // short read); ranges outside [0, sizeBytes) reject with code DISK_RANGE; calls may overlap
 // (up to maxInFlight are worth having in flight); an aborted signal rejects with its reason
-// and leaves the caller's buffer untouched afterwards.
+// and leaves the caller's buffer untouched afterwards. Data passed to write() must not change
+// until its promise settles; after an aborted or failed write the range's contents are
+// undefined (write it again).
 
 import type { Extent } from '../extents/extent.ts';
 export type { Extent } from '../extents/extent.ts';
