@@ -55,6 +55,9 @@ const COMMAND_NAMES: Record<number, string> = {
   [Command.blockStatus]: 'BLOCK_STATUS',
 };
 
+/** How long close() lets pending requests finish before dropping the connection. */
+const CLOSE_GRACE_MS = 5_000;
+
 /** Idle time before TCP keepalive probes start on a connection. */
 const KEEPALIVE_IDLE_MS = 30_000;
 
@@ -169,8 +172,17 @@ export class NbdConnection {
     if (this.#closing) return this.#receiveDone;
     this.#closing = true;
     if (!this.#failure) {
-      if (this.#pending.size > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
-      if (!this.#failure) {
+      if (this.#pending.size > 0) {
+        // Give pending requests a bounded time to be answered; a server that never answers
+        // must not make close() hang.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
+        ]);
+        clearTimeout(timer);
+      }
+      if (!this.#failure && this.#pending.size === 0) {
         const header = Buffer.alloc(REQUEST_HEADER_BYTES);
         header.writeUInt32BE(REQUEST_MAGIC, 0);
         header.writeUInt16BE(Command.disconnect, 6);

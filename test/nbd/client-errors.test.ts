@@ -177,3 +177,14 @@ test('a server without NBD_OPT_GO is reached through NBD_OPT_EXPORT_NAME', async
   await client.read(77, target);
   assert.ok(target.equals(Buffer.alloc(1000, 0x42)));
 });
+
+test('close() does not wait forever on a server that never answers; the pending read rejects', async (t) => {
+  const dir = await tempDir(t);
+  const fake = await startFakeServer(dir, MiB, () => {});
+  t.after(() => fake.close());
+  const client = await NbdClient.connect(fake.uri);
+  const read = client.read(0, Buffer.alloc(512));
+  const outcome = read.then(() => 'resolved', (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`);
+  await client.close();
+  assert.match(await outcome, /^NBD_DISCONNECTED: .*connection closed by vcbt/);
+});
