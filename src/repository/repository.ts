@@ -146,7 +146,8 @@ export class Repository {
     if (typeof info.vm?.id !== 'string' || typeof info.vm.name !== 'string') {
       throw new RepositoryError('REPO_INVALID_ARGUMENT', 'a restore point needs vm.id and vm.name', {});
     }
-    const lock = await this.lock('shared', `backup of ${info.vm.name}`);
+    // No VM name in the purpose: lock files are plain text even in an encrypted repository.
+    const lock = await this.lock('shared', 'backup');
     return new RestorePointWriter(this, lock, info);
   }
 

@@ -19,6 +19,8 @@ test('encrypted repository: round trip, wrong or missing passphrase, nothing rea
   const image = Buffer.concat([text, text, text, randomBytes(chunkBytes), Buffer.alloc(chunkBytes)]);
   const writer = await repo.beginRestorePoint({ vm: { id: 'vm-uuid', name: 'SECRET-VM-NAME' }, vmConfig: { note: marker } });
   await writer.writeDisk({ deviceKey: 1, label: 'SECRET-LABEL', capacityBytes: image.length, changeId: null, reader: memorySource(image) });
+  const inProgress = [...listFiles(dir, 'locks'), ...listFiles(dir, 'tmp')].map((f) => fs.readFileSync(f));
+  assert.ok(inProgress.length >= 1 && inProgress.every((b) => !b.includes('SECRET-VM-NAME')), 'the lock of a running backup names no VM');
   const pointId = await writer.commit();
   assert.equal(sha256(await restoreToBuffer(repo, pointId, 1)), sha256(image));
   assert.deepEqual((await verifyRepository(repo, { readData: true })).corruptions, []);
