@@ -118,7 +118,7 @@ export class NbdConnection {
       plainReader = new ByteReader(socket, endError);
       const handshake = { stream: socket, reader: plainReader };
       const { io, negotiated } = await negotiate(handshake, { exportName: target.exportName, server, startTls, structuredReplies: options.structuredReplies });
-      phase = 'with requests pending';
+      phase = 'during transmission';
       socket.setNoDelay(true);
       // A peer that vanishes without a FIN (host down, cable pulled) is noticed by TCP
       // keepalive rather than never.
