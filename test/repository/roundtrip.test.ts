@@ -58,3 +58,36 @@ test('a full backup reads only the allocated areas; zero chunks are not stored a
   ]);
   assert.deepEqual(await disk.allocation({ offsetBytes: 70_000, lengthBytes: 100 }), [{ offsetBytes: 70_000, lengthBytes: 100, zero: false, hole: false }]);
 });
+
+test('restoreTo calls zero() for all-zero chunks when the target has it; an aborted signal stops a backup', async (t) => {
+  const dir = tempDir(t);
+  const repo = await newRepository(dir, { chunkBytes: 64 * 1024 });
+  t.after(() => repo.close());
+  const image = Buffer.alloc(5 * 65_536 + 10);
+  randomBytes(100).copy(image, 65_536 * 2);
+  const writer = await repo.beginRestorePoint({ vm });
+  await writer.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: image.length, changeId: null, reader: memorySource(image) });
+  const pointId = await writer.commit();
+  const disk = await repo.openDisk(pointId, 1);
+  t.after(() => disk.close());
+  const zeroed: Array<[number, number]> = [];
+  const written: Array<[number, number]> = [];
+  const stats = await disk.restoreTo({
+    async write(offsetBytes, data) {
+      written.push([offsetBytes, data.length]);
+    },
+    async zero(offsetBytes, lengthBytes) {
+      zeroed.push([offsetBytes, lengthBytes]);
+    },
+  });
+  assert.deepEqual(written, [[131_072, 65_536]]);
+  assert.deepEqual(zeroed.sort((a, b) => a[0] - b[0]), [[0, 65_536], [65_536, 65_536], [196_608, 65_536], [262_144, 65_536], [327_680, 10]]);
+  assert.deepEqual(stats, { bytesWritten: 65_536, bytesZero: image.length - 65_536 });
+
+  const controller = new AbortController();
+  controller.abort(new Error('interrupted by SIGINT'));
+  const second = await repo.beginRestorePoint({ vm });
+  await assert.rejects(second.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: image.length, changeId: null, reader: memorySource(image), signal: controller.signal }), /interrupted by SIGINT/);
+  await second.abort();
+  assert.deepEqual(await repo.listPointIds(), [pointId]);
+});
