@@ -140,16 +140,13 @@ func newLabDisk(vmDir string, disk *types.VirtualDisk) (*labDisk, error) {
 	if !ok {
 		return nil, fmt.Errorf("disk %d: unsupported backing %T", disk.Key, disk.Backing)
 	}
-	var p struct{ ds, rel string }
-	name := backing.FileName
-	if i := strings.Index(name, "] "); strings.HasPrefix(name, "[") && i > 0 {
-		p.ds, p.rel = name[1:i], name[i+2:]
-	} else {
-		return nil, fmt.Errorf("disk %d: bad file name %q", disk.Key, name)
+	dsName, rel, err := splitDatastorePath(backing.FileName)
+	if err != nil {
+		return nil, fmt.Errorf("disk %d: %w", disk.Key, err)
 	}
-	dsRef, ok := datastoreByName(p.ds)
+	dsRef, ok := datastoreByName(dsName)
 	if !ok {
-		return nil, fmt.Errorf("disk %d: datastore %q not found", disk.Key, p.ds)
+		return nil, fmt.Errorf("disk %d: datastore %q not found", disk.Key, dsName)
 	}
 	capacity := disk.CapacityInBytes
 	if capacity == 0 {
@@ -159,9 +156,9 @@ func newLabDisk(vmDir string, disk *types.VirtualDisk) (*labDisk, error) {
 		key:           disk.Key,
 		label:         disk.DeviceInfo.GetDescription().Label,
 		datastore:     dsRef,
-		datastoreName: p.ds,
-		dir:           path.Dir(p.rel),
-		baseName:      strings.TrimSuffix(path.Base(p.rel), ".vmdk"),
+		datastoreName: dsName,
+		dir:           path.Dir(rel),
+		baseName:      strings.TrimSuffix(path.Base(rel), ".vmdk"),
 		capacityBytes: capacity,
 		nextDeltaNo:   1,
 	}

@@ -317,6 +317,28 @@ func datastoreDir(ref types.ManagedObjectReference) string {
 	return ds.Info.GetDatastoreInfo().Url
 }
 
+// splitDatastorePath splits "[LocalDS_0] VM/disk1.vmdk" into the datastore name and the
+// path inside it.
+func splitDatastorePath(name string) (datastore, rel string, err error) {
+	if i := strings.Index(name, "] "); strings.HasPrefix(name, "[") && i > 0 {
+		return name[1:i], name[i+2:], nil
+	}
+	return "", "", fmt.Errorf("bad datastore path %q", name)
+}
+
+// localPathOf is the local file behind a datastore path.
+func localPathOf(name string) (string, error) {
+	dsName, rel, err := splitDatastorePath(name)
+	if err != nil {
+		return "", err
+	}
+	ref, ok := datastoreByName(dsName)
+	if !ok {
+		return "", fmt.Errorf("datastore %q not found", dsName)
+	}
+	return filepath.Join(datastoreDir(ref), filepath.FromSlash(rel)), nil
+}
+
 func datastoreByName(name string) (types.ManagedObjectReference, bool) {
 	for _, obj := range simulator.Map.All("Datastore") {
 		ds := obj.(*simulator.Datastore)

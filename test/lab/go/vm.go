@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"log"
+	"os"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
@@ -25,10 +26,13 @@ type labVm struct {
 	// enabled on a powered-on VM and waits for the next stun (snapshot create or remove).
 	cbtWanted  bool
 	cbtPending bool
+	// snapshotFiles holds the local path of each snapshot's .vmsn file, which the lab deletes
+	// itself when the snapshot goes (see adoptSnapshotFile).
+	snapshotFiles map[types.ManagedObjectReference]string
 }
 
 func (l *lab) adoptVm(sim *simulator.VirtualMachine) (*labVm, error) {
-	lv := &labVm{name: sim.Name, ref: sim.Self, sim: sim}
+	lv := &labVm{name: sim.Name, ref: sim.Self, sim: sim, snapshotFiles: map[types.ManagedObjectReference]string{}}
 	var err error
 	simulator.Map.WithLock(sim, func() {
 		for _, dev := range object.VirtualDeviceList(sim.Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil)) {
@@ -165,6 +169,7 @@ func (lv *labVm) reconcileLocked() error {
 				return fmt.Errorf("consolidate disk %d: %w", d.key, err)
 			}
 		}
+		lv.dropSnapshotFile(lv.snapshots[i])
 		lv.snapshots = append(lv.snapshots[:i], lv.snapshots[i+1:]...)
 	}
 	// New snapshots (vcsim appends; the lab refuses reverts, so the line never branches).
@@ -183,6 +188,7 @@ func (lv *labVm) reconcileLocked() error {
 			}
 		}
 		lv.snapshots = append(lv.snapshots, s)
+		lv.adoptSnapshotFile(s)
 		// vcsim's snapshot config is a shallow copy sharing the live device slice: give the
 		// snapshot its own disk devices before the live ones change.
 		if snap, ok := simulator.Map.Get(s).(*simulator.VirtualMachineSnapshot); ok {
@@ -191,6 +197,42 @@ func (lv *labVm) reconcileLocked() error {
 	}
 	lv.syncLocked()
 	return nil
+}
+
+// adoptSnapshotFile keeps vcsim from deleting the wrong file when the snapshot is removed.
+// vcsim deletes a removed snapshot's .vmsn by its layoutEx file key, but every removal also
+// runs its RefreshStorageInfo, which renumbers all file keys of the VM's folder: a later
+// removal then deletes whatever file has the stale key now - often one of the lab's disk
+// extents, which broke consolidation (the lab kept a snapshot vcsim no longer had, and every
+// later snapshot was unknown to it). Right after creation the key is still right: the lab
+// remembers the file by name, points vcsim's snapshot layout at no file, and deletes the
+// file itself on removal. Called with the VM locked.
+func (lv *labVm) adoptSnapshotFile(ref types.ManagedObjectReference) {
+	if lv.sim.LayoutEx == nil {
+		return
+	}
+	for i := range lv.sim.LayoutEx.Snapshot {
+		layout := &lv.sim.LayoutEx.Snapshot[i]
+		if layout.Key != ref {
+			continue
+		}
+		for _, f := range lv.sim.LayoutEx.File {
+			if f.Key == layout.DataKey {
+				if local, err := localPathOf(f.Name); err == nil {
+					lv.snapshotFiles[ref] = local
+				}
+			}
+		}
+		layout.DataKey = -1
+		layout.MemoryKey = -1
+	}
+}
+
+func (lv *labVm) dropSnapshotFile(ref types.ManagedObjectReference) {
+	if local, ok := lv.snapshotFiles[ref]; ok {
+		_ = os.Remove(local)
+		delete(lv.snapshotFiles, ref)
+	}
 }
 
 func (lv *labVm) setConsolidationNeeded(needed bool) {
