@@ -198,6 +198,9 @@ export class IndexReader {
 
   /** The id in slot `slot` (a view into a cached segment: copy it to keep it). */
   async entry(slot: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(slot) || slot < 0 || slot >= this.header.entryCount) {
+      throw new RepositoryError('REPO_INVALID_ARGUMENT', `slot ${slot} is outside index ${this.#file} (${this.header.entryCount} entries)`, { slot });
+    }
     const logical = indexHeaderBytes + slot * idBytes;
     const segment = Math.floor(logical / indexSegmentBytes);
     const plain = await this.#segmentPlain(segment, this.header.entryCount);
