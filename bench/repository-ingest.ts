@@ -13,7 +13,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Extent } from '../src/extents/extent.ts';
+import { union, type Extent } from '../src/extents/extent.ts';
 import type { DiskSource, DiskTarget } from '../src/repository/disk-source.ts';
 import { defaultChunkBytes, Repository } from '../src/repository/repository.ts';
 
@@ -163,7 +163,6 @@ async function main(): Promise<void> {
       const offsetBytes = randomInt((sizeBytes - changeBytes) / 4096) * 4096;
       changes.push({ offsetBytes, lengthBytes: changeBytes });
     }
-    const { union } = await import('../src/extents/extent.ts');
     const changed = union(changes);
     const saved = changed.map((c) => {
       const before = Buffer.alloc(c.lengthBytes);
