@@ -18,7 +18,7 @@ export type { BlockStatusExtent } from './client-connection.ts';
 export interface NbdClientOptions extends ConnectOptions {
   /** Connections to open when the server allows multi-conn (default 4). */
   connections?: number;
-  /** Requests per connection worth keeping in flight (default 16). */
+  /** Requests per connection worth keeping in flight (default 4; callers use MiB-sized pieces). */
   requestsPerConnection?: number;
 }
 
@@ -77,7 +77,7 @@ export class NbdClient {
         throw failed.reason;
       }
     }
-    return new NbdClient(formatNbdUri(target), connections, Math.max(1, options.requestsPerConnection ?? 16));
+    return new NbdClient(formatNbdUri(target), connections, Math.max(1, options.requestsPerConnection ?? 4));
   }
 
   get connectionCount(): number {
