@@ -13,8 +13,10 @@ import {
   Info,
   MAX_OPTION_PAYLOAD_BYTES,
   NBDMAGIC,
+  OPTION_HEADER_BYTES,
   OLDSTYLE_MAGIC,
   Option,
+  OPTION_REPLY_HEADER_BYTES,
   OPTION_REPLY_MAGIC,
   OptionReply,
   REPLY_ERROR_BIT,
@@ -71,14 +73,14 @@ export async function negotiate(io: HandshakeIo, options: HandshakeOptions): Pro
   io.stream.write(clientFlags);
 
   const send = (option: number, payload: Buffer = Buffer.alloc(0)) => {
-    const header = Buffer.allocUnsafe(16);
+    const header = Buffer.allocUnsafe(OPTION_HEADER_BYTES);
     header.writeBigUInt64BE(IHAVEOPT, 0);
     header.writeUInt32BE(option, 8);
     header.writeUInt32BE(payload.length, 12);
     io.stream.write(Buffer.concat([header, payload]));
   };
   const receive = async (option: number): Promise<OptionReplyFrame> => {
-    const header = Buffer.from(await io.reader.readExact(20));
+    const header = Buffer.from(await io.reader.readExact(OPTION_REPLY_HEADER_BYTES));
     if (header.readBigUInt64BE(0) !== OPTION_REPLY_MAGIC) throw fail('NBD_PROTOCOL', 'bad option reply magic');
     if (header.readUInt32BE(8) !== option) throw fail('NBD_PROTOCOL', `option reply for option ${header.readUInt32BE(8)}, expected ${option}`);
     const type = header.readUInt32BE(12);

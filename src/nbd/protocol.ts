@@ -133,5 +133,3 @@ export const DEFAULT_PORT = 10809;
 export const DEFAULT_MAX_PAYLOAD_BYTES = 32 * 1024 * 1024;
 /** Largest option or option reply payload we accept; real ones are a few hundred bytes. */
 export const MAX_OPTION_PAYLOAD_BYTES = 64 * 1024;
-/** Largest length field on the wire (32 bits). */
-export const MAX_REQUEST_LENGTH_BYTES = 0xffffffff;
