@@ -99,7 +99,7 @@ test('snapshot contents stay frozen over control API, /folder Range reads and NB
   const delta = await folderGet(lab.info, s2.disks[0].file, cookie);
   assert.match(delta.body.toString(), /createType="vmfsSparse"[\s\S]*parentFileNameHint="disk1.vmdk"/);
 
-  // httpCutAfterBytes: the next /folder response stops after N body bytes.
+  // httpCutAfterBytes: the first /folder response longer than N stops after N body bytes.
   await lab.faults({ httpCutAfterBytes: 1000 });
   const cut = await folderGet(lab.info, '[LocalDS_0] DC0_H0_VM0/disk1-flat.vmdk', cookie, '0-99999');
   assert.equal(cut.body.length, 1000);
@@ -119,7 +119,7 @@ test('snapshot contents stay frozen over control API, /folder Range reads and NB
     await lab.closeExport(exp.id);
   }
 
-  // nbdCutAfterBytes: the next NBD connection dies after N bytes.
+  // nbdCutAfterBytes: the first NBD connection that passes N bytes dies at N.
   const exp = await lab.nbdExport(vm, disk.key, s1.moref);
   await lab.faults({ nbdCutAfterBytes: 64 * 1024 });
   await assert.rejects(run('nbdcopy', ['--connections=1', exp.uri, join(work, 'cut.raw')]));

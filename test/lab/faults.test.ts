@@ -1,7 +1,11 @@
 // Proof that each documented QueryChangedDiskAreas fault arrives as the documented SOAP
-// fault, that CBT disable voids ChangeIds, and that the KB 2090639 resize defect shows.
+// fault, that CBT disable voids ChangeIds, that the KB 2090639 resize defect shows, and that
+// the cut faults hit the first data transfer longer than N (GET /faults shows what is armed).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { startLab, type GovmomiFault, type Lab } from './lab.ts';
 import { folderGet, soapCall, login } from './raw-https.ts';
 
@@ -14,6 +18,7 @@ interface Areas {
   capacityBytes: number;
 }
 
+const run = promisify(execFile);
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const block = 64 * KiB;
@@ -187,4 +192,48 @@ test('injected method faults: snapshot create/remove tasks fail once; consolidat
   assert.equal(((await lab.govmomi(['vm-disks', vm])) as { consolidationNeeded: boolean }).consolidationNeeded, true);
   assert.deepEqual(await lab.govmomi(['consolidate', vm]), { ok: true });
   assert.equal(((await lab.govmomi(['vm-disks', vm])) as { consolidationNeeded: boolean }).consolidationNeeded, false);
+});
+
+test('cut faults pass shorter transfers, cut the first /folder response or NBD connection longer than N at N, then disarm', async () => {
+  const disk = lab.info.vms.find((v) => v.name === off)!.disks[0];
+  const data = randomBytes(MiB);
+  await lab.write(off, disk.key, 0, data);
+  const extentPath = disk.file.replace(/\.vmdk$/, '-flat.vmdk');
+  const cookie = await login(lab.info);
+
+  await lab.faults({ httpCutAfterBytes: 4096, queryChangedDiskAreas: { fault: 'NotFound', count: 1 } });
+  assert.deepEqual(await lab.faultsArmed(), { httpCutAfterBytes: 4096, queryChangedDiskAreas: { fault: 'NotFound', count: 1 } });
+  assertFault(await lab.govmomi(['query', off, String(disk.key), '-', '*']), 'NotFound');
+  // What a datastore reader fetches first - the descriptor - and a response of exactly N bytes pass whole.
+  const descriptor = await folderGet(lab.info, disk.file, cookie);
+  assert.equal(descriptor.status, 200);
+  assert.equal(descriptor.truncated, false);
+  assert.match(descriptor.body.toString(), /createType="vmfs"/);
+  const exact = await folderGet(lab.info, extentPath, cookie, '0-4095');
+  assert.equal(exact.truncated, false);
+  assert.ok(exact.body.equals(data.subarray(0, 4096)));
+  assert.deepEqual(await lab.faultsArmed(), { httpCutAfterBytes: 4096 });
+  // The first data read longer than N is cut after exactly N bytes, under a full Content-Length.
+  const cut = await folderGet(lab.info, extentPath, cookie, `0-${MiB - 1}`);
+  assert.equal(cut.status, 206);
+  assert.equal(cut.headers['content-length'], String(MiB));
+  assert.equal(cut.truncated, true);
+  assert.ok(cut.body.equals(data.subarray(0, 4096)));
+  assert.deepEqual(await lab.faultsArmed(), {});
+  const whole = await folderGet(lab.info, extentPath, cookie, `0-${MiB - 1}`);
+  assert.equal(whole.truncated, false);
+  assert.ok(whole.body.equals(data));
+
+  const exp = await lab.nbdExport(off, disk.key);
+  try {
+    await lab.faults({ nbdCutAfterBytes: 64 * KiB });
+    // A size probe is a handshake of a few hundred bytes: not cut, the fault stays armed.
+    assert.equal(Number((await run('nbdinfo', ['--size', exp.uri])).stdout.trim()), disk.capacityBytes);
+    assert.deepEqual(await lab.faultsArmed(), { nbdCutAfterBytes: 64 * KiB });
+    await assert.rejects(run('nbdcopy', ['--connections=1', exp.uri, 'null:']));
+    assert.deepEqual(await lab.faultsArmed(), {});
+    await run('nbdcopy', ['--connections=1', exp.uri, 'null:']);
+  } finally {
+    await lab.closeExport(exp.id);
+  }
 });

@@ -59,13 +59,23 @@ export interface LabSnapshot {
   name: string;
   disks: Array<{ key: number; changeId: string; file: string }>;
 }
-/** Faults to arm (POST /faults); each fires for the next `count` calls / the next response or connection. */
+/**
+ * Faults to arm (POST /faults); each fires for the next `count` calls / the next response or
+ * connection long enough, then disarms. `faultsArmed()` answers the same shape with only what
+ * is still armed.
+ */
 export interface LabFaults {
   /** The next `count` QueryChangedDiskAreas calls fail with this SOAP fault type. */
   queryChangedDiskAreas?: { fault: string; count: number };
-  /** The next /folder GET response is cut (connection closed) after N body bytes. */
+  /**
+   * The first /folder GET response with more than N body bytes is cut (connection closed)
+   * after exactly N; shorter responses (a descriptor) pass and leave the fault armed. 0 disarms.
+   */
   httpCutAfterBytes?: number;
-  /** The next NBD connection (any export) is cut after N bytes from server to client. */
+  /**
+   * The first NBD connection (any export, accepted while armed) that sends more than N bytes
+   * to its client is closed after exactly N; shorter connections (a size probe) leave it armed.
+   */
   nbdCutAfterBytes?: number;
   /**
    * Any SOAP method by name (e.g. "CreateSnapshot_Task", "RemoveSnapshot_Task", "Login"):
@@ -91,6 +101,8 @@ export interface Lab {
   snapshots(vm: string): Promise<LabSnapshot[]>;
   config(c: { cbtBlockBytes?: number; maxAreasPerReply?: number; maxBytesPerReply?: number }): Promise<void>;
   faults(f: LabFaults): Promise<void>;
+  /** What is still armed (GET /faults): only armed faults appear, so nothing armed is `{}`. */
+  faultsArmed(): Promise<LabFaults>;
   nbdExport(vm: string, diskKey: number, snapshot?: string): Promise<{ uri: string; id: string }>;
   scratchExport(capacityBytes: number): Promise<{ uri: string; path: string; id: string }>;
   closeExport(id: string): Promise<void>;
@@ -256,6 +268,10 @@ class RunningLab implements Lab {
 
   async faults(f: LabFaults): Promise<void> {
     await this.#json('POST', '/faults', JSON.stringify(f));
+  }
+
+  faultsArmed(): Promise<LabFaults> {
+    return this.#json('GET', '/faults');
   }
 
   nbdExport(vm: string, diskKey: number, snapshot?: string): Promise<{ uri: string; id: string }> {

@@ -82,6 +82,8 @@ func (l *lab) route(w http.ResponseWriter, r *http.Request) (interface{}, error)
 		return l.postConfig(r)
 	case r.Method == http.MethodPost && r.URL.Path == "/faults":
 		return l.postFaults(r)
+	case r.Method == http.MethodGet && r.URL.Path == "/faults":
+		return l.armedFaults(), nil
 	case r.Method == http.MethodPost && r.URL.Path == "/sessions/expire":
 		n, err := l.expireSessions()
 		if err != nil {
@@ -263,19 +265,49 @@ func (l *lab) postConfig(r *http.Request) (interface{}, error) {
 	return l.config, nil
 }
 
+// faultJson is one armed SOAP fault: its type and how many more calls it fails.
+type faultJson struct {
+	Fault string `json:"fault"`
+	Count int    `json:"count"`
+}
+
+// armedFaultsJson answers GET /faults: what is still armed, in POST /faults' shape, with
+// disarmed faults left out (so nothing armed is {}).
+type armedFaultsJson struct {
+	QueryChangedDiskAreas *faultJson           `json:"queryChangedDiskAreas,omitempty"`
+	HttpCutAfterBytes     int64                `json:"httpCutAfterBytes,omitempty"`
+	NbdCutAfterBytes      int64                `json:"nbdCutAfterBytes,omitempty"`
+	Methods               map[string]faultJson `json:"methods,omitempty"`
+	ConsolidationNeeded   bool                 `json:"consolidationNeeded,omitempty"`
+}
+
+func (l *lab) armedFaults() armedFaultsJson {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := armedFaultsJson{
+		HttpCutAfterBytes:   l.faults.httpCutAfterBytes,
+		NbdCutAfterBytes:    l.exports.cut.armed(),
+		ConsolidationNeeded: l.faults.leaveConsolidationNeeded,
+	}
+	if l.faults.queryFaultCount > 0 {
+		out.QueryChangedDiskAreas = &faultJson{Fault: l.faults.queryFault, Count: l.faults.queryFaultCount}
+	}
+	for name, m := range l.faults.methods {
+		if out.Methods == nil {
+			out.Methods = map[string]faultJson{}
+		}
+		out.Methods[name] = faultJson{Fault: m.kind, Count: m.count}
+	}
+	return out
+}
+
 func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 	var f struct {
-		QueryChangedDiskAreas *struct {
-			Fault string `json:"fault"`
-			Count int    `json:"count"`
-		} `json:"queryChangedDiskAreas"`
-		HttpCutAfterBytes *int64 `json:"httpCutAfterBytes"`
-		NbdCutAfterBytes  *int64 `json:"nbdCutAfterBytes"`
-		Methods           map[string]struct {
-			Fault string `json:"fault"`
-			Count int    `json:"count"`
-		} `json:"methods"`
-		ConsolidationNeeded *bool `json:"consolidationNeeded"`
+		QueryChangedDiskAreas *faultJson           `json:"queryChangedDiskAreas"`
+		HttpCutAfterBytes     *int64               `json:"httpCutAfterBytes"`
+		NbdCutAfterBytes      *int64               `json:"nbdCutAfterBytes"`
+		Methods               map[string]faultJson `json:"methods"`
+		ConsolidationNeeded   *bool                `json:"consolidationNeeded"`
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -314,7 +346,7 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 		l.faults.leaveConsolidationNeeded = *f.ConsolidationNeeded
 	}
 	if f.NbdCutAfterBytes != nil {
-		l.exports.armCut(*f.NbdCutAfterBytes)
+		l.exports.cut.arm(*f.NbdCutAfterBytes)
 	}
 	return map[string]bool{"armed": true}, nil
 }

@@ -2,7 +2,7 @@ package main
 
 // Datastore file access (/folder) as ESXi guards it: a valid vmware_soap_session cookie (or
 // HTTP Basic credentials) is required, otherwise 401. The armed httpCutAfterBytes fault cuts
-// the next response's connection after that many body bytes.
+// the connection of the first GET response longer than N body bytes after exactly N bytes.
 
 import (
 	"bytes"
@@ -66,15 +66,12 @@ func (l *lab) serveFolder(w http.ResponseWriter, r *http.Request) {
 	}
 	l.mu.Lock()
 	cut := l.faults.httpCutAfterBytes
-	if r.Method == http.MethodGet && cut > 0 {
-		l.faults.httpCutAfterBytes = 0
-	}
 	l.mu.Unlock()
 	if r.Method != http.MethodGet || cut <= 0 || strings.HasSuffix(r.URL.Path, "/") {
 		l.vcsim.ServeHTTP(w, r)
 		return
 	}
-	cw := &cuttingWriter{ResponseWriter: w, remaining: cut}
+	cw := &cuttingWriter{ResponseWriter: w, remaining: cut, claim: func() bool { return l.claimHttpCut(cut) }}
 	l.vcsim.ServeHTTP(cw, r)
 	if cw.cut {
 		if hj, ok := w.(http.Hijacker); ok {
@@ -85,11 +82,27 @@ func (l *lab) serveFolder(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// cuttingWriter passes through `remaining` body bytes, then swallows the rest and marks the
-// response for a hard connection close.
+// claimHttpCut disarms the httpCutAfterBytes fault for the response that is about to pass
+// its N bytes, unless another response claimed it first.
+func (l *lab) claimHttpCut(bytes int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.faults.httpCutAfterBytes != bytes {
+		return false
+	}
+	l.faults.httpCutAfterBytes = 0
+	return true
+}
+
+// cuttingWriter passes a response through until it is about to exceed `remaining` body
+// bytes; then, if it wins the armed fault (claim), it writes up to exactly that many bytes,
+// swallows the rest and marks the response for a hard connection close. A shorter response
+// (a descriptor, say) passes untouched and leaves the fault armed for the next one.
 type cuttingWriter struct {
 	http.ResponseWriter
 	remaining int64
+	claim     func() bool
+	passing   bool // lost the claim: write everything
 	cut       bool
 }
 
@@ -97,8 +110,12 @@ func (c *cuttingWriter) Write(p []byte) (int, error) {
 	if c.cut {
 		return len(p), nil
 	}
-	if int64(len(p)) <= c.remaining {
+	if c.passing || int64(len(p)) <= c.remaining {
 		c.remaining -= int64(len(p))
+		return c.ResponseWriter.Write(p)
+	}
+	if !c.claim() {
+		c.passing = true
 		return c.ResponseWriter.Write(p)
 	}
 	_, _ = c.ResponseWriter.Write(p[:c.remaining])

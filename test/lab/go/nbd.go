@@ -33,15 +33,52 @@ type exportSet struct {
 	mu      sync.Mutex
 	nextId  int
 	exports map[string]*nbdExport
-	// cutNext, when > 0, is consumed by the next accepted connection of any export.
-	cutNext int64
+	cut     cutFault
+}
+
+// cutFault is the armed nbdCutAfterBytes fault. A connection accepted while it is armed
+// with N is eligible; the first eligible connection that is about to send more than N bytes
+// to its client claims it (disarming it), sends exactly N and is closed. Connections that
+// stay at or below N (a size probe, say) leave it armed.
+type cutFault struct{ armedBytes int64 }
+
+func (c *cutFault) arm(bytes int64) { atomic.StoreInt64(&c.armedBytes, bytes) }
+
+func (c *cutFault) armed() int64 { return atomic.LoadInt64(&c.armedBytes) }
+
+func (c *cutFault) claim(bytes int64) bool {
+	return atomic.CompareAndSwapInt64(&c.armedBytes, bytes, 0)
+}
+
+// copyDown copies server to client; cutAfter > 0 makes the connection eligible for the cut
+// fault. It reports whether it cut the connection.
+func copyDown(client io.Writer, server io.Reader, cutAfter int64, cut *cutFault) bool {
+	buf := make([]byte, 256*1024)
+	var sent int64
+	for {
+		n, err := server.Read(buf)
+		if n > 0 {
+			if cutAfter > 0 && sent+int64(n) > cutAfter {
+				if cut.claim(cutAfter) {
+					_, _ = client.Write(buf[:cutAfter-sent])
+					return true
+				}
+				cutAfter = 0
+			}
+			if _, werr := client.Write(buf[:n]); werr != nil {
+				return false
+			}
+			sent += int64(n)
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 func newExportSet(dir string) *exportSet {
 	return &exportSet{dir: dir, exports: map[string]*nbdExport{}}
 }
-
-func (s *exportSet) armCut(bytes int64) { atomic.StoreInt64(&s.cutNext, bytes) }
 
 // start serves file through nbdkit; readOnly exports refuse writes (nbdkit -r).
 func (s *exportSet) start(file string, readOnly bool) (*nbdExport, error) {
@@ -104,8 +141,7 @@ func (s *exportSet) accept(e *nbdExport) {
 		if err != nil {
 			return
 		}
-		cut := atomic.SwapInt64(&s.cutNext, 0)
-		go e.relay(client, cut)
+		go e.relay(client, s.cut.armed(), &s.cut)
 	}
 }
 
@@ -119,11 +155,11 @@ func (e *nbdExport) track(c net.Conn, on bool) {
 	}
 }
 
-// relay copies both ways; with cutAfter > 0 it closes the client's connection once that
-// many bytes went from the server to the client. nbdkit is always shut down gracefully
+// relay copies both ways; with cutAfter > 0 the connection is eligible for the cut fault
+// (see cutFault). nbdkit is always shut down gracefully
 // (half-close, then drain its remaining replies): an abrupt close of its socket while
 // replies are in flight can crash it.
-func (e *nbdExport) relay(client net.Conn, cutAfter int64) {
+func (e *nbdExport) relay(client net.Conn, cutAfter int64, cut *cutFault) {
 	conn, err := net.Dial("unix", e.socket)
 	if err != nil {
 		_ = client.Close()
@@ -138,11 +174,7 @@ func (e *nbdExport) relay(client net.Conn, cutAfter int64) {
 		_ = server.CloseWrite()
 		close(upDone)
 	}()
-	var down io.Reader = server
-	if cutAfter > 0 {
-		down = io.LimitReader(server, cutAfter)
-	}
-	_, _ = io.Copy(client, down)
+	copyDown(client, server, cutAfter, cut)
 	_ = client.Close()
 	_, _ = io.Copy(io.Discard, server)
 	<-upDone
