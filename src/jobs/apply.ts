@@ -58,7 +58,7 @@ export async function applyAreas(options: ApplyOptions): Promise<ApplyResult> {
       const areaBytes = totalBytes(areas);
       let done = 0;
       const stats = await copyAreas(source, target, areas, {
-        maxInFlight: options.maxInFlight ?? Math.max(source.maxInFlight, 4),
+        maxInFlight: options.maxInFlight,
         signal: options.signal,
         onProgress: (bytes) => options.onProgress?.((done += bytes), areaBytes),
       });

@@ -9,16 +9,13 @@
 //   4. copy those areas from the disk at the snapshot (chosen transport) to the target;
 //   5. record the snapshot disk's ChangeId as the target's new state, atomically.
 import { VcbtError } from '../errors.ts';
-import { extent, subtract, totalBytes, type Extent } from '../extents/extent.ts';
+import { extent, subtract, totalBytes } from '../extents/extent.ts';
 import type { Disk } from '../transport/disk.ts';
 import { openDisk } from '../transport/open-disk.ts';
 import {
-  ALLOCATED_AREAS,
-  ChangeIdInvalidError,
   datacenterOf,
   findLeftoverSnapshots,
   findVm,
-  queryChangedAreas,
   readSnapshotDisks,
   removeSnapshot,
   withSnapshot,
@@ -28,6 +25,7 @@ import {
   type VmSelector,
   type VsphereSession,
 } from '../vsphere/vsphere.ts';
+import { areasToCopy } from './areas-to-copy.ts';
 import { copyAreas } from './copy-areas.ts';
 import { loadReplicaState, planCopy, replicaStatePath, saveReplicaState, type ReplicaState } from './replica-state.ts';
 import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
@@ -149,21 +147,7 @@ async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: Mo
   const plan = planCopy(state, now, options.forceFull ?? false);
   const query = { vm, snapshot, deviceKey: disk.key, capacityBytes: disk.capacityBytes, signal };
 
-  let mode: 'full' | 'incremental' = plan.mode;
-  let reason = plan.mode === 'full' ? plan.reason : `changes since ${plan.sinceChangeId}`;
-  let areas: Extent[];
-  if (plan.mode === 'incremental') {
-    try {
-      areas = await queryChangedAreas(session, { ...query, changeId: plan.sinceChangeId, currentChangeId: disk.changeId });
-    } catch (error) {
-      if (!(error instanceof ChangeIdInvalidError)) throw error;
-      mode = 'full';
-      reason = `the server refused the recorded ChangeId (${error.message}); copying everything`;
-      areas = await queryChangedAreas(session, { ...query, changeId: ALLOCATED_AREAS });
-    }
-  } else {
-    areas = await queryChangedAreas(session, { ...query, changeId: ALLOCATED_AREAS });
-  }
+  const { mode, reason, areas } = await areasToCopy(session, query, plan, disk.changeId);
   log(`${what} -> ${target}: ${mode} (${reason}); ${areas.length} areas, ${totalBytes(areas)} bytes`);
 
   const base: Omit<ReplicaState, 'changeId' | 'completedAt' | 'inProgress' | 'snapshotCreatedAt'> = {
@@ -200,7 +184,7 @@ async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: Mo
       let done = 0;
       const total = totalBytes(areas);
       copied = await copyAreas(source, targetDisk, areas, {
-        maxInFlight: options.maxInFlight ?? Math.max(source.maxInFlight, 8),
+        maxInFlight: options.maxInFlight,
         signal,
         onProgress: (bytes) => options.onProgress?.(disk.key, (done += bytes), total),
       });
