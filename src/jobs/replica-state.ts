@@ -93,18 +93,34 @@ export interface DiskNow {
 
 export type CopyPlan = { mode: 'full'; reason: string } | { mode: 'incremental'; sinceChangeId: string };
 
+/**
+ * What the last copy of a disk recorded: a replica state, or a disk of a restore point
+ * (src/jobs/backup.ts). `inProgress` set means that copy never finished.
+ */
+export type CopyBaseline = Pick<ReplicaState, 'server' | 'vm' | 'deviceKey' | 'capacityBytes' | 'changeId'> & { inProgress?: ReplicaState['inProgress'] };
+
+/** How the reasons name the baseline: replication's defaults, or the backup's words. */
+export interface BaselineWords {
+  /** Names the baseline in a sentence, e.g. "the target", "restore point 2026...". */
+  baseline: string;
+  /** The reason when there is no baseline at all. */
+  none: string;
+}
+
+const replicaWords: BaselineWords = { baseline: 'the target', none: 'the target has no replica state (first replication)' };
+
 /** Full or incremental, and why. The ChangeId epoch check happens in the query itself. */
-export function planCopy(state: ReplicaState | undefined, now: DiskNow, forceFull: boolean): CopyPlan {
+export function planCopy(state: CopyBaseline | undefined, now: DiskNow, forceFull: boolean, words: BaselineWords = replicaWords): CopyPlan {
   if (forceFull) return { mode: 'full', reason: 'a full copy was asked for (--full)' };
-  if (!state) return { mode: 'full', reason: 'the target has no replica state (first replication)' };
+  if (!state) return { mode: 'full', reason: words.none };
   const sameVm = now.vm.instanceUuid && state.vm.instanceUuid ? now.vm.instanceUuid === state.vm.instanceUuid : now.vm.moref === state.vm.moref && now.server === state.server;
-  if (!sameVm) return { mode: 'full', reason: `the target holds a replica of another VM (${state.vm.name}, ${state.vm.moref})` };
-  if (state.deviceKey !== now.deviceKey) return { mode: 'full', reason: `the target holds disk ${state.deviceKey}, not disk ${now.deviceKey}` };
+  if (!sameVm) return { mode: 'full', reason: `${words.baseline} holds a copy of another VM (${state.vm.name}, ${state.vm.moref})` };
+  if (state.deviceKey !== now.deviceKey) return { mode: 'full', reason: `${words.baseline} holds disk ${state.deviceKey}, not disk ${now.deviceKey}` };
   if (state.capacityBytes !== now.capacityBytes) {
     return { mode: 'full', reason: `the disk's capacity changed from ${state.capacityBytes} to ${now.capacityBytes} bytes (changed-block data from before a resize cannot be trusted, KB 2090639)` };
   }
   if (!state.changeId) {
-    return { mode: 'full', reason: state.inProgress ? 'the previous full copy was interrupted' : 'the replica state holds no ChangeId' };
+    return { mode: 'full', reason: state.inProgress ? 'the previous full copy was interrupted' : `${words.baseline} records no ChangeId` };
   }
   return { mode: 'incremental', sinceChangeId: state.changeId };
 }

@@ -168,7 +168,10 @@ async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: Mo
     inProgress: { startedAt, mode },
   });
 
-  const source = await openSnapshotDisk({ session, vm, snapshot, disk, datacenter, signal }, options.transport);
+  const source = await openSnapshotDisk({ session, vm, snapshot, disk, datacenter, signal }, {
+    ...options.transport,
+    onReconnect: (cause, attempt) => log(`${what}: source connection lost (${cause instanceof Error ? cause.message : String(cause)}); reconnecting, attempt ${attempt}`),
+  });
   let copied;
   let bytesZeroed = 0;
   try {

@@ -14,6 +14,7 @@ import { VcbtError } from '../errors.ts';
 import type { DiskReader } from '../transport/disk.ts';
 import { openDatastoreDisk } from '../transport/datastore-http.ts';
 import { openDisk } from '../transport/open-disk.ts';
+import { openReconnectingReader } from '../transport/reconnecting-reader.ts';
 import { openFileDisk } from '../transport/file-disk.ts';
 import { parseDatastorePath, parseVmdkDescriptor } from '../transport/vmdk-descriptor.ts';
 import { launchVddk } from '../vddk/launcher.ts';
@@ -33,6 +34,8 @@ export interface TransportOptions {
   datastoreDirs?: ReadonlyMap<string, string>;
   /** NBD: connections to open (when the server allows multi-conn). */
   connections?: number;
+  /** Told when a cut NBD connection is reopened (to log it). */
+  onReconnect?: (cause: unknown, attempt: number) => void;
 }
 
 export interface SnapshotDiskRef {
@@ -129,7 +132,9 @@ export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportO
     }
     case 'nbd': {
       if (!options.nbdUriTemplate) throw new TransportError('TRANSPORT_OPTIONS', 'the nbd transport needs --nbd-uri (a template such as nbd://proxy/{snapshot}/{disk})', {});
-      reader = await openDisk(expandNbdTemplate(options.nbdUriTemplate, ref), { connections: options.connections, signal: ref.signal });
+      const uri = expandNbdTemplate(options.nbdUriTemplate, ref);
+      // A cut NBD connection is reopened and the failed reads repeated (reads are idempotent).
+      reader = await openReconnectingReader((signal) => openDisk(uri, { connections: options.connections, signal: signal ?? ref.signal }), { onReconnect: options.onReconnect });
       break;
     }
     case 'vddk': {
@@ -150,7 +155,7 @@ export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportO
         { nbdkitPath: vddk.nbdkitPath, signal: ref.signal },
       );
       try {
-        const disk = await openDisk(exported.uri, { connections: options.connections, signal: ref.signal });
+        const disk = await openReconnectingReader((signal) => openDisk(exported.uri, { connections: options.connections, signal: signal ?? ref.signal }), { onReconnect: options.onReconnect });
         reader = withExtraClose(disk, () => exported.close());
       } catch (error) {
         await exported.close();

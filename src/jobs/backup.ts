@@ -1,0 +1,259 @@
+// The backup job: one restore point of a VM in the repository. For one VM:
+//   1. remove snapshots a crashed vcbt run left behind;
+//   2. take a snapshot (always removed again: on success, error or Ctrl-C);
+//   3. per disk, find the newest restore point of this VM holding that disk and plan full or
+//      incremental exactly as replication does (planCopy: same VM, same disk, same capacity;
+//      the ChangeId's epoch is checked by the query); a refused ChangeId becomes a full;
+//   4. incremental = the areas changed since that point's ChangeId, written on top of that
+//      point's index; full = the allocated areas ("*"), the rest stored as zero;
+//   5. commit the restore point (the repository orders chunks -> indexes -> manifest), or
+//      abort it on any failure so nothing half-done becomes visible.
+// The manifest records the VM's identity, the snapshot, per disk the snapshot disk's ChangeId
+// (the one the next incremental starts from) and a summary of the VM's configuration.
+import { VcbtError } from '../errors.ts';
+import { totalBytes } from '../extents/extent.ts';
+import type { DiskRecord, RestorePointManifest } from '../repository/manifest.ts';
+import type { Repository } from '../repository/repository.ts';
+import type { RestorePointWriter } from '../repository/restore-point-writer.ts';
+import {
+  datacenterOf,
+  findLeftoverSnapshots,
+  findVm,
+  listSnapshots,
+  readSnapshotDisks,
+  removeSnapshot,
+  withSnapshot,
+  type MoRef,
+  type VirtualDiskInfo,
+  type VmInfo,
+  type VmSelector,
+  type VsphereSession,
+} from '../vsphere/vsphere.ts';
+import { areasToCopy } from './areas-to-copy.ts';
+import { planCopy, type CopyBaseline } from './replica-state.ts';
+import { backedUpVm, backupVmId, type BackedUpVm } from './restore-points.ts';
+import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
+
+export class BackupError extends VcbtError {}
+
+export interface BackupOptions {
+  session: VsphereSession;
+  vm: VmSelector;
+  repository: Repository;
+  /** Device keys to back up; absent or empty: every disk. */
+  diskKeys?: readonly number[];
+  transport: TransportOptions;
+  forceFull?: boolean;
+  quiesce?: boolean;
+  signal?: AbortSignal;
+  /** Human-readable progress of the job (one line each). */
+  onEvent?: (line: string) => void;
+  onProgress?: (deviceKey: number, doneBytes: number, totalBytes: number) => void;
+}
+
+export interface DiskBackupResult {
+  deviceKey: number;
+  label: string;
+  capacityBytes: number;
+  mode: 'full' | 'incremental';
+  reason: string;
+  /** The restore point the incremental builds on. */
+  basedOn: string | null;
+  areas: number;
+  areaBytes: number;
+  changeId: string;
+  bytesRead: number;
+  bytesStored: number;
+  chunksNew: number;
+  chunksReused: number;
+  chunksZero: number;
+}
+
+/** What the manifest's `snapshot` holds. */
+export interface BackupSnapshot {
+  moref: string;
+  name: string;
+  createTime: string;
+  quiesced: boolean;
+}
+
+export interface BackupResult {
+  pointId: string;
+  repository: string;
+  vm: BackedUpVm;
+  snapshot: BackupSnapshot;
+  leftoverSnapshotsRemoved: string[];
+  disks: DiskBackupResult[];
+  bytesRead: number;
+  bytesStored: number;
+  elapsedMs: number;
+}
+
+/** The VM configuration recorded with each restore point: what a restore needs to rebuild it. */
+export interface VmConfigSummary {
+  powerState: VmInfo['powerState'];
+  cbtEnabled: boolean;
+  disks: Array<Pick<VirtualDiskInfo, 'key' | 'label' | 'capacityBytes' | 'fileName' | 'backingType' | 'backingChain' | 'controllerKey' | 'unitNumber'> & { changeId: string | null }>;
+}
+
+function selectDisks(vm: VmInfo, diskKeys: readonly number[] | undefined): VirtualDiskInfo[] {
+  if (!diskKeys || diskKeys.length === 0) {
+    if (vm.disks.length === 0) throw new BackupError('BACKUP_NO_DISKS', `VM "${vm.name}" has no virtual disks to back up`, { vm: vm.name });
+    return vm.disks;
+  }
+  return diskKeys.map((key) => {
+    const disk = vm.disks.find((d) => d.key === key);
+    if (!disk) {
+      const keys = vm.disks.map((d) => `${d.key} (${d.label})`).join(', ');
+      throw new BackupError('BACKUP_NO_SUCH_DISK', `VM "${vm.name}" has no disk ${key}; its disks: ${keys}`, { vm: vm.name, diskKey: key });
+    }
+    return disk;
+  });
+}
+
+/** Per device key, the newest restore point of this VM holding that disk, as a copy baseline. */
+async function findBaselines(repository: Repository, vmId: string, keys: readonly number[]): Promise<Map<number, { pointId: string; baseline: CopyBaseline }>> {
+  const found = new Map<number, { pointId: string; baseline: CopyBaseline }>();
+  const points = (await repository.listRestorePoints()).filter((p) => p.vm.id === vmId).reverse();
+  const manifests = new Map<string, RestorePointManifest>();
+  for (const key of keys) {
+    const point = points.find((p) => p.disks.some((d) => d.deviceKey === key));
+    if (!point) continue;
+    let manifest = manifests.get(point.id);
+    if (!manifest) manifests.set(point.id, (manifest = await repository.readManifest(point.id)));
+    const vm = backedUpVm(manifest);
+    const disk = manifest.disks.find((d) => d.deviceKey === key) as DiskRecord;
+    found.set(key, {
+      pointId: point.id,
+      baseline: { server: vm.server, vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid }, deviceKey: key, capacityBytes: disk.capacityBytes, changeId: disk.changeId },
+    });
+  }
+  return found;
+}
+
+export async function backup(options: BackupOptions): Promise<BackupResult> {
+  const started = performance.now();
+  const { session, repository } = options;
+  const log = options.onEvent ?? (() => {});
+  const vm = await findVm(session, options.vm);
+  if (!vm.cbtEnabled) {
+    throw new BackupError('CBT_NOT_ENABLED', `Changed Block Tracking is off on VM "${vm.name}" (server ${session.server}); enable it with: vcbt cbt enable --vm ${vm.moref.value}`, { vm: vm.name, server: session.server });
+  }
+  const selected = selectDisks(vm, options.diskKeys);
+  const identity = { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null };
+  const backedUp: BackedUpVm = { id: backupVmId(session.server, identity), name: vm.name, ...identity, server: session.server };
+  const baselines = await findBaselines(repository, backedUp.id, selected.map((d) => d.key));
+
+  const leftovers = await findLeftoverSnapshots(session, vm);
+  for (const leftover of leftovers) {
+    log(`removing leftover snapshot ${leftover.moref.value} "${leftover.name}" from an earlier run`);
+    await removeSnapshot(session, vm, leftover.moref);
+  }
+
+  const datacenter = (await datacenterOf(session, vm.moref)).name;
+  const point = await withSnapshot(session, vm, { purpose: 'backup', quiesce: options.quiesce }, async (snapshot) => {
+    const info = (await listSnapshots(session, vm)).find((s) => s.moref.value === snapshot.value);
+    const snapshotRecord: BackupSnapshot = { moref: snapshot.value, name: info?.name ?? '', createTime: info?.createTime ?? '', quiesced: info?.quiesced ?? false };
+    log(`snapshot ${snapshot.value} "${snapshotRecord.name}" taken of VM "${vm.name}"`);
+    const snapshotDisks = await readSnapshotDisks(session, vm, snapshot);
+    const vmConfig: VmConfigSummary = {
+      powerState: vm.powerState,
+      cbtEnabled: vm.cbtEnabled,
+      disks: snapshotDisks.map((d) => ({
+        key: d.key,
+        label: d.label,
+        capacityBytes: d.capacityBytes,
+        fileName: d.fileName,
+        backingType: d.backingType,
+        backingChain: d.backingChain,
+        controllerKey: d.controllerKey,
+        unitNumber: d.unitNumber,
+        changeId: d.changeId ?? null,
+      })),
+    };
+    const writer = await repository.beginRestorePoint({ vm: { ...backedUp }, source: { server: session.server, datacenter }, snapshot: snapshotRecord, vmConfig });
+    try {
+      const disks: DiskBackupResult[] = [];
+      for (const wanted of selected) {
+        const disk = snapshotDisks.find((d) => d.key === wanted.key);
+        if (!disk) throw new BackupError('BACKUP_NO_SUCH_DISK', `snapshot ${snapshot.value} of VM "${vm.name}" has no disk ${wanted.key}`, { vm: vm.name, diskKey: wanted.key });
+        disks.push(await backupDisk(options, { vm, snapshot, disk, datacenter, writer, previous: baselines.get(disk.key) }));
+      }
+      const pointId = await writer.commit();
+      log(`restore point ${pointId} committed`);
+      return { pointId, snapshot: snapshotRecord, disks };
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+  });
+  return {
+    pointId: point.pointId,
+    repository: repository.path,
+    vm: backedUp,
+    snapshot: point.snapshot,
+    leftoverSnapshotsRemoved: leftovers.map((s) => s.moref.value),
+    disks: point.disks,
+    bytesRead: point.disks.reduce((sum, d) => sum + d.bytesRead, 0),
+    bytesStored: point.disks.reduce((sum, d) => sum + d.bytesStored, 0),
+    elapsedMs: performance.now() - started,
+  };
+}
+
+interface DiskJob {
+  vm: VmInfo;
+  snapshot: MoRef;
+  disk: VirtualDiskInfo;
+  datacenter: string;
+  writer: RestorePointWriter;
+  previous: { pointId: string; baseline: CopyBaseline } | undefined;
+}
+
+async function backupDisk(options: BackupOptions, job: DiskJob): Promise<DiskBackupResult> {
+  const { session, signal } = options;
+  const { vm, snapshot, disk, previous } = job;
+  const log = options.onEvent ?? (() => {});
+  const what = `VM "${vm.name}" disk ${disk.key}`;
+  if (!disk.changeId) {
+    throw new BackupError('CBT_NOT_ENABLED', `${what} has no ChangeId at snapshot ${snapshot.value}: CBT is not active on it yet (a powered-on VM needs a snapshot cycle after enabling; try: vcbt cbt reset --vm ${vm.moref.value})`, { vm: vm.name, diskKey: disk.key });
+  }
+  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId: disk.changeId };
+  const plan = planCopy(previous?.baseline, now, options.forceFull ?? false, {
+    baseline: `restore point ${previous?.pointId ?? ''}`,
+    none: 'no earlier restore point of this VM holds this disk (first backup)',
+  });
+  const query = { vm, snapshot, deviceKey: disk.key, capacityBytes: disk.capacityBytes, signal };
+  const { mode, reason, areas } = await areasToCopy(session, query, plan, disk.changeId);
+  const areaBytes = totalBytes(areas);
+  log(`${what}: ${mode} (${reason}); ${areas.length} areas, ${areaBytes} bytes to read`);
+
+  const source = await openSnapshotDisk({ session, vm, snapshot, disk, datacenter: job.datacenter, signal }, options.transport);
+  let record: DiskRecord;
+  try {
+    let doneBytes = 0;
+    const reader = {
+      read: async (offsetBytes: number, target: Uint8Array) => {
+        await source.read(offsetBytes, target, signal);
+        options.onProgress?.(disk.key, (doneBytes += target.length), areaBytes);
+      },
+    };
+    const common = { deviceKey: disk.key, label: disk.label, capacityBytes: disk.capacityBytes, changeId: disk.changeId, reader, signal };
+    record = mode === 'incremental' && previous
+      ? await job.writer.writeDisk({ ...common, previous: { pointId: previous.pointId, deviceKey: disk.key }, changedAreas: areas })
+      : await job.writer.writeDisk({ ...common, allocatedAreas: areas });
+  } finally {
+    await source.close();
+  }
+  return {
+    deviceKey: disk.key,
+    label: disk.label,
+    capacityBytes: disk.capacityBytes,
+    mode,
+    reason,
+    basedOn: record.basedOn?.pointId ?? null,
+    areas: areas.length,
+    areaBytes,
+    changeId: disk.changeId,
+    ...record.stats,
+  };
+}
