@@ -41,6 +41,12 @@ export interface LabInfo {
   fingerprintSha256: string;
   /** http://127.0.0.1:PORT of the control API. */
   control: string;
+  /**
+   * The named NBD endpoint, "nbd://127.0.0.1:PORT/{snapshot}/{disk}": replace the
+   * placeholders with a snapshot moref value and a disk key for a read-only export of that
+   * snapshot's frozen disk (vcbt replicate --transport nbd --nbd-uri TEMPLATE).
+   */
+  nbdUriTemplate: string;
   datacenter: string;
   /** Process id of the lab program. */
   pid: number;

@@ -196,7 +196,12 @@ func (l *lab) diskRoute(w http.ResponseWriter, r *http.Request, lv *labVm, d *la
 		if err != nil {
 			return nil, err
 		}
-		e, err := l.exports.start(d.extentPath(s), true)
+		// A snapshot's export serves its link, which consolidation renames cannot move.
+		file := d.extentPath(s)
+		if snap := r.URL.Query().Get("snapshot"); snap != "" {
+			file = lv.linkPath(snap, d.key)
+		}
+		e, err := l.exports.start(file, true)
 		if err != nil {
 			return nil, err
 		}

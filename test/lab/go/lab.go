@@ -52,6 +52,7 @@ type labInfo struct {
 	ThumbprintSha1    string      `json:"thumbprintSha1"`
 	FingerprintSha256 string      `json:"fingerprintSha256"`
 	Control           string      `json:"control"`
+	NbdUriTemplate    string      `json:"nbdUriTemplate"`
 	Datacenter        string      `json:"datacenter"`
 	Pid               int         `json:"pid"`
 	Vms               []labVmInfo `json:"vms"`
@@ -96,6 +97,8 @@ type lab struct {
 	config   labConfig
 	faults   labFaults
 	exports  *exportSet
+	// linksDir holds a hard link to every snapshot's frozen disk (nbd_named.go).
+	linksDir string
 	sessions *sessionCache
 	dcName   string
 }
@@ -147,6 +150,7 @@ func startLab(stateDir string, vm0DiskBytes []int64, otherDiskBytes int64) (*lab
 	}
 	l.sessions = newSessionCache(l)
 	l.exports = newExportSet(filepath.Join(stateDir, "nbd"))
+	l.linksDir = filepath.Join(stateDir, "nbd", "snapshots")
 	// Every request now passes through the lab first (CBT, snapshots, /folder auth, faults).
 	server.Config.Handler = http.HandlerFunc(l.serveHTTP)
 
@@ -170,6 +174,12 @@ func startLab(stateDir string, vm0DiskBytes []int64, otherDiskBytes int64) (*lab
 		l.stop()
 		return nil, err
 	}
+	named, err := l.exports.startNamed(l.linksDir)
+	if err != nil {
+		l.stop()
+		return nil, err
+	}
+	l.info.NbdUriTemplate = named.nbdUriTemplate()
 	if err := l.startControl(); err != nil {
 		l.stop()
 		return nil, err

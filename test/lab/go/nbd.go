@@ -3,7 +3,8 @@ package main
 // NBD exports: the lab's stand-in for what nbdkit's vddk plugin gives a real user. Each
 // export is a real nbdkit (file plugin) serving a state's file over a Unix socket, with a
 // small TCP relay in front so clients get nbd://127.0.0.1:PORT and so the nbdCutAfterBytes
-// fault can cut a connection after N bytes from server to client.
+// fault can cut a connection after N bytes from server to client. The named endpoint
+// (nbd_named.go) is one more such export whose relay also rewrites export names.
 
 import (
 	"fmt"
@@ -23,9 +24,11 @@ type nbdExport struct {
 	cmd      *exec.Cmd
 	listener net.Listener
 	socket   string
-	conns    sync.WaitGroup
-	mu       sync.Mutex
-	open     map[net.Conn]bool
+	// handshake, when set, speaks the option phase between client and nbdkit before the
+	// relay steps aside; it returns the bytes it sent to the client.
+	handshake func(client, server net.Conn) (int64, error)
+	mu        sync.Mutex
+	open      map[net.Conn]bool
 }
 
 type exportSet struct {
@@ -34,6 +37,8 @@ type exportSet struct {
 	nextId  int
 	exports map[string]*nbdExport
 	cut     cutFault
+	// named is the endpoint that serves snapshot disks by export name (nbd_named.go).
+	named *nbdExport
 }
 
 // cutFault is the armed nbdCutAfterBytes fault. A connection accepted while it is armed
@@ -52,15 +57,17 @@ func (c *cutFault) claim(bytes int64) bool {
 
 // copyDown copies server to client; cutAfter > 0 makes the connection eligible for the cut
 // fault. It reports whether it cut the connection.
-func copyDown(client io.Writer, server io.Reader, cutAfter int64, cut *cutFault) bool {
+// sent counts what the connection already sent to the client (a handshake).
+func copyDown(client io.Writer, server io.Reader, cutAfter, sent int64, cut *cutFault) bool {
 	buf := make([]byte, 256*1024)
-	var sent int64
 	for {
 		n, err := server.Read(buf)
 		if n > 0 {
 			if cutAfter > 0 && sent+int64(n) > cutAfter {
 				if cut.claim(cutAfter) {
-					_, _ = client.Write(buf[:cutAfter-sent])
+					if sent < cutAfter {
+						_, _ = client.Write(buf[:cutAfter-sent])
+					}
 					return true
 				}
 				cutAfter = 0
@@ -82,19 +89,31 @@ func newExportSet(dir string) *exportSet {
 
 // start serves file through nbdkit; readOnly exports refuse writes (nbdkit -r).
 func (s *exportSet) start(file string, readOnly bool) (*nbdExport, error) {
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return nil, err
-	}
 	s.mu.Lock()
 	s.nextId++
 	id := fmt.Sprintf("nbd-%d", s.nextId)
 	s.mu.Unlock()
+	e, err := s.launch(id, readOnly, nil, "file", "file="+file)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.exports[id] = e
+	s.mu.Unlock()
+	return e, nil
+}
+
+// launch runs nbdkit with the plugin arguments on a Unix socket and a TCP relay in front.
+func (s *exportSet) launch(id string, readOnly bool, handshake func(client, server net.Conn) (int64, error), plugin ...string) (*nbdExport, error) {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, err
+	}
 	socket := filepath.Join(s.dir, id+".sock")
 	args := []string{"-f", "--exit-with-parent", "-U", socket}
 	if readOnly {
 		args = append(args, "-r")
 	}
-	args = append(args, "file", "file="+file)
+	args = append(args, plugin...)
 	cmd := exec.Command("nbdkit", args...)
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
@@ -102,7 +121,7 @@ func (s *exportSet) start(file string, readOnly bool) (*nbdExport, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start nbdkit: %w", err)
 	}
-	e := &nbdExport{id: id, cmd: cmd, socket: socket, open: map[net.Conn]bool{}}
+	e := &nbdExport{id: id, cmd: cmd, socket: socket, handshake: handshake, open: map[net.Conn]bool{}}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("unix", socket)
@@ -125,9 +144,6 @@ func (s *exportSet) start(file string, readOnly bool) (*nbdExport, error) {
 	}
 	e.listener = ln
 	go s.accept(e)
-	s.mu.Lock()
-	s.exports[id] = e
-	s.mu.Unlock()
 	return e, nil
 }
 
@@ -168,19 +184,31 @@ func (e *nbdExport) relay(client net.Conn, cutAfter int64, cut *cutFault) {
 	server := conn.(*net.UnixConn)
 	e.track(client, true)
 	e.track(server, true)
+	defer func() {
+		e.track(client, false)
+		e.track(server, false)
+	}()
+	var sent int64
+	if e.handshake != nil {
+		if sent, err = e.handshake(client, server); err != nil {
+			_ = client.Close()
+			_ = server.CloseWrite()
+			_, _ = io.Copy(io.Discard, server)
+			_ = server.Close()
+			return
+		}
+	}
 	upDone := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(server, client)
 		_ = server.CloseWrite()
 		close(upDone)
 	}()
-	copyDown(client, server, cutAfter, cut)
+	copyDown(client, server, cutAfter, sent, cut)
 	_ = client.Close()
 	_, _ = io.Copy(io.Discard, server)
 	<-upDone
 	_ = server.Close()
-	e.track(client, false)
-	e.track(server, false)
 }
 
 func (s *exportSet) close(id string) bool {
@@ -223,5 +251,8 @@ func (s *exportSet) closeAll() {
 	s.mu.Unlock()
 	for _, id := range ids {
 		s.close(id)
+	}
+	if s.named != nil {
+		s.named.stop()
 	}
 }

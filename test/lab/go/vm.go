@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
@@ -29,10 +30,12 @@ type labVm struct {
 	// snapshotFiles holds the local path of each snapshot's .vmsn file, which the lab deletes
 	// itself when the snapshot goes (see adoptSnapshotFile).
 	snapshotFiles map[types.ManagedObjectReference]string
+	// linksDir is where each snapshot's disks get their export links (nbd_named.go).
+	linksDir string
 }
 
 func (l *lab) adoptVm(sim *simulator.VirtualMachine) (*labVm, error) {
-	lv := &labVm{name: sim.Name, ref: sim.Self, sim: sim, snapshotFiles: map[types.ManagedObjectReference]string{}}
+	lv := &labVm{name: sim.Name, ref: sim.Self, sim: sim, snapshotFiles: map[types.ManagedObjectReference]string{}, linksDir: l.linksDir}
 	var err error
 	simulator.Map.WithLock(sim, func() {
 		for _, dev := range object.VirtualDeviceList(sim.Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil)) {
@@ -170,6 +173,7 @@ func (lv *labVm) reconcileLocked() error {
 			}
 		}
 		lv.dropSnapshotFile(lv.snapshots[i])
+		lv.unlinkSnapshot(lv.snapshots[i])
 		lv.snapshots = append(lv.snapshots[:i], lv.snapshots[i+1:]...)
 	}
 	// New snapshots (vcsim appends; the lab refuses reverts, so the line never branches).
@@ -189,6 +193,9 @@ func (lv *labVm) reconcileLocked() error {
 		}
 		lv.snapshots = append(lv.snapshots, s)
 		lv.adoptSnapshotFile(s)
+		if err := lv.linkSnapshot(s, len(lv.snapshots)-1); err != nil {
+			return err
+		}
 		// vcsim's snapshot config is a shallow copy sharing the live device slice: give the
 		// snapshot its own disk devices before the live ones change.
 		if snap, ok := simulator.Map.Get(s).(*simulator.VirtualMachineSnapshot); ok {
@@ -232,6 +239,33 @@ func (lv *labVm) dropSnapshotFile(ref types.ManagedObjectReference) {
 	if local, ok := lv.snapshotFiles[ref]; ok {
 		_ = os.Remove(local)
 		delete(lv.snapshotFiles, ref)
+	}
+}
+
+// linkPath is the export link of a snapshot's disk: a hard link to the frozen extent that
+// consolidation renames cannot move (see nbd_named.go).
+func (lv *labVm) linkPath(snapshot string, diskKey int32) string {
+	return filepath.Join(lv.linksDir, linkName(snapshot, diskKey))
+}
+
+// linkSnapshot links the disks the snapshot (index i) froze.
+func (lv *labVm) linkSnapshot(ref types.ManagedObjectReference, i int) error {
+	if err := os.MkdirAll(lv.linksDir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range lv.disks {
+		link := lv.linkPath(ref.Value, d.key)
+		_ = os.Remove(link)
+		if err := os.Link(d.extentPath(d.chain[i]), link); err != nil {
+			return fmt.Errorf("link snapshot %s disk %d for NBD: %w", ref.Value, d.key, err)
+		}
+	}
+	return nil
+}
+
+func (lv *labVm) unlinkSnapshot(ref types.ManagedObjectReference) {
+	for _, d := range lv.disks {
+		_ = os.Remove(lv.linkPath(ref.Value, d.key))
 	}
 }
 
