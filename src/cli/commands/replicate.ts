@@ -4,13 +4,13 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
-import { connectionFlags, connectionUsage, readPassword, withSession } from '../connection.ts';
+import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parsePositiveInteger } from '../flags.ts';
 import { createProgress } from '../progress.ts';
+import { parsePairs, parseTransportFlags, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { isNbdUri } from '../../nbd/uri.ts';
 import { replicate } from '../../jobs/replicate.ts';
-import { transportNames, type TransportName, type TransportOptions } from '../../jobs/snapshot-source.ts';
 import { parseVmSelector, type VirtualDiskInfo, type VmInfo } from '../../vsphere/vsphere.ts';
 
 const usage = `usage: vcbt replicate --vm VM (--to TARGET | --disk KEY=TARGET ...)
@@ -29,12 +29,7 @@ targets (file paths or NBD URIs; files are created sparse when missing):
   --state-dir DIR        where replica state files go (default: next to file targets;
                          $XDG_STATE_HOME/vcbt/replicas for NBD targets)
 
-reading the source disk at the snapshot:
-  --transport http       (default) datastore HTTPS with Range; needs flat disks
-  --transport nbd        --nbd-uri TEMPLATE, e.g. nbd://proxy/{snapshot}/{disk}
-                         (placeholders {vm} {snapshot} {disk} {file} {datastore})
-  --transport vddk       --vddk-libdir DIR (VMware VDDK) and nbdkit's vddk plugin
-  --transport file       --datastore-dir NAME=PATH where the datastore is mounted here
+${transportUsage}
   --in-flight N          reads in flight (default: what the transport prefers)
 
   --full                 copy everything even if an incremental is possible
@@ -42,14 +37,6 @@ reading the source disk at the snapshot:
   --json                 machine-readable summary on stdout
 
 ${connectionUsage}`;
-
-function parsePairs(items: string[] | undefined, flag: string): Array<[string, string]> {
-  return (items ?? []).map((item) => {
-    const at = item.indexOf('=');
-    if (at <= 0 || at === item.length - 1) throw new UsageError(`${flag} wants KEY=VALUE, got "${item}"`);
-    return [item.slice(0, at), item.slice(at + 1)];
-  });
-}
 
 async function isDirectory(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isDirectory(), () => false);
@@ -68,12 +55,7 @@ export const replicateCommand: Command = {
         vm: { type: 'string' },
         to: { type: 'string' },
         disk: { type: 'string', multiple: true },
-        transport: { type: 'string', default: 'http' },
-        'nbd-uri': { type: 'string' },
-        'vddk-libdir': { type: 'string' },
-        'vddk-transports': { type: 'string' },
-        nbdkit: { type: 'string' },
-        'datastore-dir': { type: 'string', multiple: true },
+        ...transportFlags,
         'state-dir': { type: 'string' },
         'in-flight': { type: 'string' },
         full: { type: 'boolean', default: false },
@@ -84,26 +66,8 @@ export const replicateCommand: Command = {
     if (!values.vm) throw new UsageError(`replicate needs --vm\n\n${usage}`);
     if (!values.to && !values.disk?.length) throw new UsageError(`replicate needs --to TARGET or --disk KEY=TARGET\n\n${usage}`);
     if (values.to && values.disk?.length) throw new UsageError('give either --to or --disk KEY=TARGET, not both');
-    const transport = values.transport as TransportName;
-    if (!transportNames.includes(transport)) throw new UsageError(`--transport must be one of ${transportNames.join(', ')}, got "${values.transport}"`);
     const perDisk = new Map(parsePairs(values.disk, '--disk').map(([key, target]) => [parsePositiveInteger(key, '--disk KEY'), target] as const));
-    const transportOptions: TransportOptions = {
-      transport,
-      nbdUriTemplate: values['nbd-uri'],
-      datastoreDirs: new Map(parsePairs(values['datastore-dir'], '--datastore-dir')),
-    };
-    if (transport === 'nbd' && !values['nbd-uri']) throw new UsageError('--transport nbd needs --nbd-uri TEMPLATE');
-    if (transport === 'file' && !values['datastore-dir']?.length) throw new UsageError('--transport file needs --datastore-dir NAME=PATH');
-    if (transport === 'vddk') {
-      if (!values['vddk-libdir']) throw new UsageError('--transport vddk needs --vddk-libdir DIR (the unpacked VMware VDDK)');
-      transportOptions.vddk = {
-        libdir: values['vddk-libdir'],
-        user: values.user ?? '',
-        password: await readPassword(values, io),
-        transports: values['vddk-transports']?.split(':'),
-        nbdkitPath: values.nbdkit,
-      };
-    }
+    const transportOptions = await parseTransportFlags(values, io);
     const to = values.to;
     const toIsDirectory = to !== undefined && !isNbdUri(to) && (await isDirectory(to));
     const targets = (disks: readonly VirtualDiskInfo[], vm: VmInfo): ReadonlyMap<number, string> => {

@@ -1,0 +1,65 @@
+// The flags that choose how a job reads a VM disk at its snapshot (`--transport` and what
+// each transport needs), shared by every command that reads from vSphere (replicate, backup).
+import { UsageError } from '../errors.ts';
+import { transportNames, type TransportName, type TransportOptions } from '../jobs/snapshot-source.ts';
+import type { CommandIo } from './command.ts';
+import { readPassword, type ConnectionValues } from './connection.ts';
+
+export const transportFlags = {
+  transport: { type: 'string', default: 'http' },
+  'nbd-uri': { type: 'string' },
+  'vddk-libdir': { type: 'string' },
+  'vddk-transports': { type: 'string' },
+  nbdkit: { type: 'string' },
+  'datastore-dir': { type: 'string', multiple: true },
+} as const;
+
+export const transportUsage = `reading the source disk at the snapshot:
+  --transport http       (default) datastore HTTPS with Range; needs flat disks
+  --transport nbd        --nbd-uri TEMPLATE, e.g. nbd://proxy/{snapshot}/{disk}
+                         (placeholders {vm} {snapshot} {disk} {file} {datastore})
+  --transport vddk       --vddk-libdir DIR (VMware VDDK) and nbdkit's vddk plugin
+                         [--vddk-transports nbd:nbdssl:hotadd:san] [--nbdkit PATH]
+  --transport file       --datastore-dir NAME=PATH where the datastore is mounted here`;
+
+export interface TransportValues extends ConnectionValues {
+  transport?: string;
+  'nbd-uri'?: string;
+  'vddk-libdir'?: string;
+  'vddk-transports'?: string;
+  nbdkit?: string;
+  'datastore-dir'?: string[];
+}
+
+/** `KEY=VALUE` flag values as pairs (split at the first `=`). */
+export function parsePairs(items: readonly string[] | undefined, flag: string): Array<[string, string]> {
+  return (items ?? []).map((item) => {
+    const at = item.indexOf('=');
+    if (at <= 0 || at === item.length - 1) throw new UsageError(`${flag} wants KEY=VALUE, got "${item}"`);
+    return [item.slice(0, at), item.slice(at + 1)];
+  });
+}
+
+/** The transport flags as TransportOptions; vddk gets the vSphere user and password. */
+export async function parseTransportFlags(values: TransportValues, io: CommandIo): Promise<TransportOptions> {
+  const transport = (values.transport ?? 'http') as TransportName;
+  if (!transportNames.includes(transport)) throw new UsageError(`--transport must be one of ${transportNames.join(', ')}, got "${values.transport}"`);
+  const options: TransportOptions = {
+    transport,
+    nbdUriTemplate: values['nbd-uri'],
+    datastoreDirs: new Map(parsePairs(values['datastore-dir'], '--datastore-dir')),
+  };
+  if (transport === 'nbd' && !values['nbd-uri']) throw new UsageError('--transport nbd needs --nbd-uri TEMPLATE');
+  if (transport === 'file' && !values['datastore-dir']?.length) throw new UsageError('--transport file needs --datastore-dir NAME=PATH');
+  if (transport === 'vddk') {
+    if (!values['vddk-libdir']) throw new UsageError('--transport vddk needs --vddk-libdir DIR (the unpacked VMware VDDK)');
+    options.vddk = {
+      libdir: values['vddk-libdir'],
+      user: values.user ?? '',
+      password: await readPassword(values, io),
+      transports: values['vddk-transports']?.split(':'),
+      nbdkitPath: values.nbdkit,
+    };
+  }
+  return options;
+}
