@@ -8,6 +8,10 @@ import { changesCommand } from './changes.ts';
 import { initCommand } from './init.ts';
 import { verifyCommand } from './verify.ts';
 import { pruneCommand } from './prune.ts';
+import { backupCommand } from './backup.ts';
+import { pointsCommand } from './points.ts';
+import { restoreCommand } from './restore.ts';
+import { exportCommand } from './export.ts';
 
 export const commands: Command[] = [
   vmsCommand,
@@ -18,4 +22,8 @@ export const commands: Command[] = [
   initCommand,
   verifyCommand,
   pruneCommand,
+  backupCommand,
+  pointsCommand,
+  restoreCommand,
+  exportCommand,
 ];

@@ -1,0 +1,97 @@
+// `vcbt backup`: snapshot a VM, store what changed since its last restore point (or the
+// allocated blocks) as a new restore point in the repository, remove the snapshot.
+import { parseArgs } from 'node:util';
+import { ExitCode, type Command } from '../command.ts';
+import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
+import { parsePositiveInteger } from '../flags.ts';
+import { createProgress } from '../progress.ts';
+import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
+import { parseTransportFlags, transportFlags, transportUsage } from '../transport-flags.ts';
+import { UsageError } from '../../errors.ts';
+import { backup } from '../../jobs/backup.ts';
+import { parseVmSelector } from '../../vsphere/vsphere.ts';
+
+const usage = `usage: vcbt backup --vm VM --repo DIR [--disk KEY ...] [--transport http|nbd|vddk|file]
+                   [--full] [--quiesce] [--json] --server URL --user USER [--thumbprint FP]
+
+Takes a snapshot of VM and stores a new restore point in the repository: per disk, the
+blocks changed since the newest restore point of this VM holding that disk (incremental),
+or the allocated blocks (full) the first time, after a capacity change, when the server
+refuses the recorded ChangeId (CBT reset), or with --full. The snapshot is removed always,
+also on errors and Ctrl-C; a failed backup commits nothing.
+
+  --vm VM                name, moref:vm-10, uuid:..., path:DC/vm/folder/name
+  --disk KEY             back up only this disk (repeatable; default: every disk)
+  --full                 read every allocated block even if an incremental is possible
+  --quiesce              quiesced snapshot (needs VMware Tools)
+  --json                 machine-readable summary on stdout
+
+${repositoryUsage}
+
+${transportUsage}
+
+${connectionUsage}`;
+
+export const backupCommand: Command = {
+  name: 'backup',
+  summary: 'store a restore point of a VM in a repository (incremental with CBT)',
+  usage,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        ...connectionFlags,
+        ...repositoryFlags,
+        ...transportFlags,
+        vm: { type: 'string' },
+        disk: { type: 'string', multiple: true },
+        full: { type: 'boolean', default: false },
+        quiesce: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    if (!values.vm) throw new UsageError(`backup needs --vm\n\n${usage}`);
+    if (!values.repo) throw new UsageError(`backup needs --repo DIR\n\n${usage}`);
+    const diskKeys = (values.disk ?? []).map((key) => parsePositiveInteger(key, '--disk'));
+    const transport = await parseTransportFlags(values, io);
+    const vm = parseVmSelector(values.vm);
+    const bars = new Map<number, ReturnType<typeof createProgress>>();
+    const result = await withRepository(values, io, (repository) =>
+      withSession(values, io, (session) =>
+        backup({
+          session,
+          vm,
+          repository,
+          diskKeys,
+          transport,
+          forceFull: values.full,
+          quiesce: values.quiesce,
+          signal: io.signal,
+          onEvent: (line) => {
+            if (!values.json) io.stderr.write(`${line}\n`);
+          },
+          onProgress: (key, done, total) => {
+            let bar = bars.get(key);
+            if (!bar) bars.set(key, (bar = createProgress(`disk ${key}`, io.stderr, { quiet: values.json })));
+            bar.update(done, total);
+          },
+        }),
+      ),
+    );
+    for (const bar of bars.values()) bar.finish();
+    if (values.json) {
+      io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
+      return ExitCode.ok;
+    }
+    for (const d of result.disks) {
+      io.stdout.write(
+        `disk ${d.deviceKey} (${d.label}): ${d.mode} (${d.reason}); ${d.areas} areas, ${d.bytesRead} bytes read, ${d.bytesStored} bytes stored ` +
+          `(chunks: ${d.chunksNew} new, ${d.chunksReused} deduplicated or unchanged, ${d.chunksZero} zero); ChangeId ${d.changeId}\n`,
+      );
+    }
+    const ratio = result.bytesRead > 0 ? ` (${((100 * result.bytesStored) / result.bytesRead).toFixed(1)}% of bytes read)` : '';
+    io.stdout.write(`restore point ${result.pointId} of VM "${result.vm.name}": ${result.bytesRead} bytes read, ${result.bytesStored} bytes stored${ratio}; snapshot ${result.snapshot.moref} removed; ${(result.elapsedMs / 1000).toFixed(1)} s\n`);
+    return ExitCode.ok;
+  },
+};

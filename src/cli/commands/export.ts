@@ -1,0 +1,78 @@
+// `vcbt export`: serve one disk of a restore point read-only over NBD until Ctrl-C/SIGTERM.
+import { parseArgs } from 'node:util';
+import { ExitCode, type Command } from '../command.ts';
+import { parsePositiveInteger } from '../flags.ts';
+import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
+import { UsageError } from '../../errors.ts';
+import { exportDisk } from '../../jobs/export.ts';
+import { resolvePointId } from '../../jobs/restore-points.ts';
+import type { NbdServerOptions } from '../../nbd/server.ts';
+
+const usage = `usage: vcbt export --repo DIR --point ID|latest [--vm VM] --disk KEY
+                   [--listen HOST:PORT | --socket PATH] [--name EXPORT] [--json]
+
+Serves disk KEY of the restore point read-only over NBD (vcbt's own server) until
+interrupted (Ctrl-C, SIGTERM), and prints its NBD URI. Any NBD client reads it: nbdcopy,
+qemu-img convert, nbdinfo --map (zero chunks show as holes), qemu, nbdfuse.
+
+  --point ID|latest      a restore point id (vcbt points), or the newest of --vm
+  --vm VM                with --point latest: name, moref, instance UUID or repository id
+  --disk KEY             device key of the disk
+  --listen HOST:PORT     TCP address (default 127.0.0.1:10809; port 0 picks a free one)
+  --socket PATH          a unix socket instead of TCP
+  --name EXPORT          export name (default <point>-<key>)
+  --json                 print {"uri", ...} as JSON once serving
+
+${repositoryUsage}`;
+
+function parseListen(listen: string | undefined, socket: string | undefined): NbdServerOptions['listen'] {
+  if (listen !== undefined && socket !== undefined) throw new UsageError('give either --listen or --socket, not both');
+  if (socket !== undefined) return { socketPath: socket };
+  const text = listen ?? '127.0.0.1:10809';
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
+  if (!match || Number(match[3]) > 65535) throw new UsageError(`--listen wants HOST:PORT (e.g. 127.0.0.1:10809, [::1]:10809), got "${text}"`);
+  return { host: match[1] ?? match[2], port: Number(match[3]) };
+}
+
+export const exportCommand: Command = {
+  name: 'export',
+  summary: 'serve a restore point\'s disk read-only over NBD',
+  usage,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        ...repositoryFlags,
+        point: { type: 'string' },
+        vm: { type: 'string' },
+        disk: { type: 'string' },
+        listen: { type: 'string' },
+        socket: { type: 'string' },
+        name: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    if (!values.point) throw new UsageError(`export needs --point ID (or latest with --vm)\n\n${usage}`);
+    if (!values.disk) throw new UsageError(`export needs --disk KEY\n\n${usage}`);
+    const deviceKey = parsePositiveInteger(values.disk, '--disk');
+    const listen = parseListen(values.listen, values.socket);
+    const point = values.point;
+    await withRepository(values, io, async (repository) => {
+      const running = await exportDisk({ repository, pointId: await resolvePointId(repository, point, values.vm), deviceKey, listen, exportName: values.name });
+      try {
+        const description = { uri: running.uri, exportName: running.exportName, pointId: running.pointId, deviceKey: running.deviceKey, label: running.label, capacityBytes: running.capacityBytes };
+        io.stdout.write(
+          values.json
+            ? `${JSON.stringify(description)}\n`
+            : `serving restore point ${running.pointId} disk ${running.deviceKey} (${running.label}, ${running.capacityBytes} bytes) read-only at\n${running.uri}\n(Ctrl-C to stop)\n`,
+        );
+        if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
+      } finally {
+        await running.close();
+      }
+    });
+    if (!values.json) io.stderr.write('export stopped\n');
+    return ExitCode.ok;
+  },
+};

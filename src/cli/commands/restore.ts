@@ -1,0 +1,71 @@
+// `vcbt restore`: write one disk of a restore point to a file or an NBD export.
+import { parseArgs } from 'node:util';
+import { ExitCode, type Command } from '../command.ts';
+import { parsePositiveInteger } from '../flags.ts';
+import { createProgress } from '../progress.ts';
+import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
+import { UsageError } from '../../errors.ts';
+import { restore } from '../../jobs/restore.ts';
+import { resolvePointId } from '../../jobs/restore-points.ts';
+
+const usage = `usage: vcbt restore --repo DIR --point ID|latest [--vm VM] --disk KEY --to TARGET [--json]
+
+Writes disk KEY of the restore point to TARGET: a file (created sparse when missing; an
+existing one must be at least the disk's size) or an NBD URI (nbd://host:port/export,
+nbd+unix:///export?socket=PATH). Chunks that are all zero become zero ranges, so a new
+file stays sparse.
+
+  --point ID|latest      a restore point id (vcbt points), or the newest of --vm
+  --vm VM                with --point latest: name, moref, instance UUID or repository id
+  --disk KEY             device key of the disk (vcbt points lists them)
+  --to TARGET            file path or NBD URI
+  --json                 machine-readable summary on stdout
+
+${repositoryUsage}`;
+
+export const restoreCommand: Command = {
+  name: 'restore',
+  summary: 'restore one disk of a restore point to a file or NBD export',
+  usage,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        ...repositoryFlags,
+        point: { type: 'string' },
+        vm: { type: 'string' },
+        disk: { type: 'string' },
+        to: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    if (!values.point) throw new UsageError(`restore needs --point ID (or latest with --vm)\n\n${usage}`);
+    if (!values.disk) throw new UsageError(`restore needs --disk KEY\n\n${usage}`);
+    if (!values.to) throw new UsageError(`restore needs --to TARGET\n\n${usage}`);
+    const deviceKey = parsePositiveInteger(values.disk, '--disk');
+    const target = values.to;
+    const point = values.point;
+    const bar = createProgress(`disk ${deviceKey}`, io.stderr, { quiet: values.json });
+    const result = await withRepository(values, io, async (repository) =>
+      restore({
+        repository,
+        pointId: await resolvePointId(repository, point, values.vm),
+        deviceKey,
+        target,
+        signal: io.signal,
+        onProgress: (done, total) => bar.update(done, total),
+      }),
+    );
+    bar.finish();
+    if (values.json) {
+      io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
+    } else {
+      io.stdout.write(
+        `restored restore point ${result.pointId} disk ${result.deviceKey} (${result.label}, ${result.capacityBytes} bytes) to ${result.target}${result.created ? ' (new sparse file)' : ''}: ` +
+          `${result.bytesWritten} bytes written, ${result.bytesZero} bytes of zero chunks; ${(result.elapsedMs / 1000).toFixed(1)} s\n`,
+      );
+    }
+    return ExitCode.ok;
+  },
+};

@@ -1,0 +1,31 @@
+// The flags of commands that work on a repository: --repo DIR and --passphrase-file FILE
+// (or VCBT_PASSPHRASE) for an encrypted one, and opening it for the command's duration.
+import { UsageError } from '../errors.ts';
+import { passphraseFrom } from '../repository/passphrase.ts';
+import { Repository } from '../repository/repository.ts';
+import type { CommandIo } from './command.ts';
+
+export const repositoryFlags = {
+  repo: { type: 'string' },
+  'passphrase-file': { type: 'string' },
+} as const;
+
+export const repositoryUsage = `repository:
+  --repo DIR             the repository (see vcbt init)
+  --passphrase-file FILE passphrase of an encrypted repository (else VCBT_PASSPHRASE)`;
+
+export interface RepositoryValues {
+  repo?: string;
+  'passphrase-file'?: string;
+}
+
+/** Opens the repository named by the flags, runs `work`, and always closes it. */
+export async function withRepository<T>(values: RepositoryValues, io: CommandIo, work: (repository: Repository) => Promise<T>): Promise<T> {
+  if (!values.repo) throw new UsageError('--repo DIR is required');
+  const repository = await Repository.open(values.repo, { passphrase: await passphraseFrom(values['passphrase-file'], io.env) });
+  try {
+    return await work(repository);
+  } finally {
+    await repository.close();
+  }
+}
