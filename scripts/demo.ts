@@ -1,7 +1,10 @@
 // `npm run demo`: a short story on the built-in vSphere lab. Start a lab, enable CBT on a
 // VM, take a snapshot, write guest data, take another snapshot, and list the areas changed
-// in between through the real vSphere API (QueryChangedDiskAreas, paged). Exits 0 only if
-// the areas are exactly the blocks that were written.
+// in between through the real vSphere API (QueryChangedDiskAreas, paged), then read the
+// snapshot's disk over NBD from the lab's named endpoint (nbdUriTemplate). Exits 0 only if
+// the areas are exactly the blocks that were written and the NBD bytes are the snapshot's.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { startLab, type Lab } from '../test/lab/lab.ts';
 
 const vm = 'DC0_H0_VM0';
@@ -42,6 +45,17 @@ async function govmomi<T>(lab: Lab, args: string[]): Promise<T> {
   return result as T;
 }
 
+/** sha256 of an NBD export's whole contents, read by nbdcopy to its stdout. */
+function nbdSha256(uri: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    const child = spawn('nbdcopy', [uri, '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.on('data', (chunk: Buffer) => hash.update(chunk));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve(hash.digest('hex')) : reject(new Error(`nbdcopy ${uri} exited with ${code}`))));
+  });
+}
+
 async function story(lab: Lab): Promise<boolean> {
   const disk = lab.info.vms.find((v) => v.name === vm)!.disks[0];
   say(`1. Lab up: vSphere API at ${lab.info.sdk} (certificate SHA-1 ${lab.info.thumbprintSha1.slice(0, 14)}...)`);
@@ -74,9 +88,14 @@ async function story(lab: Lab): Promise<boolean> {
   const exact = JSON.stringify(result.areas) === JSON.stringify(expected);
   say(exact ? '6. These are exactly the 64 KiB blocks the guest wrote.' : `6. MISMATCH: expected ${JSON.stringify(expected)}`);
 
+  const uri = lab.info.nbdUriTemplate.replace('{snapshot}', next.moref).replace('{disk}', String(disk.key));
+  const overNbd = await nbdSha256(uri);
+  const frozen = (await lab.sha256(vm, disk.key, next.moref)).sha256;
+  say(`7. Read over NBD from ${uri}: sha256 ${overNbd.slice(0, 16)}... ${overNbd === frozen ? 'equals' : 'DIFFERS FROM'} the snapshot's.`);
+
   for (const s of [next, base]) await govmomi(lab, ['snapshot-remove', vm, s.moref]);
-  say('7. Snapshots removed (consolidated).');
-  return exact;
+  say('8. Snapshots removed (consolidated).');
+  return exact && overNbd === frozen;
 }
 
 const lab = await startLab();
@@ -85,6 +104,6 @@ try {
   ok = await story(lab);
 } finally {
   await lab.stop();
-  say('8. Lab stopped and cleaned up.');
+  say('9. Lab stopped and cleaned up.');
 }
 process.exitCode = ok ? 0 : 1;
