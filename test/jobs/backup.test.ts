@@ -1,0 +1,244 @@
+// Rounds of random guest writes + `vcbt backup` against the lab, paging forced to one area per
+// reply: `vcbt restore` of every restore point and disk is byte-identical to the VM's disk at
+// that round (the lab's sha256 right after the backup: nothing wrote in between, so the live
+// disk equals the snapshot). Incrementals store far less than the full; a resized disk and a
+// refused ChangeId give fulls with their reasons; error codes for bad points, disks, targets
+// and passphrases; the snapshot is gone after every run, also a failing one.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Repository } from '../../src/repository/repository.ts';
+import { startLab, type Lab } from '../lab/lab.ts';
+import { labConnection, runCli, seededRandom } from '../vsphere/cli-runner.ts';
+
+const vm = 'DC0_H0_VM0';
+const testScrypt = { N: 1024, r: 8, p: 1 };
+let lab: Lab;
+let dir: string;
+let repo: string;
+let connection: ReturnType<typeof labConnection>;
+/** point id -> device key -> sha256 of the disk at that point. */
+const expected = new Map<string, Map<number, string>>();
+
+before(async () => {
+  lab = await startLab();
+  dir = await mkdtemp(join(tmpdir(), 'vcbt-backup-'));
+  repo = join(dir, 'repo');
+  connection = labConnection(lab);
+  const enabled = await runCli(['cbt', 'enable', '--vm', vm, ...connection.flags], connection.env);
+  assert.equal(enabled.code, 0, enabled.stderr);
+  const init = await runCli(['init', '--repo', repo]);
+  assert.equal(init.code, 0, init.stderr);
+  await lab.config({ maxAreasPerReply: 1 });
+});
+
+after(async () => {
+  await lab?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const disks = () => lab.info.vms.find((v) => v.name === vm)!.disks;
+
+async function randomGuestWrites(seed: number): Promise<void> {
+  const rand = seededRandom(seed);
+  for (const disk of disks()) {
+    const capacity = disk.capacityBytes;
+    const writes: Array<[number, number]> = [
+      [capacity - 1, 1], // the last byte of a disk whose size is not a multiple of the chunk
+      [65536 - 100, 300], // straddles a block boundary
+    ];
+    for (let i = 0; i < 5; i++) {
+      const length = 1 + Math.floor(rand() * 150_000);
+      writes.push([Math.floor(rand() * (capacity - length)), length]);
+    }
+    for (const [offset, length] of writes) await lab.write(vm, disk.key, offset, randomBytes(length));
+  }
+}
+
+interface DiskSummary {
+  deviceKey: number;
+  mode: 'full' | 'incremental';
+  reason: string;
+  basedOn: string | null;
+  areaBytes: number;
+  bytesRead: number;
+  bytesStored: number;
+  chunksReused: number;
+  changeId: string;
+}
+interface Summary {
+  pointId: string;
+  vm: { id: string; name: string; moref: string; instanceUuid: string | null; server: string };
+  snapshot: { moref: string; name: string; createTime: string };
+  disks: DiskSummary[];
+  bytesRead: number;
+  bytesStored: number;
+}
+
+async function backup(extra: string[] = [], repoFlags: string[] = ['--repo', repo], env: NodeJS.ProcessEnv = {}): Promise<Summary> {
+  const result = await runCli(['backup', '--vm', vm, ...repoFlags, '--json', ...extra, ...connection.flags], { ...connection.env, ...env });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(await lab.snapshots(vm), [], 'the backup snapshot is removed');
+  const summary = JSON.parse(result.stdout) as Summary;
+  const shas = new Map<number, string>();
+  for (const d of summary.disks) shas.set(d.deviceKey, (await lab.sha256(vm, d.deviceKey)).sha256);
+  expected.set(summary.pointId, shas);
+  return summary;
+}
+
+async function restore(pointId: string, deviceKey: number, to: string, repoFlags: string[] = ['--repo', repo], env: NodeJS.ProcessEnv = {}) {
+  return runCli(['restore', ...repoFlags, '--point', pointId, '--disk', String(deviceKey), '--to', to, '--json'], env);
+}
+
+async function assertRestoresMatch(pointId: string): Promise<void> {
+  for (const [key, want] of expected.get(pointId) ?? []) {
+    const target = join(dir, `restore-${pointId}-${key}.raw`);
+    const result = await restore(pointId, key, target);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(sha(await readFile(target)), want, `restore point ${pointId} disk ${key}`);
+    await rm(target);
+  }
+}
+
+test('rounds of writes and backups: every restore point restores byte-identical; incrementals store little', async () => {
+  // A first state worth a full: several MiB of incompressible data on each disk.
+  for (const disk of disks()) await lab.write(vm, disk.key, 1024 * 1024, randomBytes(6 * 1024 * 1024));
+  await randomGuestWrites(1);
+  const full = await backup();
+  assert.deepEqual(full.disks.map((d) => d.mode), ['full', 'full']);
+  assert.match(full.disks[0].reason, /first backup/);
+  assert.equal(full.vm.name, vm);
+  assert.equal(full.vm.id, lab.info.vms.find((v) => v.name === vm)!.instanceUuid);
+  assert.match(full.snapshot.name, /^vcbt-backup-/);
+  for (const d of full.disks) assert.ok(d.bytesStored > 6 * 1024 * 1024, `full of disk ${d.deviceKey} stores its data (${d.bytesStored})`);
+
+  const points = [full];
+  for (let round = 2; round <= 4; round++) {
+    await randomGuestWrites(round * 17);
+    const next = await backup();
+    const previous = points[points.length - 1];
+    for (const d of next.disks) {
+      assert.equal(d.mode, 'incremental', d.reason);
+      assert.equal(d.basedOn, previous.pointId);
+      const fullDisk = full.disks.find((f) => f.deviceKey === d.deviceKey)!;
+      assert.ok(d.bytesStored < fullDisk.bytesStored / 3, `incremental of disk ${d.deviceKey} stores ${d.bytesStored}, the full ${fullDisk.bytesStored}`);
+      assert.ok(d.bytesRead === d.areaBytes && d.bytesRead < 2_000_000, `reads only changed areas (${d.bytesRead})`);
+      assert.ok(d.chunksReused > 0, 'unchanged chunks come from the previous point');
+    }
+    points.push(next);
+  }
+  for (const p of points) await assertRestoresMatch(p.pointId);
+
+  // A new restore target file stays sparse: zero chunks are not written.
+  const sparse = join(dir, 'sparse.raw');
+  const result = await restore(full.pointId, 2000, sparse);
+  assert.equal(result.code, 0, result.stderr);
+  const restored = JSON.parse(result.stdout) as { created: boolean; bytesZero: number };
+  assert.ok(restored.created && restored.bytesZero > 8 * 1024 * 1024);
+  const info = await stat(sparse);
+  assert.ok(info.blocks * 512 < info.size - 8 * 1024 * 1024, `sparse: ${info.blocks * 512} bytes allocated of ${info.size}`);
+
+  const listed = await runCli(['points', '--repo', repo, '--vm', vm, '--json']);
+  assert.equal(listed.code, 0, listed.stderr);
+  const list = JSON.parse(listed.stdout) as Array<{ id: string; disks: Array<{ kind: string }> }>;
+  assert.deepEqual(list.map((p) => p.id), points.map((p) => p.pointId));
+  assert.deepEqual(list.map((p) => p.disks[0].kind), ['full', 'incremental', 'incremental', 'incremental']);
+  const text = await runCli(['points', '--repo', repo]);
+  assert.match(text.stdout, new RegExp(`${full.pointId}.*${vm}`));
+
+  // --point latest --vm: the newest point.
+  const latest = join(dir, 'latest.raw');
+  const byLatest = await runCli(['restore', '--repo', repo, '--point', 'latest', '--vm', vm, '--disk', '2001', '--to', latest]);
+  assert.equal(byLatest.code, 0, byLatest.stderr);
+  assert.equal(sha(await readFile(latest)), expected.get(points[3].pointId)?.get(2001));
+});
+
+test('a resized disk gets a full; a refused ChangeId gets a full with the reason; both restore exactly', async () => {
+  const [first, second] = disks();
+  await lab.resize(vm, second.key, second.capacityBytes + 1024 * 1024);
+  await lab.write(vm, second.key, second.capacityBytes + 5000, randomBytes(70_000));
+  await randomGuestWrites(99);
+  const resized = await backup();
+  assert.equal(resized.disks[1].mode, 'full');
+  assert.match(resized.disks[1].reason, /capacity changed/);
+  assert.equal(resized.disks[0].mode, 'incremental');
+  await assertRestoresMatch(resized.pointId);
+
+  await randomGuestWrites(123);
+  await lab.faults({ queryChangedDiskAreas: { fault: 'FileFault', count: 1 } });
+  const refused = await backup();
+  assert.equal(refused.disks[0].deviceKey, first.key);
+  assert.equal(refused.disks[0].mode, 'full');
+  assert.match(refused.disks[0].reason, /refused the recorded ChangeId/);
+  assert.equal(refused.disks[1].mode, 'incremental');
+  // A full after a refusal re-reads everything, yet stores (almost) nothing new: dedup.
+  assert.ok(refused.disks[0].bytesStored < refused.disks[0].bytesRead / 3, `dedup: ${refused.disks[0].bytesStored} stored of ${refused.disks[0].bytesRead} read`);
+  await assertRestoresMatch(refused.pointId);
+
+  const forced = await backup(['--full', '--disk', String(second.key)]);
+  assert.deepEqual(forced.disks.map((d) => [d.deviceKey, d.mode]), [[second.key, 'full']]);
+  assert.match(forced.disks[0].reason, /--full/);
+});
+
+test('errors: unknown point, unknown disk, target too small, wrong passphrase - each with its code', async () => {
+  const points = await runCli(['points', '--repo', repo, '--json']);
+  const pointId = (JSON.parse(points.stdout) as Array<{ id: string }>)[0].id;
+
+  const noPoint = await restore('20200101T000000Z-deadbeef', 2000, join(dir, 'x.raw'));
+  assert.equal(noPoint.code, 1);
+  assert.match(noPoint.stderr, /REPO_POINT_NOT_FOUND: no restore point 20200101T000000Z-deadbeef/);
+
+  const noDisk = await restore(pointId, 2042, join(dir, 'x.raw'));
+  assert.equal(noDisk.code, 1);
+  assert.match(noDisk.stderr, /REPO_DISK_NOT_FOUND: restore point \S+ has no disk 2042/);
+  await assert.rejects(stat(join(dir, 'x.raw')), 'no target is created for a bad point or disk');
+
+  const small = join(dir, 'small.raw');
+  await writeFile(small, Buffer.alloc(1024 * 1024));
+  const tooSmall = await restore(pointId, 2000, small);
+  assert.equal(tooSmall.code, 1);
+  assert.match(tooSmall.stderr, /RESTORE_TARGET_SIZE: target .*small\.raw has 1048576 bytes, less than the disk's \d+/);
+
+  const noLatest = await runCli(['restore', '--repo', repo, '--point', 'latest', '--disk', '2000', '--to', small]);
+  assert.equal(noLatest.code, 1);
+  assert.match(noLatest.stderr, /RESTORE_POINT_AMBIGUOUS/);
+
+  const encrypted = join(dir, 'encrypted');
+  await Repository.init(encrypted, { passphrase: 'right horse', scryptCost: testScrypt });
+  const flags = ['--repo', encrypted];
+  const stored = await backup(['--disk', '2000'], flags, { VCBT_PASSPHRASE: 'right horse' });
+  const target = join(dir, 'encrypted-2000.raw');
+  const ok = await restore(stored.pointId, 2000, target, flags, { VCBT_PASSPHRASE: 'right horse' });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(sha(await readFile(target)), expected.get(stored.pointId)?.get(2000));
+  const wrong = await restore(stored.pointId, 2000, join(dir, 'y.raw'), flags, { VCBT_PASSPHRASE: 'wrong horse' });
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /REPO_WRONG_PASSPHRASE/);
+  assert.ok(!wrong.stderr.includes('horse'), 'the passphrase is never printed');
+  const none = await runCli(['points', ...flags]);
+  assert.match(none.stderr, /REPO_PASSPHRASE_REQUIRED/);
+});
+
+test('a failing backup commits nothing and still removes its snapshot', async () => {
+  const before = (JSON.parse((await runCli(['points', '--repo', repo, '--json'])).stdout) as unknown[]).length;
+  await randomGuestWrites(7);
+  const failed = await runCli(['backup', '--vm', vm, '--repo', repo, '--transport', 'nbd', '--nbd-uri', 'nbd+unix:///?socket=/nonexistent.sock', ...connection.flags], connection.env);
+  assert.equal(failed.code, 1);
+  assert.match(failed.stderr, /nonexistent\.sock/);
+  assert.deepEqual(await lab.snapshots(vm), []);
+  const after = (JSON.parse((await runCli(['points', '--repo', repo, '--json'])).stdout) as unknown[]).length;
+  assert.equal(after, before);
+
+  const unknownDisk = await runCli(['backup', '--vm', vm, '--repo', repo, '--disk', '2042', ...connection.flags], connection.env);
+  assert.equal(unknownDisk.code, 1);
+  assert.match(unknownDisk.stderr, /BACKUP_NO_SUCH_DISK: VM "DC0_H0_VM0" has no disk 2042/);
+
+  // The next run after a failure is a normal incremental.
+  const next = await backup();
+  assert.deepEqual(next.disks.map((d) => d.mode), ['incremental', 'incremental']);
+  await assertRestoresMatch(next.pointId);
+});
