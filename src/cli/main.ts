@@ -52,6 +52,12 @@ export async function main(argv: string[], partialIo: Partial<CommandIo> = {}): 
   try {
     return await command.run(rest, io);
   } catch (error) {
+    const nodeCode = (error as { code?: unknown }).code;
+    if (typeof nodeCode === 'string' && nodeCode.startsWith('ERR_PARSE_ARGS')) {
+      // node:util parseArgs: unknown flag, missing value, unexpected positional argument.
+      io.stderr.write(`vcbt ${name}: USAGE: ${(error as Error).message}\n(vcbt ${name} --help lists the flags)\n`);
+      return ExitCode.usage;
+    }
     if (isVcbtError(error)) {
       io.stderr.write(`vcbt ${name}: ${error.code}: ${error.message}\n`);
       return error.code === 'USAGE' ? ExitCode.usage : ExitCode.failure;

@@ -1,28 +1,28 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
-import { main } from '../../src/cli/main.ts';
-
-function capture() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  return { stdout, stderr, text: () => ({ out, err }) };
-}
+import { runCli } from '../vsphere/cli-runner.ts';
 
 test('unknown command is a usage error naming the command', async () => {
-  const io = capture();
-  const code = await main(['frobnicate'], { stdout: io.stdout, stderr: io.stderr });
-  assert.equal(code, 2);
-  assert.match(io.text().err, /unknown command "frobnicate"/);
+  const result = await runCli(['frobnicate']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /unknown command "frobnicate"/);
 });
 
-test('help lists usage and exits 0', async () => {
-  const io = capture();
-  const code = await main(['help'], { stdout: io.stdout, stderr: io.stderr });
-  assert.equal(code, 0);
-  assert.match(io.text().out, /usage: vcbt <command>/);
+test('help lists usage and every command, and exits 0', async () => {
+  const result = await runCli(['help']);
+  assert.equal(result.code, 0);
+  assert.match(result.stdout, /usage: vcbt <command>/);
+  for (const name of ['vms', 'cbt', 'changes', 'apply', 'replicate', 'init', 'verify', 'prune']) assert.match(result.stdout, new RegExp(`\\n  ${name} `));
+});
+
+test('a command with --help prints its usage', async () => {
+  const result = await runCli(['replicate', '--help']);
+  assert.equal(result.code, 0);
+  assert.match(result.stdout, /usage: vcbt replicate --vm VM/);
+});
+
+test('an unknown flag is a usage error', async () => {
+  const result = await runCli(['apply', '--frobnicate']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /frobnicate/);
 });
