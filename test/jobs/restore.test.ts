@@ -1,0 +1,63 @@
+// The restore job on its own (no lab): an existing target full of old bytes ends up exactly
+// the restore point (zero chunks overwrite old data; they are not skipped), a larger target
+// keeps its bytes past the disk, a cancelled restore stops, and `--point latest` picks the
+// newest point of the VM named.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { restore } from '../../src/jobs/restore.ts';
+import { resolvePointId } from '../../src/jobs/restore-points.ts';
+import { memorySource, mixedImage, newRepository, sha256, tempDir } from '../repository/helpers.ts';
+
+const chunkBytes = 64 * 1024;
+const vm = { id: 'uuid-1', name: 'web01', moref: 'vm-10', instanceUuid: 'uuid-1', server: 'vc:443' };
+
+test('restore over an existing, larger file: old bytes are overwritten everywhere, bytes past the disk kept', async (t) => {
+  const dir = tempDir(t);
+  const repo = await newRepository(join(dir, 'repo'), { chunkBytes });
+  try {
+    const image = mixedImage(1024 * 1024 + 512); // data and all-zero runs, odd tail
+    const writer = await repo.beginRestorePoint({ vm });
+    await writer.writeDisk({ deviceKey: 2000, label: 'Hard disk 1', capacityBytes: image.length, changeId: null, reader: memorySource(image) });
+    const pointId = await writer.commit();
+
+    const tail = randomBytes(4096);
+    const target = join(dir, 'existing.raw');
+    await writeFile(target, Buffer.concat([randomBytes(image.length), tail]));
+    const result = await restore({ repository: repo, pointId, deviceKey: 2000, target });
+    assert.equal(result.created, false);
+    assert.ok(result.bytesZero > 0, 'the image has zero chunks');
+    const after = await readFile(target);
+    assert.equal(sha256(after.subarray(0, image.length)), sha256(image));
+    assert.ok(after.subarray(image.length).equals(tail));
+
+    const aborted = restore({ repository: repo, pointId, deviceKey: 2000, target: join(dir, 'aborted.raw'), signal: AbortSignal.abort(new Error('interrupted by SIGINT')) });
+    await assert.rejects(aborted, /interrupted by SIGINT/);
+  } finally {
+    await repo.close();
+  }
+});
+
+test('--point latest: the newest point of the VM named by name, moref or uuid; unknown VM is a clear error', async (t) => {
+  const dir = tempDir(t);
+  const repo = await newRepository(join(dir, 'repo'), { chunkBytes });
+  try {
+    const image = randomBytes(3 * chunkBytes);
+    const ids: string[] = [];
+    for (const [i, who] of [vm, { ...vm, id: 'uuid-2', name: 'db01', moref: 'vm-11', instanceUuid: 'uuid-2' }, vm].entries()) {
+      const writer = await repo.beginRestorePoint({ vm: who, createdAt: new Date(Date.UTC(2026, 0, 1 + i)) });
+      await writer.writeDisk({ deviceKey: 2000, label: 'Hard disk 1', capacityBytes: image.length, changeId: null, reader: memorySource(image) });
+      ids.push(await writer.commit());
+    }
+    assert.equal(await resolvePointId(repo, 'latest', 'web01'), ids[2]);
+    assert.equal(await resolvePointId(repo, 'latest', 'moref:vm-11'), ids[1]);
+    assert.equal(await resolvePointId(repo, 'latest', 'uuid-1'), ids[2]);
+    assert.equal(await resolvePointId(repo, ids[0]), ids[0]);
+    await assert.rejects(resolvePointId(repo, 'latest', 'nope'), { code: 'REPO_POINT_NOT_FOUND' });
+    await assert.rejects(resolvePointId(repo, 'latest'), { code: 'RESTORE_POINT_AMBIGUOUS' });
+  } finally {
+    await repo.close();
+  }
+});
