@@ -3,10 +3,13 @@
 // kernel's nbd-client. base:allocation comes from the index: zero chunks are reported as
 // holes that read as zeroes, so clients copy only the stored data. The restore point's
 // shared lock is held while the export runs (prune cannot collect its chunks).
+import { VcbtError } from '../errors.ts';
 import type { NbdServerOptions } from '../nbd/server.ts';
 import { NbdServer } from '../nbd/server.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { RestoredDisk } from '../repository/restored-disk.ts';
+
+export class ExportError extends VcbtError {}
 
 export interface ExportOptions {
   repository: Repository;
@@ -39,7 +42,10 @@ export async function exportDisk(options: ExportOptions): Promise<RunningExport>
     });
   } catch (error) {
     await disk.close();
-    throw error;
+    const where = 'socketPath' in options.listen ? options.listen.socketPath : `${options.listen.host ?? '127.0.0.1'}:${options.listen.port ?? 10809}`;
+    const errno = (error as NodeJS.ErrnoException).code;
+    if (typeof errno !== 'string' || !errno.startsWith('E')) throw error;
+    throw new ExportError('EXPORT_LISTEN', `cannot serve restore point ${options.pointId} disk ${options.deviceKey} on ${where}: ${errno} (${(error as Error).message})`, { listen: where, errno }, { cause: error });
   }
   return {
     uri: server.uri(exportName),

@@ -10,7 +10,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { backup as backupJob } from '../../src/jobs/backup.ts';
 import { Repository } from '../../src/repository/repository.ts';
+import { connect } from '../../src/vsphere/vsphere.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
 import { labConnection, runCli, seededRandom } from '../vsphere/cli-runner.ts';
 
@@ -241,4 +243,42 @@ test('a failing backup commits nothing and still removes its snapshot', async ()
   const next = await backup();
   assert.deepEqual(next.disks.map((d) => d.mode), ['incremental', 'incremental']);
   await assertRestoresMatch(next.pointId);
+});
+
+test('Ctrl-C right after the snapshot and in the middle of a disk: nothing committed, snapshot removed', async () => {
+  const session = await connect({ server: lab.info.sdk, username: lab.info.username, password: lab.info.password, thumbprint: lab.info.thumbprintSha1 });
+  const repository = await Repository.open(repo);
+  try {
+    const pointsBefore = (await repository.listPointIds()).length;
+    const interrupt = async (when: 'snapshot' | 'progress') => {
+      const controller = new AbortController();
+      const stop = () => controller.abort(new Error('interrupted by SIGINT'));
+      await assert.rejects(
+        backupJob({
+          session,
+          vm: { name: vm },
+          repository,
+          transport: { transport: 'http' },
+          forceFull: true,
+          signal: controller.signal,
+          onEvent: (line) => {
+            if (when === 'snapshot' && line.startsWith('snapshot ')) stop();
+          },
+          onProgress: () => {
+            if (when === 'progress') stop();
+          },
+        }),
+        /cancelled|interrupted by SIGINT/,
+      );
+      assert.deepEqual(await lab.snapshots(vm), [], `snapshot removed after an interrupt at ${when}`);
+    };
+    await interrupt('snapshot');
+    await interrupt('progress');
+    assert.equal((await repository.listPointIds()).length, pointsBefore, 'no restore point committed');
+  } finally {
+    await repository.close();
+    await session.logout();
+  }
+  const next = await backup();
+  assert.deepEqual(next.disks.map((d) => d.mode), ['incremental', 'incremental']);
 });

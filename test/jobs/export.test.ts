@@ -150,3 +150,20 @@ test('export errors: unknown point and disk are refused before serving', async (
   const badListen = await runCli(['export', '--repo', repo, '--point', pointId, '--disk', '2000', '--listen', 'localhost']);
   assert.equal(badListen.code, 2);
 });
+
+test('export on an address in use fails with EXPORT_LISTEN and releases the restore point', async () => {
+  const repository = await Repository.open(repo);
+  try {
+    const first = await exportDisk({ repository, pointId, deviceKey: 2000, listen: { host: '127.0.0.1', port: 0 } });
+    try {
+      const port = Number(/:(\d+)\//.exec(first.uri)?.[1]);
+      await assert.rejects(exportDisk({ repository, pointId, deviceKey: 2000, listen: { host: '127.0.0.1', port } }), { code: 'EXPORT_LISTEN', message: new RegExp(`127\\.0\\.0\\.1:${port}: EADDRINUSE`) });
+    } finally {
+      await first.close();
+    }
+    const lock = await repository.lock('exclusive', 'test');
+    await lock.release();
+  } finally {
+    await repository.close();
+  }
+});
