@@ -86,6 +86,7 @@ async function rounds(transportFlags: string[], cut: () => Promise<void>): Promi
     await randomGuestWrites(round * 17);
     await cut();
     const next = await replicate(transportFlags);
+    assert.deepEqual(await lab.faultsArmed(), {}, 'the injected cut happened during the run');
     assert.deepEqual(next.disks.map((d) => d.mode), ['incremental', 'incremental']);
     for (const d of next.disks) assert.ok(d.bytesCopied < 1_500_000, `incremental copies only changed blocks, copied ${d.bytesCopied}`);
     await assertTargetsMatchLiveDisks(next);
@@ -96,13 +97,19 @@ test('http transport: rounds stay byte-identical through a cut connection', asyn
   await rounds(['--transport', 'http'], () => lab.faults({ httpCutAfterBytes: 100_000 }));
 });
 
+test('nbd transport (export-name template): rounds stay byte-identical through a cut connection', async () => {
+  assert.ok(lab.info.nbdUriTemplate.includes('{snapshot}'));
+  await rounds(['--transport', 'nbd', '--nbd-uri', lab.info.nbdUriTemplate], () => lab.faults({ nbdCutAfterBytes: 300_000 }));
+});
+
 test('file transport (datastore mounted locally): rounds stay byte-identical', async () => {
   await rounds(['--transport', 'file', '--datastore-dir', `LocalDS_0=${await datastoreDir()}`], async () => {});
 });
 
 test('vddk transport: nbdkit-vddk command line driven against the lab through a stand-in', async () => {
   // The stand-in receives exactly what a real nbdkit vddk would, finds the disk named by
-  // vm=moref=, snapshot= and file= in the lab, and serves the lab's frozen NBD export of it.
+  // vm=moref=, snapshot= and file= in the lab, and serves the lab's frozen NBD export of it
+  // through the real nbdkit with the same filters the launcher asked for.
   const standin = join(dir, 'nbdkit-vddk-standin.mjs');
   await writeFile(standin, `#!/usr/bin/env node
 import { spawn } from 'node:child_process';
@@ -117,7 +124,8 @@ const snap = snaps.find((s) => s.moref === value('snapshot'));
 const disk = snap.disks.find((d) => d.file === value('file'));
 const exp = await (await fetch(control + '/vms/' + vmName + '/disks/' + disk.key + '/nbd?snapshot=' + snap.moref, { method: 'POST' })).json();
 const at = (flag) => args[args.indexOf(flag) + 1];
-const child = spawn('nbdkit', ['--exit-with-parent', '--foreground', '--readonly', '--unix', at('--unix'), '--pidfile', at('--pidfile'), 'nbd', 'uri=' + exp.uri], { stdio: 'inherit' });
+const filters = args.filter((a) => a.startsWith('--filter='));
+const child = spawn('nbdkit', ['--exit-with-parent', '--foreground', '--readonly', '--unix', at('--unix'), '--pidfile', at('--pidfile'), ...filters, 'nbd', 'uri=' + exp.uri], { stdio: 'inherit' });
 process.on('SIGTERM', () => child.kill());
 child.on('exit', (code) => process.exit(code ?? 0));
 `);
@@ -126,7 +134,9 @@ child.on('exit', (code) => process.exit(code ?? 0));
   const wrapper = join(dir, 'nbdkit-standin.sh');
   await writeFile(wrapper, `#!/bin/sh\nexec ${nodeBin} ${standin} "$@"\n`);
   await chmod(wrapper, 0o755);
-  await rounds(['--transport', 'vddk', '--vddk-libdir', '/opt/vmware-vix-disklib-distrib', '--nbdkit', wrapper], async () => {});
+  // The cut lands between nbdkit and the lab (where ESXi would be): nbdkit's retry filter,
+  // which the launcher always adds, reopens the connection.
+  await rounds(['--transport', 'vddk', '--vddk-libdir', '/opt/vmware-vix-disklib-distrib', '--nbdkit', wrapper], () => lab.faults({ nbdCutAfterBytes: 300_000 }));
   const args = JSON.parse(await readFile(join(dir, 'vddk-args.json'), 'utf8')) as string[];
   assert.ok(args.includes('vddk') && args.includes(`thumbprint=${lab.info.thumbprintSha1}`), args.join(' '));
   assert.ok(!args.join(' ').includes(lab.info.password), 'password never in argv');
