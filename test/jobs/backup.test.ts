@@ -279,6 +279,12 @@ test('Ctrl-C right after the snapshot and in the middle of a disk: nothing commi
     await repository.close();
     await session.logout();
   }
-  const next = await backup();
+  // The next run reads through the nbd transport (the lab's stand-in for a proxy exporting
+  // every snapshot's disks), its connection cut once: still exact.
+  await randomGuestWrites(5);
+  await lab.faults({ nbdCutAfterBytes: 300_000 });
+  const next = await backup(['--transport', 'nbd', '--nbd-uri', lab.info.nbdUriTemplate]);
+  assert.deepEqual(await lab.faultsArmed(), {}, 'the cut fired');
   assert.deepEqual(next.disks.map((d) => d.mode), ['incremental', 'incremental']);
+  await assertRestoresMatch(next.pointId);
 });
