@@ -1,8 +1,9 @@
 // The backup job: one restore point of a VM in the repository. For one VM:
 //   1. remove snapshots a crashed vcbt run left behind;
 //   2. take a snapshot (always removed again: on success, error or Ctrl-C);
-//   3. per disk, find the newest restore point of this VM holding that disk and plan full or
-//      incremental exactly as replication does (planCopy: same VM, same disk, same capacity;
+//   3. start the restore point (its shared lock keeps prune away from the baselines); per
+//      disk, find the newest restore point of this VM holding that disk (the baseline) and
+//      plan full or incremental exactly as replication does (planCopy: same VM, same disk, same capacity;
 //      the ChangeId's epoch is checked by the query); a refused ChangeId becomes a full;
 //   4. incremental = the areas changed since that point's ChangeId, written on top of that
 //      point's index; full = the allocated areas ("*"), the rest stored as zero;
@@ -142,7 +143,6 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const selected = selectDisks(vm, options.diskKeys);
   const identity = { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null };
   const backedUp: BackedUpVm = { id: backupVmId(session.server, identity), name: vm.name, ...identity, server: session.server };
-  const baselines = await findBaselines(repository, backedUp.id, selected.map((d) => d.key));
 
   const leftovers = await findLeftoverSnapshots(session, vm);
   for (const leftover of leftovers) {
@@ -173,6 +173,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     };
     const writer = await repository.beginRestorePoint({ vm: { ...backedUp }, source: { server: session.server, datacenter }, snapshot: snapshotRecord, vmConfig });
     try {
+      // Under the restore point's shared lock: prune cannot delete a baseline while we use it.
+      const baselines = await findBaselines(repository, backedUp.id, selected.map((d) => d.key));
       const disks: DiskBackupResult[] = [];
       for (const wanted of selected) {
         const disk = snapshotDisks.find((d) => d.key === wanted.key);
