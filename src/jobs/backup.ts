@@ -3,8 +3,9 @@
 //   2. take a snapshot (always removed again: on success, error or Ctrl-C);
 //   3. start the restore point (its shared lock keeps prune away from the baselines); per
 //      disk, find the newest restore point of this VM holding that disk (the baseline) and
-//      plan full or incremental exactly as replication does (planCopy: same VM, same disk, same capacity;
-//      the ChangeId's epoch is checked by the query); a refused ChangeId becomes a full;
+//      plan full or incremental exactly as replication does (planCopy: same VM, same disk,
+//      same capacity; the ChangeId's epoch is checked by the query); a refused ChangeId
+//      becomes a full;
 //   4. incremental = the areas changed since that point's ChangeId, written on top of that
 //      point's index; full = the allocated areas ("*"), the rest stored as zero;
 //   5. commit the restore point (the repository orders chunks -> indexes -> manifest), or
