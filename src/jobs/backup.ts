@@ -19,11 +19,8 @@ import type { Repository } from '../repository/repository.ts';
 import type { RestorePointWriter } from '../repository/restore-point-writer.ts';
 import {
   datacenterOf,
-  findLeftoverSnapshots,
-  findVm,
   listSnapshots,
   readSnapshotDisks,
-  removeSnapshot,
   withSnapshot,
   type MoRef,
   type VirtualDiskInfo,
@@ -32,6 +29,7 @@ import {
   type VsphereSession,
 } from '../vsphere/vsphere.ts';
 import { areasToCopy } from './areas-to-copy.ts';
+import { prepareVm } from './prepare-vm.ts';
 import { planCopy, type CopyBaseline } from './replica-state.ts';
 import { backedUpVm, backupVmId, type BackedUpVm } from './restore-points.ts';
 import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
@@ -46,6 +44,8 @@ export interface BackupOptions {
   diskKeys?: readonly number[];
   transport: TransportOptions;
   forceFull?: boolean;
+  /** Reset CBT before the snapshot when a disk grew since its last restore point (default true). */
+  resetCbtOnResize?: boolean;
   quiesce?: boolean;
   signal?: AbortSignal;
   /** Human-readable progress of the job (one line each). */
@@ -85,6 +85,8 @@ export interface BackupResult {
   vm: BackedUpVm;
   snapshot: BackupSnapshot;
   leftoverSnapshotsRemoved: string[];
+  /** Why CBT was reset before the snapshot (a disk grew), or null. */
+  cbtResetReason: string | null;
   disks: DiskBackupResult[];
   bytesRead: number;
   bytesStored: number;
@@ -137,19 +139,22 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const started = performance.now();
   const { session, repository } = options;
   const log = options.onEvent ?? (() => {});
-  const vm = await findVm(session, options.vm);
-  if (!vm.cbtEnabled) {
-    throw new BackupError('CBT_NOT_ENABLED', `Changed Block Tracking is off on VM "${vm.name}" (server ${session.server}); enable it with: vcbt cbt enable --vm ${vm.moref.value}`, { vm: vm.name, server: session.server });
-  }
+  const prepared = await prepareVm(session, options.vm, {
+    log,
+    resetCbtOnResize: options.resetCbtOnResize,
+    // Read without the restore point's lock: only capacities are compared here; the baselines
+    // used for the copy are read again under the lock below.
+    baselines: async (found) => {
+      const id = backupVmId(session.server, { moref: found.moref.value, instanceUuid: found.instanceUuid ?? null });
+      const keys = selectDisks(found, options.diskKeys).map((d) => d.key);
+      const baselines = await findBaselines(repository, id, keys);
+      return new Map(keys.map((key) => [key, baselines.get(key)?.baseline]));
+    },
+  });
+  const { vm } = prepared;
   const selected = selectDisks(vm, options.diskKeys);
   const identity = { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null };
   const backedUp: BackedUpVm = { id: backupVmId(session.server, identity), name: vm.name, ...identity, server: session.server };
-
-  const leftovers = await findLeftoverSnapshots(session, vm);
-  for (const leftover of leftovers) {
-    log(`removing leftover snapshot ${leftover.moref.value} "${leftover.name}" from an earlier run`);
-    await removeSnapshot(session, vm, leftover.moref);
-  }
 
   const datacenter = (await datacenterOf(session, vm.moref)).name;
   const point = await withSnapshot(session, vm, { purpose: 'backup', quiesce: options.quiesce }, async (snapshot) => {
@@ -195,7 +200,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     repository: repository.path,
     vm: backedUp,
     snapshot: point.snapshot,
-    leftoverSnapshotsRemoved: leftovers.map((s) => s.moref.value),
+    leftoverSnapshotsRemoved: prepared.leftoverSnapshotsRemoved,
+    cbtResetReason: prepared.cbtResetReason ?? null,
     disks: point.disks,
     bytesRead: point.disks.reduce((sum, d) => sum + d.bytesRead, 0),
     bytesStored: point.disks.reduce((sum, d) => sum + d.bytesStored, 0),

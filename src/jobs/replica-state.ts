@@ -109,12 +109,21 @@ export interface BaselineWords {
 
 const replicaWords: BaselineWords = { baseline: 'the target', none: 'the target has no replica state (first replication)' };
 
+/** Whether a baseline was recorded for the same VM (instance UUID when both know it, else moref on the same server). */
+export function isSameVm(state: Pick<CopyBaseline, 'server' | 'vm'>, now: Pick<DiskNow, 'server' | 'vm'>): boolean {
+  return now.vm.instanceUuid && state.vm.instanceUuid ? now.vm.instanceUuid === state.vm.instanceUuid : now.vm.moref === state.vm.moref && now.server === state.server;
+}
+
+/** The same VM's same disk, with another capacity: CBT data across the resize is untrustworthy. */
+export function diskResized(state: CopyBaseline | undefined, now: DiskNow): boolean {
+  return state !== undefined && isSameVm(state, now) && state.deviceKey === now.deviceKey && state.capacityBytes !== now.capacityBytes;
+}
+
 /** Full or incremental, and why. The ChangeId epoch check happens in the query itself. */
 export function planCopy(state: CopyBaseline | undefined, now: DiskNow, forceFull: boolean, words: BaselineWords = replicaWords): CopyPlan {
   if (forceFull) return { mode: 'full', reason: 'a full copy was asked for (--full)' };
   if (!state) return { mode: 'full', reason: words.none };
-  const sameVm = now.vm.instanceUuid && state.vm.instanceUuid ? now.vm.instanceUuid === state.vm.instanceUuid : now.vm.moref === state.vm.moref && now.server === state.server;
-  if (!sameVm) return { mode: 'full', reason: `${words.baseline} holds a copy of another VM (${state.vm.name}, ${state.vm.moref})` };
+  if (!isSameVm(state, now)) return { mode: 'full', reason: `${words.baseline} holds a copy of another VM (${state.vm.name}, ${state.vm.moref})` };
   if (state.deviceKey !== now.deviceKey) return { mode: 'full', reason: `${words.baseline} holds disk ${state.deviceKey}, not disk ${now.deviceKey}` };
   if (state.capacityBytes !== now.capacityBytes) {
     return { mode: 'full', reason: `the disk's capacity changed from ${state.capacityBytes} to ${now.capacityBytes} bytes (changed-block data from before a resize cannot be trusted, KB 2090639)` };

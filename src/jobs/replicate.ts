@@ -14,10 +14,7 @@ import type { Disk } from '../transport/disk.ts';
 import { openDisk } from '../transport/open-disk.ts';
 import {
   datacenterOf,
-  findLeftoverSnapshots,
-  findVm,
   readSnapshotDisks,
-  removeSnapshot,
   withSnapshot,
   type MoRef,
   type VirtualDiskInfo,
@@ -28,6 +25,7 @@ import {
 import { areasToCopy } from './areas-to-copy.ts';
 import { copyAreas } from './copy-areas.ts';
 import { loadReplicaState, planCopy, replicaStatePath, saveReplicaState, type ReplicaState } from './replica-state.ts';
+import { prepareVm } from './prepare-vm.ts';
 import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
 
 export class ReplicateError extends VcbtError {}
@@ -41,6 +39,8 @@ export interface ReplicateOptions {
   stateDir?: string;
   env: NodeJS.ProcessEnv;
   forceFull?: boolean;
+  /** Reset CBT before the snapshot when a disk grew since its target's copy (default true). */
+  resetCbtOnResize?: boolean;
   quiesce?: boolean;
   maxInFlight?: number;
   signal?: AbortSignal;
@@ -69,6 +69,8 @@ export interface ReplicateResult {
   server: string;
   snapshot: string;
   leftoverSnapshotsRemoved: string[];
+  /** Why CBT was reset before the snapshot (a disk grew), or null. */
+  cbtResetReason: string | null;
   disks: DiskReplicaResult[];
   elapsedMs: number;
 }
@@ -98,17 +100,17 @@ export async function replicate(options: ReplicateOptions): Promise<ReplicateRes
   const started = performance.now();
   const { session } = options;
   const log = options.onEvent ?? (() => {});
-  const vm = await findVm(session, options.vm);
-  if (!vm.cbtEnabled) {
-    throw new ReplicateError('CBT_NOT_ENABLED', `Changed Block Tracking is off on VM "${vm.name}" (server ${session.server}); enable it with: vcbt cbt enable --vm ${vm.moref.value}`, { vm: vm.name, server: session.server });
-  }
+  const prepared = await prepareVm(session, options.vm, {
+    log,
+    resetCbtOnResize: options.resetCbtOnResize,
+    baselines: async (found) => {
+      const baselines = new Map<number, ReplicaState | undefined>();
+      for (const [key, target] of resolveTargets(options, found.disks, found)) baselines.set(key, await loadReplicaState(replicaStatePath(target, options.env, options.stateDir)));
+      return baselines;
+    },
+  });
+  const { vm } = prepared;
   const targets = resolveTargets(options, vm.disks, vm);
-
-  const leftovers = await findLeftoverSnapshots(session, vm);
-  for (const leftover of leftovers) {
-    log(`removing leftover snapshot ${leftover.moref.value} "${leftover.name}" from an earlier run`);
-    await removeSnapshot(session, vm, leftover.moref);
-  }
 
   const datacenter = (await datacenterOf(session, vm.moref)).name;
   let snapshotRef: MoRef | undefined;
@@ -128,7 +130,8 @@ export async function replicate(options: ReplicateOptions): Promise<ReplicateRes
     vm: { name: vm.name, moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null },
     server: session.server,
     snapshot: snapshotRef?.value ?? '',
-    leftoverSnapshotsRemoved: leftovers.map((s) => s.moref.value),
+    leftoverSnapshotsRemoved: prepared.leftoverSnapshotsRemoved,
+    cbtResetReason: prepared.cbtResetReason ?? null,
     disks,
     elapsedMs: performance.now() - started,
   };

@@ -73,6 +73,7 @@ interface DiskSummary {
   changeId: string;
 }
 interface Summary {
+  cbtResetReason: string | null;
   pointId: string;
   vm: { id: string; name: string; moref: string; instanceUuid: string | null; server: string };
   snapshot: { moref: string; name: string; createTime: string };
@@ -164,10 +165,13 @@ test('a resized disk gets a full; a refused ChangeId gets a full with the reason
   await lab.resize(vm, second.key, second.capacityBytes + 1024 * 1024);
   await lab.write(vm, second.key, second.capacityBytes + 5000, randomBytes(70_000));
   await randomGuestWrites(99);
+  // KB 2090639: a grown disk makes vcbt reset CBT before the snapshot, so every disk is read in full.
   const resized = await backup();
+  assert.match(resized.cbtResetReason ?? '', new RegExp(`disk ${second.key} is now`));
   assert.equal(resized.disks[1].mode, 'full');
   assert.match(resized.disks[1].reason, /capacity changed/);
-  assert.equal(resized.disks[0].mode, 'incremental');
+  assert.equal(resized.disks[0].mode, 'full');
+  assert.match(resized.disks[0].reason, /refused the recorded ChangeId.*CBT was reset/);
   await assertRestoresMatch(resized.pointId);
 
   await randomGuestWrites(123);

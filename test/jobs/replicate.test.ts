@@ -50,6 +50,7 @@ async function randomGuestWrites(seed: number): Promise<void> {
 
 interface Summary {
   snapshot: string;
+  cbtResetReason: string | null;
   disks: Array<{ deviceKey: number; target: string; mode: string; reason: string; bytesCopied: number; changeId: string }>;
 }
 
@@ -154,11 +155,19 @@ test('a refused ChangeId falls back to a full copy and says why; a resized disk 
   const disk = lab.info.vms.find((v) => v.name === vm)!.disks[1];
   await lab.resize(vm, disk.key, disk.capacityBytes + 1024 * 1024);
   await lab.write(vm, disk.key, disk.capacityBytes + 5000, randomBytes(70_000));
+  // KB 2090639: a grown disk makes vcbt reset CBT before the snapshot, so every disk is copied in full.
   const resized = await replicate(flags);
+  assert.match(resized.cbtResetReason ?? '', new RegExp(`disk ${disk.key} is now ${disk.capacityBytes + 1024 * 1024} bytes`));
   assert.equal(resized.disks[1].mode, 'full');
   assert.match(resized.disks[1].reason, /capacity changed/);
-  assert.equal(resized.disks[0].mode, 'incremental');
+  assert.equal(resized.disks[0].mode, 'full');
+  assert.match(resized.disks[0].reason, /refused the recorded ChangeId.*CBT was reset/);
   await assertTargetsMatchLiveDisks(resized);
+  await randomGuestWrites(100);
+  const after = await replicate(flags);
+  assert.equal(after.cbtResetReason, null);
+  assert.deepEqual(after.disks.map((d) => d.mode), ['incremental', 'incremental']);
+  await assertTargetsMatchLiveDisks(after);
 });
 
 test('a failing run still removes its snapshot and leaves the recorded state usable', async () => {

@@ -23,6 +23,8 @@ also on errors and Ctrl-C; a failed backup commits nothing.
   --vm VM                name, moref:vm-10, uuid:..., path:DC/vm/folder/name
   --disk KEY             back up only this disk (repeatable; default: every disk)
   --full                 read every allocated block even if an incremental is possible
+  --no-cbt-reset         when a disk grew since its last copy, do not reset CBT first
+                         (default: reset it, KB 2090639; every disk is then copied in full)
   --quiesce              quiesced snapshot (needs VMware Tools)
   --json                 machine-readable summary on stdout
 
@@ -47,6 +49,7 @@ export const backupCommand: Command = {
         vm: { type: 'string' },
         disk: { type: 'string', multiple: true },
         full: { type: 'boolean', default: false },
+        'no-cbt-reset': { type: 'boolean', default: false },
         quiesce: { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
       },
@@ -66,6 +69,7 @@ export const backupCommand: Command = {
           diskKeys,
           transport,
           forceFull: values.full,
+          resetCbtOnResize: !values['no-cbt-reset'],
           quiesce: values.quiesce,
           signal: io.signal,
           onEvent: (line) => {

@@ -33,6 +33,8 @@ ${transportUsage}
   --in-flight N          reads in flight (default: what the transport prefers)
 
   --full                 copy everything even if an incremental is possible
+  --no-cbt-reset         when a disk grew since its last copy, do not reset CBT first
+                         (default: reset it, KB 2090639; every disk is then copied in full)
   --quiesce              quiesced snapshot (needs VMware Tools)
   --json                 machine-readable summary on stdout
 
@@ -59,6 +61,7 @@ export const replicateCommand: Command = {
         'state-dir': { type: 'string' },
         'in-flight': { type: 'string' },
         full: { type: 'boolean', default: false },
+        'no-cbt-reset': { type: 'boolean', default: false },
         quiesce: { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
       },
@@ -89,6 +92,7 @@ export const replicateCommand: Command = {
         stateDir: values['state-dir'],
         env: io.env,
         forceFull: values.full,
+        resetCbtOnResize: !values['no-cbt-reset'],
         quiesce: values.quiesce,
         maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
         signal: io.signal,
