@@ -1,109 +1,127 @@
-// `npm run demo`: a short story on the built-in vSphere lab. Start a lab, enable CBT on a
-// VM, take a snapshot, write guest data, take another snapshot, and list the areas changed
-// in between through the real vSphere API (QueryChangedDiskAreas, paged), then read the
-// snapshot's disk over NBD from the lab's named endpoint (nbdUriTemplate). Exits 0 only if
-// the areas are exactly the blocks that were written and the NBD bytes are the snapshot's.
-import { spawn } from 'node:child_process';
+// `npm run demo`: vcbt on the built-in vSphere lab, as an administrator would run it.
+// Starts a lab, lists the VMs, enables CBT, replicates a VM's two disks (a full copy), lets
+// the guest write, lists the changed areas (the seed's CSV) through a snapshot vcbt takes and
+// removes, replicates again (an incremental), backs the VM up twice into a new repository and
+// restores a disk. Every vcbt command runs as its own process and is printed first. Exits 0
+// only if the changed areas are exactly the blocks written and every copy is byte-identical.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { startLab, type Lab } from '../test/lab/lab.ts';
 
+const run = promisify(execFile);
 const vm = 'DC0_H0_VM0';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const cbtBlockBytes = 64 * KiB;
-
-interface Area {
-  start: number;
-  length: number;
-}
-interface Snapshot {
-  moref: string;
-  disks: Array<{ key: number; changeId: string; file: string }>;
-}
+const vcbtBin = join(import.meta.dirname, '..', 'bin', 'vcbt.ts');
+let failures = 0;
 
 function say(line: string): void {
-  process.stdout.write(line + '\n');
+  process.stdout.write(`${line}\n`);
 }
 
-function expectedBlocks(writes: Array<{ offset: number; length: number }>, capacityBytes: number): Area[] {
+function check(ok: boolean, what: string): void {
+  say(`   ${ok ? 'ok' : 'FAILED'}: ${what}`);
+  if (!ok) failures++;
+}
+
+async function vcbt(lab: Lab, args: string[], connect = true, show = true): Promise<string> {
+  const connection = connect ? ['--server', lab.info.sdk, '--user', lab.info.username, '--thumbprint', lab.info.thumbprintSha1] : [];
+  if (show) say(`\n$ vcbt ${args.join(' ')}${connect ? ' --server ... --user ... --thumbprint ...' : ''}`);
+  const { stdout, stderr } = await run(process.execPath, [vcbtBin, ...args, ...connection], {
+    env: { ...process.env, VCBT_PASSWORD: lab.info.password, VCBT_PASSPHRASE: 'demo passphrase' },
+    maxBuffer: 16 * MiB,
+  }).catch((error: { stdout?: string; stderr?: string; message: string }) => {
+    say(error.stdout ?? '');
+    say(error.stderr ?? error.message);
+    throw new Error(`vcbt ${args[0]} failed`);
+  });
+  const shown = (stdout.length > 1500 ? `${stdout.slice(0, 1500)}...\n` : stdout).trimEnd();
+  if (shown && show) say(shown.replace(/^/gm, '  '));
+  if (stderr.trim()) say(stderr.trimEnd().replace(/^/gm, '  | '));
+  return stdout;
+}
+
+const sha256 = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+
+function writtenBlocks(writes: Array<{ offset: number; length: number }>, capacityBytes: number): string {
   const blocks = new Set<number>();
   for (const w of writes) for (let b = Math.floor(w.offset / cbtBlockBytes); b * cbtBlockBytes < w.offset + w.length; b++) blocks.add(b);
-  const out: Area[] = [];
+  const areas: Array<[number, number]> = [];
   for (const b of [...blocks].sort((x, y) => x - y)) {
     const start = b * cbtBlockBytes;
     const length = Math.min(cbtBlockBytes, capacityBytes - start);
-    const last = out.at(-1);
-    if (last && last.start + last.length === start) last.length += length;
-    else out.push({ start, length });
+    const last = areas.at(-1);
+    if (last && last[0] + last[1] === start) last[1] += length;
+    else areas.push([start, length]);
   }
-  return out;
+  return areas.map(([o, l]) => `${o},${l}\n`).join('');
 }
 
-async function govmomi<T>(lab: Lab, args: string[]): Promise<T> {
-  const result = (await lab.govmomi(args)) as { fault?: string; message?: string };
-  if (result.fault) throw new Error(`${args[0]}: vSphere fault ${result.fault}: ${result.message}`);
-  return result as T;
-}
+async function story(lab: Lab, dir: string): Promise<void> {
+  const [disk1, disk2] = lab.info.vms.find((v) => v.name === vm)!.disks;
+  say(`The lab: a vSphere API at ${lab.info.sdk}; VM ${vm} has ${disk1.label} (${disk1.capacityBytes} bytes) and ${disk2.label} (${disk2.capacityBytes} bytes).`);
+  await lab.config({ maxAreasPerReply: 1 });
+  say('The lab answers at most one area per QueryChangedDiskAreas reply: vcbt must page through startOffset.');
 
-/** sha256 of an NBD export's whole contents, read by nbdcopy to its stdout. */
-function nbdSha256(uri: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    const child = spawn('nbdcopy', [uri, '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    child.stdout.on('data', (chunk: Buffer) => hash.update(chunk));
-    child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve(hash.digest('hex')) : reject(new Error(`nbdcopy ${uri} exited with ${code}`))));
-  });
-}
-
-async function story(lab: Lab): Promise<boolean> {
-  const disk = lab.info.vms.find((v) => v.name === vm)!.disks[0];
-  say(`1. Lab up: vSphere API at ${lab.info.sdk} (certificate SHA-1 ${lab.info.thumbprintSha1.slice(0, 14)}...)`);
-  say(`   VM ${vm}, ${disk.label}: ${disk.file}, ${disk.capacityBytes} bytes (not a whole number of MiB)`);
-
-  await govmomi(lab, ['cbt', vm, 'on']);
-  const base = await govmomi<Snapshot>(lab, ['snapshot-create', vm, 'vcbt-demo-base']);
-  const baseChangeId = base.disks.find((d) => d.key === disk.key)!.changeId;
-  say(`2. CBT enabled; snapshot ${base.moref} taken. Its disk's ChangeId: ${baseChangeId}`);
+  await vcbt(lab, ['vms']);
+  await vcbt(lab, ['cbt', 'enable', '--vm', vm]);
+  await vcbt(lab, ['replicate', '--vm', vm, '--to', dir]);
+  const replica1 = join(dir, `${vm}-${disk1.key}.raw`);
+  const state = JSON.parse(await readFile(`${replica1}.vcbt-replica.json`, 'utf8')) as { changeId: string };
 
   const writes = [
     { offset: 0, length: 512, what: 'a new boot sector' },
     { offset: MiB + 100, length: 200 * KiB, what: '200 KiB of a file, not block-aligned' },
-    { offset: disk.capacityBytes - 3 * KiB, length: 3 * KiB, what: 'the last 3 KiB of the disk' },
+    { offset: disk1.capacityBytes - 3 * KiB, length: 3 * KiB, what: 'the last 3 KiB of the disk' },
   ];
-  say('3. The guest writes:');
+  say('\nThe guest writes to Hard disk 1:');
   for (const w of writes) {
-    await lab.write(vm, disk.key, w.offset, new Uint8Array(w.length).fill(0x5a));
-    say(`   - ${w.what}: ${w.length} bytes at offset ${w.offset}`);
+    await lab.write(vm, disk1.key, w.offset, new Uint8Array(w.length).fill(0x5a));
+    say(`   ${w.what}: ${w.length} bytes at offset ${w.offset}`);
   }
 
-  const next = await govmomi<Snapshot>(lab, ['snapshot-create', vm, 'vcbt-demo-next']);
-  say(`4. Snapshot ${next.moref} taken; the lab now answers at most 1 area per QueryChangedDiskAreas reply, so the client must page.`);
-  await lab.config({ maxAreasPerReply: 1 });
-  const result = await govmomi<{ calls: number; areas: Area[] }>(lab, ['query', vm, String(disk.key), next.moref, baseChangeId]);
-  say(`5. Changed areas since the base snapshot's ChangeId (${result.calls} QueryChangedDiskAreas calls):`);
-  for (const a of result.areas) say(`   - offset ${a.start}, ${a.length} bytes`);
+  const changes = JSON.parse(await vcbt(lab, ['changes', '--vm', vm, '--disk', String(disk1.key), '--since', state.changeId, '--take-snapshot'])) as { areas: Array<{ offsetBytes: number; lengthBytes: number }> };
+  const csv = changes.areas.map((a) => `${a.offsetBytes},${a.lengthBytes}\n`).join('');
+  say(`\nAs the seed's CSV:\n${csv.trimEnd()}`);
+  check(csv === writtenBlocks(writes, disk1.capacityBytes), 'the changed areas are exactly the 64 KiB blocks the guest wrote');
+  check((await lab.snapshots(vm)).length === 0, 'the snapshot vcbt took was removed');
 
-  const expected = expectedBlocks(writes, disk.capacityBytes);
-  const exact = JSON.stringify(result.areas) === JSON.stringify(expected);
-  say(exact ? '6. These are exactly the 64 KiB blocks the guest wrote.' : `6. MISMATCH: expected ${JSON.stringify(expected)}`);
+  await vcbt(lab, ['replicate', '--vm', vm, '--to', dir]);
+  for (const d of [disk1, disk2]) {
+    check((await sha256(join(dir, `${vm}-${d.key}.raw`))) === (await lab.sha256(vm, d.key)).sha256, `replica of ${d.label} is byte-identical to the VM's disk`);
+  }
 
-  const uri = lab.info.nbdUriTemplate.replace('{snapshot}', next.moref).replace('{disk}', String(disk.key));
-  const overNbd = await nbdSha256(uri);
-  const frozen = (await lab.sha256(vm, disk.key, next.moref)).sha256;
-  say(`7. Read over NBD from ${uri}: sha256 ${overNbd.slice(0, 16)}... ${overNbd === frozen ? 'equals' : 'DIFFERS FROM'} the snapshot's.`);
-
-  for (const s of [next, base]) await govmomi(lab, ['snapshot-remove', vm, s.moref]);
-  say('8. Snapshots removed (consolidated).');
-  return exact && overNbd === frozen;
+  const repo = join(dir, 'repository');
+  await vcbt(lab, ['init', '--repo', repo, '--encrypt'], false);
+  await vcbt(lab, ['backup', '--vm', vm, '--repo', repo]);
+  const atFirstBackup = (await lab.sha256(vm, disk1.key)).sha256;
+  await lab.write(vm, disk1.key, 5 * MiB, new Uint8Array(300 * KiB).fill(0x33));
+  say('\nThe guest writes 300 KiB more.');
+  await vcbt(lab, ['backup', '--vm', vm, '--repo', repo]);
+  await vcbt(lab, ['points', '--repo', repo], false);
+  const points = JSON.parse(await vcbt(lab, ['points', '--repo', repo, '--json'], false, false)) as Array<{ id: string }> | { points: Array<{ id: string }> };
+  const ids = (Array.isArray(points) ? points : points.points).map((p) => p.id);
+  const restored = join(dir, 'restored-first.raw');
+  await vcbt(lab, ['restore', '--repo', repo, '--point', ids[0], '--disk', String(disk1.key), '--to', restored], false);
+  check((await sha256(restored)) === atFirstBackup, 'the first restore point restores byte-identical to the disk at that backup');
+  await vcbt(lab, ['verify', '--repo', repo, '--read-data'], false);
 }
 
 const lab = await startLab();
-let ok = false;
+const dir = await mkdtemp(join(tmpdir(), 'vcbt-demo-'));
 try {
-  ok = await story(lab);
+  await story(lab, dir);
+} catch (error) {
+  failures++;
+  say(`FAILED: ${error instanceof Error ? error.message : String(error)}`);
 } finally {
   await lab.stop();
-  say('9. Lab stopped and cleaned up.');
+  await rm(dir, { recursive: true, force: true });
 }
-process.exitCode = ok ? 0 : 1;
+say(failures === 0 ? '\nDemo complete: every check passed.' : `\nDemo: ${failures} check(s) FAILED.`);
+process.exitCode = failures === 0 ? 0 : 1;

@@ -24,7 +24,8 @@ export function createProgress(label: string, stream: NodeJS.WritableStream & { 
   if (options.quiet) return { update() {}, finish() {} };
   const started = performance.now();
   const logIntervalMs = options.logIntervalMs ?? 10_000;
-  let lastDrawMs = -Infinity;
+  // Plain logs start after one interval: short jobs print no progress at all.
+  let lastDrawMs = stream.isTTY ? -Infinity : started;
   let last = { done: 0, total: 0 };
   const line = () => {
     const elapsedS = (performance.now() - started) / 1000;
