@@ -25,32 +25,19 @@ import {
   type MoRef,
   type VirtualDiskInfo,
   type VmInfo,
-  type VmSelector,
-  type VsphereSession,
 } from '../vsphere/vsphere.ts';
 import { areasToCopy } from './areas-to-copy.ts';
-import { prepareVm } from './prepare-vm.ts';
+import { prepareVm, type SnapshotJobOptions } from './prepare-vm.ts';
 import { planCopy, type CopyBaseline } from './replica-state.ts';
 import { backedUpVm, backupVmId, type BackedUpVm } from './restore-points.ts';
-import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
+import { openSnapshotDisk } from './snapshot-source.ts';
 
 export class BackupError extends VcbtError {}
 
-export interface BackupOptions {
-  session: VsphereSession;
-  vm: VmSelector;
+export interface BackupOptions extends SnapshotJobOptions {
   repository: Repository;
   /** Device keys to back up; absent or empty: every disk. */
   diskKeys?: readonly number[];
-  transport: TransportOptions;
-  forceFull?: boolean;
-  /** Reset CBT before the snapshot when a disk grew since its last restore point (default true). */
-  resetCbtOnResize?: boolean;
-  quiesce?: boolean;
-  signal?: AbortSignal;
-  /** Human-readable progress of the job (one line each). */
-  onEvent?: (line: string) => void;
-  onProgress?: (deviceKey: number, doneBytes: number, totalBytes: number) => void;
 }
 
 export interface DiskBackupResult {

@@ -6,9 +6,26 @@
 import { VcbtError } from '../errors.ts';
 import { findLeftoverSnapshots, findVm, removeSnapshot, resetCbt, type VmInfo, type VmSelector, type VsphereSession } from '../vsphere/vsphere.ts';
 import { diskResized, type CopyBaseline } from './replica-state.ts';
+import type { TransportOptions } from './snapshot-source.ts';
 
 /** Codes: CBT_NOT_ENABLED. */
 export class JobError extends VcbtError {}
+
+/** What every snapshot-based job (replicate, backup) is asked. */
+export interface SnapshotJobOptions {
+  session: VsphereSession;
+  vm: VmSelector;
+  transport: TransportOptions;
+  /** Copy every allocated block even where an incremental is possible. */
+  forceFull?: boolean;
+  /** Reset CBT before the snapshot when a disk grew since its last copy (default true). */
+  resetCbtOnResize?: boolean;
+  quiesce?: boolean;
+  signal?: AbortSignal;
+  /** Human-readable progress of the job (one line each). */
+  onEvent?: (line: string) => void;
+  onProgress?: (deviceKey: number, doneBytes: number, totalBytes: number) => void;
+}
 
 export interface PreparedVm {
   vm: VmInfo;

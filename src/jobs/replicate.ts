@@ -19,34 +19,21 @@ import {
   type MoRef,
   type VirtualDiskInfo,
   type VmInfo,
-  type VmSelector,
-  type VsphereSession,
 } from '../vsphere/vsphere.ts';
 import { areasToCopy } from './areas-to-copy.ts';
 import { copyAreas } from './copy-areas.ts';
 import { loadReplicaState, planCopy, replicaStatePath, saveReplicaState, type ReplicaState } from './replica-state.ts';
-import { prepareVm } from './prepare-vm.ts';
-import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
+import { prepareVm, type SnapshotJobOptions } from './prepare-vm.ts';
+import { openSnapshotDisk } from './snapshot-source.ts';
 
 export class ReplicateError extends VcbtError {}
 
-export interface ReplicateOptions {
-  session: VsphereSession;
-  vm: VmSelector;
+export interface ReplicateOptions extends SnapshotJobOptions {
   /** Device key -> target (file path or NBD URI). Absent keys are not replicated. */
   targets: ReadonlyMap<number, string> | ((disks: readonly VirtualDiskInfo[], vm: VmInfo) => ReadonlyMap<number, string>);
-  transport: TransportOptions;
   stateDir?: string;
   env: NodeJS.ProcessEnv;
-  forceFull?: boolean;
-  /** Reset CBT before the snapshot when a disk grew since its target's copy (default true). */
-  resetCbtOnResize?: boolean;
-  quiesce?: boolean;
   maxInFlight?: number;
-  signal?: AbortSignal;
-  /** Human-readable progress of the job (one line each). */
-  onEvent?: (line: string) => void;
-  onProgress?: (deviceKey: number, doneBytes: number, totalBytes: number) => void;
 }
 
 export interface DiskReplicaResult {

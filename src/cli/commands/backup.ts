@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parsePositiveInteger } from '../flags.ts';
-import { createProgress } from '../progress.ts';
+import { jobReporter } from '../job-reporter.ts';
 import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { parseTransportFlags, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
@@ -59,7 +59,7 @@ export const backupCommand: Command = {
     const diskKeys = (values.disk ?? []).map((key) => parsePositiveInteger(key, '--disk'));
     const transport = await parseTransportFlags(values, io);
     const vm = parseVmSelector(values.vm);
-    const bars = new Map<number, ReturnType<typeof createProgress>>();
+    const reporter = jobReporter(io, values.json);
     const result = await withRepository(values, io, (repository) =>
       withSession(values, io, (session) =>
         backup({
@@ -72,18 +72,12 @@ export const backupCommand: Command = {
           resetCbtOnResize: !values['no-cbt-reset'],
           quiesce: values.quiesce,
           signal: io.signal,
-          onEvent: (line) => {
-            if (!values.json) io.stderr.write(`${line}\n`);
-          },
-          onProgress: (key, done, total) => {
-            let bar = bars.get(key);
-            if (!bar) bars.set(key, (bar = createProgress(`disk ${key}`, io.stderr, { quiet: values.json })));
-            bar.update(done, total);
-          },
+          onEvent: reporter.onEvent,
+          onProgress: reporter.onProgress,
         }),
       ),
     );
-    for (const bar of bars.values()) bar.finish();
+    reporter.finish();
     if (values.json) {
       io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
       return ExitCode.ok;

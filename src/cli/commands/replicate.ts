@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parsePositiveInteger } from '../flags.ts';
-import { createProgress } from '../progress.ts';
+import { jobReporter } from '../job-reporter.ts';
 import { parsePairs, parseTransportFlags, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { isNbdUri } from '../../nbd/uri.ts';
@@ -82,7 +82,7 @@ export const replicateCommand: Command = {
       return new Map([[disks[0].key, to]]);
     };
 
-    const bars = new Map<number, ReturnType<typeof createProgress>>();
+    const reporter = jobReporter(io, values.json);
     const result = await withSession(values, io, (session) =>
       replicate({
         session,
@@ -96,17 +96,11 @@ export const replicateCommand: Command = {
         quiesce: values.quiesce,
         maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
         signal: io.signal,
-        onEvent: (line) => {
-          if (!values.json) io.stderr.write(`${line}\n`);
-        },
-        onProgress: (key, done, total) => {
-          let bar = bars.get(key);
-          if (!bar) bars.set(key, (bar = createProgress(`disk ${key}`, io.stderr, { quiet: values.json })));
-          bar.update(done, total);
-        },
+        onEvent: reporter.onEvent,
+        onProgress: reporter.onProgress,
       }),
     );
-    for (const bar of bars.values()) bar.finish();
+    reporter.finish();
     if (values.json) {
       io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
     } else {
