@@ -1,10 +1,9 @@
 // `vcbt prune`: apply a retention policy and collect garbage.
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../errors.ts';
-import { passphraseFrom } from '../../repository/passphrase.ts';
 import { prune } from '../../repository/prune.ts';
-import { Repository } from '../../repository/repository.ts';
 import { ExitCode, type Command } from '../command.ts';
+import { repositoryFlags, withRepository } from '../repository-flags.ts';
 
 const usage = `usage: vcbt prune --repo DIR [--keep-last N] [--keep-daily D] [--keep-weekly W] [--keep-monthly M]
                   [--dry-run] [--passphrase-file FILE] [--json]
@@ -29,17 +28,15 @@ export const pruneCommand: Command = {
       args,
       strict: true,
       options: {
-        repo: { type: 'string' },
+        ...repositoryFlags,
         'keep-last': { type: 'string' },
         'keep-daily': { type: 'string' },
         'keep-weekly': { type: 'string' },
         'keep-monthly': { type: 'string' },
         'dry-run': { type: 'boolean', default: false },
-        'passphrase-file': { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
-    if (!values.repo) throw new UsageError('--repo is required');
     const policy = {
       keepLast: count(values['keep-last'], '--keep-last'),
       keepDaily: count(values['keep-daily'], '--keep-daily'),
@@ -49,8 +46,7 @@ export const pruneCommand: Command = {
     if (policy.keepLast + policy.keepDaily + policy.keepWeekly + policy.keepMonthly === 0) {
       throw new UsageError('give at least one --keep-* rule (a policy that keeps nothing would delete every restore point)');
     }
-    const repo = await Repository.open(values.repo, { passphrase: await passphraseFrom(values['passphrase-file'], io.env) });
-    try {
+    return withRepository(values, io, async (repo) => {
       const report = await prune(repo, policy, { dryRun: values['dry-run'] });
       if (values.json) {
         io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -65,8 +61,6 @@ export const pruneCommand: Command = {
       if (gc.skippedReason) io.stdout.write(`garbage collection skipped: ${gc.skippedReason}\n`);
       else io.stdout.write(`garbage: ${verb}delete ${gc.chunksDeleted} chunks (${gc.bytesDeleted} bytes), ${gc.indexesDeleted} indexes, ${gc.tempFilesDeleted} temp files; ${gc.chunksKept} chunks kept\n`);
       return ExitCode.ok;
-    } finally {
-      await repo.close();
-    }
+    });
   },
 };

@@ -1,10 +1,8 @@
 // `vcbt verify`: check that restore points restore; exit 1 on any corruption.
 import { parseArgs } from 'node:util';
-import { UsageError } from '../../errors.ts';
-import { passphraseFrom } from '../../repository/passphrase.ts';
-import { Repository } from '../../repository/repository.ts';
 import { verifyRepository } from '../../repository/verify.ts';
 import { ExitCode, type Command } from '../command.ts';
+import { repositoryFlags, withRepository } from '../repository-flags.ts';
 
 const usage = `usage: vcbt verify --repo DIR [--point ID]... [--read-data] [--passphrase-file FILE] [--json]
 
@@ -21,16 +19,13 @@ export const verifyCommand: Command = {
       args,
       strict: true,
       options: {
-        repo: { type: 'string' },
+        ...repositoryFlags,
         point: { type: 'string', multiple: true },
         'read-data': { type: 'boolean', default: false },
-        'passphrase-file': { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
-    if (!values.repo) throw new UsageError('--repo is required');
-    const repo = await Repository.open(values.repo, { passphrase: await passphraseFrom(values['passphrase-file'], io.env) });
-    try {
+    return withRepository(values, io, async (repo) => {
       const report = await verifyRepository(repo, { pointIds: values.point, readData: values['read-data'] });
       if (values.json) {
         io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -42,8 +37,6 @@ export const verifyCommand: Command = {
         io.stdout.write(`${report.corruptions.length === 0 ? 'ok' : `${report.corruptions.length} problem(s)`}: ${report.pointsChecked} restore points, ${report.indexesChecked} indexes, ${what}\n`);
       }
       return report.corruptions.length === 0 ? ExitCode.ok : ExitCode.failure;
-    } finally {
-      await repo.close();
-    }
+    });
   },
 };
