@@ -2,7 +2,9 @@
 // NBD export onto an NBD target:
 //   - vcbt apply (our NBD client, 4 MiB pieces, many in flight, multi-conn);
 //   - nbdcopy, given the same areas as the only allocated extents of the source (nbdkit's
-//     extentlist filter), with --destination-is-zero so it skips everything else;
+//     extentlist filter), with --destination-is-zero so it skips everything else, and --flush
+//     because vcbt always flushes the target before it reports success (nbdcopy does not by
+//     default; without --flush the two would not be doing the same work);
 //   - the seed's loop: one 64 KiB read, then its write, one at a time.
 // Each scenario runs without added latency and with a per-request delay on both servers
 // (nbdkit's delay filter), which models a round trip to a remote ESXi/proxy: this kernel has
@@ -103,7 +105,7 @@ try {
 
     const nbdcopyTarget = await freshTarget('nbdcopy.raw');
     const nbdcopyMs = await withServers(nbdcopyTarget, delay, true, (src, dst) =>
-      timed(() => run('nbdcopy', ['--destination-is-zero', src.uri, dst.uri])));
+      timed(() => run('nbdcopy', ['--destination-is-zero', '--flush', src.uri, dst.uri])));
     await check(nbdcopyTarget, 'nbdcopy');
 
     const seedTarget = await freshTarget('seed.raw');
