@@ -14,6 +14,7 @@
 // (the one the next incremental starts from) and a summary of the VM's configuration.
 import { VcbtError } from '../errors.ts';
 import { totalBytes } from '../extents/extent.ts';
+import { RepositoryError } from '../repository/errors.ts';
 import type { DiskRecord, RestorePointManifest } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { RestorePointWriter } from '../repository/restore-point-writer.ts';
@@ -26,8 +27,8 @@ import {
   type VirtualDiskInfo,
   type VmInfo,
 } from '../vsphere/vsphere.ts';
-import { areasToCopy } from './areas-to-copy.ts';
-import { prepareVm, type SnapshotJobOptions } from './prepare-vm.ts';
+import { areasToCopy, type AreasToCopy } from './areas-to-copy.ts';
+import { prepareVm, requireChangeId, type SnapshotJobOptions } from './prepare-vm.ts';
 import { planCopy, type CopyBaseline } from './replica-state.ts';
 import { backedUpVm, backupVmId, type BackedUpVm } from './restore-points.ts';
 import { openSnapshotDisk } from './snapshot-source.ts';
@@ -210,18 +211,33 @@ async function backupDisk(options: BackupOptions, job: DiskJob): Promise<DiskBac
   const { vm, snapshot, disk, previous } = job;
   const log = options.onEvent ?? (() => {});
   const what = `VM "${vm.name}" disk ${disk.key}`;
-  if (!disk.changeId) {
-    throw new BackupError('CBT_NOT_ENABLED', `${what} has no ChangeId at snapshot ${snapshot.value}: CBT is not active on it yet (a powered-on VM needs a snapshot cycle after enabling; try: vcbt cbt reset --vm ${vm.moref.value})`, { vm: vm.name, diskKey: disk.key });
-  }
-  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId: disk.changeId };
+  const changeId = requireChangeId(vm, snapshot, disk);
+  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId };
   const plan = planCopy(previous?.baseline, now, options.forceFull ?? false, {
     baseline: `restore point ${previous?.pointId ?? ''}`,
     none: 'no earlier restore point of this VM holds this disk (first backup)',
   });
   const query = { vm, snapshot, deviceKey: disk.key, capacityBytes: disk.capacityBytes, signal };
-  const { mode, reason, areas } = await areasToCopy(session, query, plan, disk.changeId);
+  const chosen = await areasToCopy(session, query, plan, changeId);
+  try {
+    return await writeDiskFrom(options, job, changeId, chosen);
+  } catch (error) {
+    // The previous restore point's data for this disk is unreadable: never build on it.
+    const damaged = error instanceof RepositoryError && (error.code === 'REPO_MISSING' || error.code === 'REPO_CORRUPT');
+    if (chosen.mode !== 'incremental' || !damaged) throw error;
+    const reason = `restore point ${previous?.pointId} is damaged (${error.message}); reading everything`;
+    log(`${what}: ${reason}`);
+    return writeDiskFrom(options, job, changeId, await areasToCopy(session, query, { mode: 'full', reason }, changeId));
+  }
+}
+
+async function writeDiskFrom(options: BackupOptions, job: DiskJob, changeId: string, chosen: AreasToCopy): Promise<DiskBackupResult> {
+  const { session, signal } = options;
+  const { vm, snapshot, disk, previous } = job;
+  const { mode, reason, areas } = chosen;
+  const log = options.onEvent ?? (() => {});
   const areaBytes = totalBytes(areas);
-  log(`${what}: ${mode} (${reason}); ${areas.length} areas, ${areaBytes} bytes to read`);
+  log(`VM "${vm.name}" disk ${disk.key}: ${mode} (${reason}); ${areas.length} areas, ${areaBytes} bytes to read`);
 
   const source = await openSnapshotDisk({ session, vm, snapshot, disk, datacenter: job.datacenter, signal }, options.transport);
   let record: DiskRecord;
@@ -233,7 +249,7 @@ async function backupDisk(options: BackupOptions, job: DiskJob): Promise<DiskBac
         options.onProgress?.(disk.key, (doneBytes += target.length), areaBytes);
       },
     };
-    const common = { deviceKey: disk.key, label: disk.label, capacityBytes: disk.capacityBytes, changeId: disk.changeId, reader, signal };
+    const common = { deviceKey: disk.key, label: disk.label, capacityBytes: disk.capacityBytes, changeId, reader, signal };
     record = mode === 'incremental' && previous
       ? await job.writer.writeDisk({ ...common, previous: { pointId: previous.pointId, deviceKey: disk.key }, changedAreas: areas })
       : await job.writer.writeDisk({ ...common, allocatedAreas: areas });
@@ -249,7 +265,7 @@ async function backupDisk(options: BackupOptions, job: DiskJob): Promise<DiskBac
     basedOn: record.basedOn?.pointId ?? null,
     areas: areas.length,
     areaBytes,
-    changeId: disk.changeId,
+    changeId,
     ...record.stats,
   };
 }

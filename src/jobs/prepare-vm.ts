@@ -4,7 +4,7 @@
 // extended, changed-block data may be wrong until tracking is reset). The reset starts a new
 // tracking epoch, so every disk's next copy is a full one, and each says why.
 import { VcbtError } from '../errors.ts';
-import { findLeftoverSnapshots, findVm, removeSnapshot, resetCbt, type VmInfo, type VmSelector, type VsphereSession } from '../vsphere/vsphere.ts';
+import { findLeftoverSnapshots, findVm, removeSnapshot, resetCbt, type MoRef, type VirtualDiskInfo, type VmInfo, type VmSelector, type VsphereSession } from '../vsphere/vsphere.ts';
 import { diskResized, type CopyBaseline } from './replica-state.ts';
 import type { TransportOptions } from './snapshot-source.ts';
 
@@ -25,6 +25,15 @@ export interface SnapshotJobOptions {
   /** Human-readable progress of the job (one line each). */
   onEvent?: (line: string) => void;
   onProgress?: (deviceKey: number, doneBytes: number, totalBytes: number) => void;
+}
+
+/**
+ * The snapshot disk's ChangeId, which the next incremental starts from. A disk without one
+ * has no active tracking yet (a powered-on VM applies "CBT on" only after a stun/unstun).
+ */
+export function requireChangeId(vm: VmInfo, snapshot: MoRef, disk: VirtualDiskInfo): string {
+  if (disk.changeId) return disk.changeId;
+  throw new JobError('CBT_NOT_ENABLED', `VM "${vm.name}" disk ${disk.key} has no ChangeId at snapshot ${snapshot.value}: CBT is not active on it yet (a powered-on VM needs a snapshot cycle after enabling; try: vcbt cbt reset --vm ${vm.moref.value})`, { vm: vm.name, diskKey: disk.key });
 }
 
 export interface PreparedVm {

@@ -23,7 +23,7 @@ import {
 import { areasToCopy } from './areas-to-copy.ts';
 import { copyAreas } from './copy-areas.ts';
 import { loadReplicaState, planCopy, replicaStatePath, saveReplicaState, type ReplicaState } from './replica-state.ts';
-import { prepareVm, type SnapshotJobOptions } from './prepare-vm.ts';
+import { prepareVm, requireChangeId, type SnapshotJobOptions } from './prepare-vm.ts';
 import { openSnapshotDisk } from './snapshot-source.ts';
 
 export class ReplicateError extends VcbtError {}
@@ -128,16 +128,14 @@ async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: Mo
   const { session, signal } = options;
   const log = options.onEvent ?? (() => {});
   const what = `VM "${vm.name}" disk ${disk.key}`;
-  if (!disk.changeId) {
-    throw new ReplicateError('CBT_NOT_ENABLED', `${what} has no ChangeId at snapshot ${snapshot.value}: CBT is not active on it yet (a powered-on VM needs a snapshot cycle after enabling; try: vcbt cbt reset --vm ${vm.moref.value})`, { vm: vm.name, diskKey: disk.key });
-  }
+  const changeId = requireChangeId(vm, snapshot, disk);
   const statePath = replicaStatePath(target, options.env, options.stateDir);
   const state = await loadReplicaState(statePath);
-  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId: disk.changeId };
+  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId: changeId };
   const plan = planCopy(state, now, options.forceFull ?? false);
   const query = { vm, snapshot, deviceKey: disk.key, capacityBytes: disk.capacityBytes, signal };
 
-  const { mode, reason, areas } = await areasToCopy(session, query, plan, disk.changeId);
+  const { mode, reason, areas } = await areasToCopy(session, query, plan, changeId);
   log(`${what} -> ${target}: ${mode} (${reason}); ${areas.length} areas, ${totalBytes(areas)} bytes`);
 
   const base: Omit<ReplicaState, 'changeId' | 'completedAt' | 'inProgress' | 'snapshotCreatedAt'> = {
@@ -187,7 +185,7 @@ async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: Mo
   } finally {
     await source.close();
   }
-  await saveReplicaState(statePath, { ...base, changeId: disk.changeId, snapshotCreatedAt: startedAt, completedAt: new Date().toISOString(), inProgress: null });
+  await saveReplicaState(statePath, { ...base, changeId: changeId, snapshotCreatedAt: startedAt, completedAt: new Date().toISOString(), inProgress: null });
   return {
     deviceKey: disk.key,
     label: disk.label,
@@ -200,6 +198,6 @@ async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: Mo
     areaBytes: totalBytes(areas),
     bytesCopied: copied.bytesCopied,
     bytesZeroed,
-    changeId: disk.changeId,
+    changeId: changeId,
   };
 }

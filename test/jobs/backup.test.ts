@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backup as backupJob } from '../../src/jobs/backup.ts';
 import { Repository } from '../../src/repository/repository.ts';
+import { indexPath } from '../../src/repository/disk-index.ts';
 import { connect } from '../../src/vsphere/vsphere.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
 import { labConnection, runCli, seededRandom } from '../vsphere/cli-runner.ts';
@@ -188,6 +189,20 @@ test('a resized disk gets a full; a refused ChangeId gets a full with the reason
   const forced = await backup(['--full', '--disk', String(second.key)]);
   assert.deepEqual(forced.disks.map((d) => [d.deviceKey, d.mode]), [[second.key, 'full']]);
   assert.match(forced.disks[0].reason, /--full/);
+
+  // The newest restore point of that disk loses its index: the next backup must not build on it.
+  const repository = await Repository.open(repo);
+  const manifest = await repository.readManifest(forced.pointId);
+  await repository.close();
+  const index = manifest.disks.find((d) => d.deviceKey === second.key)!.index;
+  await rm(indexPath(repo, index.sha256));
+  await lab.write(vm, second.key, 4096, randomBytes(10_000));
+  const rebuilt = await backup(['--disk', String(second.key)]);
+  assert.equal(rebuilt.disks[0].mode, 'full');
+  assert.match(rebuilt.disks[0].reason, new RegExp(`restore point ${forced.pointId} is damaged \\(.*missing`));
+  const restored = join(dir, 'rebuilt.raw');
+  await restore(rebuilt.pointId, second.key, restored);
+  assert.equal(sha(await readFile(restored)), (await lab.sha256(vm, second.key)).sha256);
 });
 
 test('errors: unknown point, unknown disk, target too small, wrong passphrase - each with its code', async () => {
