@@ -9,6 +9,8 @@ import { mkdtemp, readdir, readFile, rm, writeFile, chmod } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLab, type Lab } from '../lab/lab.ts';
+import { replicate as replicateJob } from '../../src/jobs/replicate.ts';
+import { connect } from '../../src/vsphere/vsphere.ts';
 import { labConnection, runCli, seededRandom } from '../vsphere/cli-runner.ts';
 
 const vm = 'DC0_H0_VM0';
@@ -176,4 +178,30 @@ test('a failing run still removes its snapshot and leaves the recorded state usa
   assert.equal(result.code, 1);
   assert.match(result.stderr, /nonexistent\.sock/);
   assert.deepEqual(await lab.snapshots(vm), []);
+});
+
+test('Ctrl-C in the middle of a copy: snapshot removed, state says in progress, the next run completes it', async () => {
+  const disks = lab.info.vms.find((v) => v.name === vm)!.disks;
+  const targets = new Map(disks.map((d) => [d.key, join(dir, `abort-${d.key}.raw`)]));
+  const session = await connect({ server: lab.info.sdk, username: lab.info.username, password: lab.info.password, thumbprint: lab.info.thumbprintSha1 });
+  try {
+    const options = { session, vm: { name: vm }, targets, transport: { transport: 'http' as const }, env: {}, maxInFlight: 1 };
+    await replicateJob(options); // a baseline for every target
+    for (const d of disks) await lab.write(vm, d.key, 0, randomBytes(3 * 1024 * 1024));
+    const controller = new AbortController();
+    await assert.rejects(
+      replicateJob({ ...options, signal: controller.signal, onProgress: () => controller.abort(new Error('interrupted by SIGINT')) }),
+      /interrupted by SIGINT/,
+    );
+    assert.deepEqual(await lab.snapshots(vm), [], 'the snapshot is removed after the interruption');
+    const state = JSON.parse(await readFile(`${targets.get(disks[0].key)}.vcbt-replica.json`, 'utf8')) as { inProgress: unknown; changeId: string | null };
+    assert.ok(state.inProgress, 'the state records the interrupted copy');
+    assert.ok(state.changeId, 'and keeps the ChangeId the target last fully matched');
+
+    const resumed = await replicateJob(options);
+    assert.deepEqual(resumed.disks.map((d) => d.mode), ['incremental', 'incremental']);
+    for (const d of resumed.disks) assert.equal(sha(await readFile(d.target)), (await lab.sha256(vm, d.deviceKey)).sha256);
+  } finally {
+    await session.logout();
+  }
 });
