@@ -6,11 +6,14 @@
 // - a file created or extended by us starts as a hole over the new range (ftruncate), and we
 //   remember which ranges are still untouched holes ("known zero");
 // - writeZeroes over known-zero ranges writes nothing (the target stays sparse, e.g. a first
-//   full copy into a new file); over anything else it writes real zeroes, because without
-//   punch-hole that is the only way to make those bytes read as zero;
+//   full copy into a new file); over other ranges of 4 MiB or more it punches a hole with
+//   util-linux `fallocate --punch-hole` (a full copy over an old replica stays sparse and does
+//   not write gigabytes of zeroes); shorter ranges, and file systems that cannot punch, get
+//   real zeroes written;
 // - allocation() is not offered: without SEEK_DATA the only way to know is to read, which is
 //   what the caller's zero detection does anyway.
 
+import { execFile } from 'node:child_process';
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { VcbtError } from '../errors.ts';
@@ -30,6 +33,8 @@ export interface FileDiskOptions {
 /** Reads and writes worth having in flight (libuv runs 4 file operations at a time by default). */
 const FILE_MAX_IN_FLIGHT = 8;
 const ZERO_BUFFER_BYTES = 1024 * 1024;
+/** Zero ranges this long are deallocated rather than written (one process spawn pays off). */
+const PUNCH_MIN_BYTES = 4 * 1024 * 1024;
 
 export class FileDisk implements Disk {
   readonly path: string;
@@ -41,6 +46,7 @@ export class FileDisk implements Disk {
   /** Normalized ranges that are holes we made and nobody wrote since. */
   #knownZero: Extent[];
   #zeroBuffer: Uint8Array | null = null;
+  #canPunch = true;
 
   private constructor(path: string, handle: FileHandle, sizeBytes: number, blockBytes: number, writable: boolean, knownZero: Extent[]) {
     this.path = path;
@@ -114,11 +120,25 @@ export class FileDisk implements Disk {
     const needed = subtract([{ offsetBytes, lengthBytes }], this.#knownZero);
     this.#zeroBuffer ??= new Uint8Array(ZERO_BUFFER_BYTES);
     for (const range of needed) {
+      if (range.lengthBytes >= PUNCH_MIN_BYTES && this.#canPunch && (await this.#punchHole(range))) continue;
       for (let at = range.offsetBytes; at < range.offsetBytes + range.lengthBytes; at += ZERO_BUFFER_BYTES) {
         signal?.throwIfAborted();
         await this.#writeFully(at, this.#zeroBuffer.subarray(0, Math.min(ZERO_BUFFER_BYTES, range.offsetBytes + range.lengthBytes - at)));
       }
     }
+  }
+
+  /**
+   * Deallocates a range with util-linux `fallocate --punch-hole` (Node has no fallocate):
+   * the range then reads as zeroes and takes no space. False when the file system or the
+   * tool cannot, after which writeZeroes writes real zeroes.
+   */
+  async #punchHole(range: Extent): Promise<boolean> {
+    const punched = await new Promise<boolean>((resolve) => {
+      execFile('fallocate', ['--punch-hole', '--keep-size', '--offset', String(range.offsetBytes), '--length', String(range.lengthBytes), this.path], (error) => resolve(!error));
+    });
+    if (!punched) this.#canPunch = false;
+    return punched;
   }
 
   async flush(): Promise<void> {

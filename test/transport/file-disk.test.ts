@@ -4,6 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -68,6 +69,28 @@ test('a created file stays sparse where only zeroes were written; zeroes over da
   assert.ok(info.blocks * 512 <= 2 * MiB, `allocated ${info.blocks * 512} bytes, expected about 1 MiB`);
   const expected = Buffer.alloc(sizeBytes);
   expected.fill(0xab, 0, MiB).fill(0, 4096, 12288);
+  assert.equal(sha256(await readFile(file)), sha256(expected));
+});
+
+test('zeroes over a long run of existing data deallocate it (punched hole), short runs are written', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'old-replica.raw');
+  const data = randomBytes(24 * MiB);
+  await writeFile(file, data);
+  const disk = await FileDisk.open(file, { writable: true });
+  await disk.writeZeroes(2 * MiB, 16 * MiB); // an old replica's unallocated area in a full copy
+  await disk.writeZeroes(20 * MiB, 4096);
+  await disk.flush();
+  await disk.close();
+  const info = await stat(file);
+  assert.equal(info.size, 24 * MiB);
+  // Where the file system can punch holes (ext4, xfs, tmpfs, btrfs), the zeroed run takes no space.
+  const probe = path.join(dir, 'probe');
+  await writeFile(probe, randomBytes(MiB));
+  const canPunch = await new Promise<boolean>((resolve) => execFile('fallocate', ['--punch-hole', '--keep-size', '--offset', '0', '--length', String(MiB), probe], (error) => resolve(!error)));
+  if (canPunch) assert.ok(info.blocks * 512 <= 9 * MiB, `allocated ${info.blocks * 512} bytes, expected about 8 MiB after the punch`);
+  const expected = Buffer.from(data);
+  expected.fill(0, 2 * MiB, 18 * MiB).fill(0, 20 * MiB, 20 * MiB + 4096);
   assert.equal(sha256(await readFile(file)), sha256(expected));
 });
 
