@@ -20,10 +20,10 @@ export const commands: Command[] = [
   applyCommand,
   replicateCommand,
   initCommand,
-  verifyCommand,
-  pruneCommand,
   backupCommand,
   pointsCommand,
   restoreCommand,
   exportCommand,
+  verifyCommand,
+  pruneCommand,
 ];
