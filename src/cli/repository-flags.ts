@@ -1,6 +1,7 @@
 // The flags of commands that work on a repository: --repo DIR and --passphrase-file FILE
 // (or VCBT_PASSPHRASE) for an encrypted one, and opening it for the command's duration.
 import { UsageError } from '../errors.ts';
+import { parsePositiveInteger } from './flags.ts';
 import { passphraseFrom } from '../repository/passphrase.ts';
 import { Repository } from '../repository/repository.ts';
 import type { CommandIo } from './command.ts';
@@ -28,4 +29,24 @@ export async function withRepository<T>(values: RepositoryValues, io: CommandIo,
   } finally {
     await repository.close();
   }
+}
+
+/** The flags naming one disk of one restore point (restore, export). */
+export const restorePointDiskFlags = {
+  point: { type: 'string' },
+  vm: { type: 'string' },
+  disk: { type: 'string' },
+} as const;
+
+export interface RestorePointDiskValues {
+  point?: string;
+  vm?: string;
+  disk?: string;
+}
+
+/** --point ID|latest (latest needs --vm) and --disk KEY, checked; the point is resolved later. */
+export function parseRestorePointDisk(values: RestorePointDiskValues, command: string, usage: string): { point: string; vm: string | undefined; deviceKey: number } {
+  if (!values.point) throw new UsageError(`${command} needs --point ID (or latest with --vm)\n\n${usage}`);
+  if (!values.disk) throw new UsageError(`${command} needs --disk KEY\n\n${usage}`);
+  return { point: values.point, vm: values.vm, deviceKey: parsePositiveInteger(values.disk, '--disk') };
 }

@@ -1,8 +1,7 @@
 // `vcbt export`: serve one disk of a restore point read-only over NBD until Ctrl-C/SIGTERM.
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
-import { parsePositiveInteger } from '../flags.ts';
-import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
+import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { exportDisk } from '../../jobs/export.ts';
 import { resolvePointId } from '../../jobs/restore-points.ts';
@@ -44,22 +43,17 @@ export const exportCommand: Command = {
       strict: true,
       options: {
         ...repositoryFlags,
-        point: { type: 'string' },
-        vm: { type: 'string' },
-        disk: { type: 'string' },
+        ...restorePointDiskFlags,
         listen: { type: 'string' },
         socket: { type: 'string' },
         name: { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
-    if (!values.point) throw new UsageError(`export needs --point ID (or latest with --vm)\n\n${usage}`);
-    if (!values.disk) throw new UsageError(`export needs --disk KEY\n\n${usage}`);
-    const deviceKey = parsePositiveInteger(values.disk, '--disk');
+    const { point, vm, deviceKey } = parseRestorePointDisk(values, 'export', usage);
     const listen = parseListen(values.listen, values.socket);
-    const point = values.point;
     await withRepository(values, io, async (repository) => {
-      const running = await exportDisk({ repository, pointId: await resolvePointId(repository, point, values.vm), deviceKey, listen, exportName: values.name });
+      const running = await exportDisk({ repository, pointId: await resolvePointId(repository, point, vm), deviceKey, listen, exportName: values.name });
       try {
         const description = { uri: running.uri, exportName: running.exportName, pointId: running.pointId, deviceKey: running.deviceKey, label: running.label, capacityBytes: running.capacityBytes };
         io.stdout.write(

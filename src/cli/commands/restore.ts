@@ -1,9 +1,8 @@
 // `vcbt restore`: write one disk of a restore point to a file or an NBD export.
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
-import { parsePositiveInteger } from '../flags.ts';
 import { createProgress } from '../progress.ts';
-import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
+import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { restore } from '../../jobs/restore.ts';
 import { resolvePointId } from '../../jobs/restore-points.ts';
@@ -33,24 +32,19 @@ export const restoreCommand: Command = {
       strict: true,
       options: {
         ...repositoryFlags,
-        point: { type: 'string' },
-        vm: { type: 'string' },
-        disk: { type: 'string' },
+        ...restorePointDiskFlags,
         to: { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
-    if (!values.point) throw new UsageError(`restore needs --point ID (or latest with --vm)\n\n${usage}`);
-    if (!values.disk) throw new UsageError(`restore needs --disk KEY\n\n${usage}`);
     if (!values.to) throw new UsageError(`restore needs --to TARGET\n\n${usage}`);
-    const deviceKey = parsePositiveInteger(values.disk, '--disk');
+    const { point, vm, deviceKey } = parseRestorePointDisk(values, 'restore', usage);
     const target = values.to;
-    const point = values.point;
     const bar = createProgress(`disk ${deviceKey}`, io.stderr, { quiet: values.json });
     const result = await withRepository(values, io, async (repository) =>
       restore({
         repository,
-        pointId: await resolvePointId(repository, point, values.vm),
+        pointId: await resolvePointId(repository, point, vm),
         deviceKey,
         target,
         signal: io.signal,
