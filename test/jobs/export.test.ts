@@ -167,3 +167,29 @@ test('export on an address in use fails with EXPORT_LISTEN and releases the rest
     await repository.close();
   }
 });
+
+test('boot/browse with writes: a qcow2 overlay on the export takes the writes, the restore point stays intact', async () => {
+  const socket = join(dir, 'boot.sock');
+  const stop = new AbortController();
+  const serving = runCli(['export', '--repo', repo, '--point', pointId, '--disk', '2000', '--socket', socket, '--name', 'boot'], {}, stop.signal);
+  try {
+    await waitFor(socket);
+    const uri = `nbd+unix:///boot?socket=${socket}`;
+    const overlay = join(dir, 'boot-overlay.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', uri, overlay]);
+    // What a booted guest does: writes land in the overlay, reads fall through to the export.
+    await run('qemu-io', ['-c', 'write -P 0x42 4096 8192', overlay]);
+    const flattened = join(dir, 'booted.raw');
+    await run('qemu-img', ['convert', '-O', 'raw', overlay, flattened]);
+    const expected = Buffer.from(restored).fill(0x42, 4096, 4096 + 8192);
+    assert.equal(sha(await readFile(flattened)), sha(expected));
+  } finally {
+    stop.abort();
+  }
+  assert.equal((await serving).code, 0);
+  const verify = await runCli(['verify', '--repo', repo, '--point', pointId, '--read-data']);
+  assert.equal(verify.code, 0, verify.stdout);
+  const again = join(dir, 'restored-again.raw');
+  assert.equal((await runCli(['restore', '--repo', repo, '--point', pointId, '--disk', '2000', '--to', again])).code, 0);
+  assert.equal(sha(await readFile(again)), sha(restored), 'the restore point is unchanged by the guest writes');
+});
