@@ -59,7 +59,8 @@ export function parseNbdUri(uri: string): NbdTarget {
 }
 
 export function formatNbdUri(target: NbdTarget): string {
-  const path = '/' + encodeURIComponent(target.exportName);
+  // Slashes stay literal: `nbd://host/snapshot-78/2000` names the export "snapshot-78/2000" (NBD URI spec).
+  const path = '/' + target.exportName.split('/').map(encodeURIComponent).join('/');
   if (target.endpoint.kind === 'unix') {
     return `${target.tls ? 'nbds' : 'nbd'}+unix://${path}?socket=${encodeURIComponent(target.endpoint.socketPath).replace(/%2F/gi, '/')}`;
   }

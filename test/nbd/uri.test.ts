@@ -15,6 +15,9 @@ test('format and parse round-trip', () => {
     const parsed = parseNbdUri(uri);
     assert.deepEqual(parseNbdUri(formatNbdUri(parsed)), parsed);
   }
+  // Export names with slashes (the lab's <snapshot>/<disk>) keep them literal; other characters are encoded.
+  assert.equal(formatNbdUri({ endpoint: { kind: 'tcp', host: 'h', port: 10809 }, exportName: 'snapshot-78/2000', tls: false }), 'nbd://h:10809/snapshot-78/2000');
+  assert.equal(formatNbdUri({ endpoint: { kind: 'tcp', host: 'h', port: 10809 }, exportName: 'a b/c?d', tls: false }), 'nbd://h:10809/a%20b/c%3Fd');
 });
 
 test('bad NBD URIs are NBD_BAD_URI errors that say what is wrong', () => {
