@@ -1,0 +1,211 @@
+// `vcbt replicate` and `vcbt backup` end to end against the lab (docs/lab.md), next to
+// reference tools reading the same kind of frozen snapshot in the same run:
+//   - the fixed cost of a lab snapshot (create + remove alone): the lab's snapshot copies
+//     the allocated bytes of each disk (its delta is a full raw copy), which a real ESXi does
+//     not do, so it is measured apart and subtracted where a ratio is about the data path;
+//   - nbdcopy --destination-is-zero --flush of the snapshot's disk from the lab's named NBD
+//     endpoint to a fresh sparse file, and `cp --sparse=always` + sync of the frozen file;
+//   - vcbt replicate, full, with each transport (http, nbd, file) into a fresh target,
+//     checked by sha256 against the lab's own hash of the live disk (no writes in between);
+//   - vcbt init + full backup (http);
+//   - ~2% more written in scattered 64 KiB blocks, then an incremental replicate (http, onto
+//     the full http replica) and an incremental backup, both checked (replica by sha256).
+//
+// Usage: node bench/replicate.ts [sizeMiB=1024] [fillPercent=25]
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startLab, type Lab } from '../test/lab/lab.ts';
+import { labConnection, runCli } from '../test/vsphere/cli-runner.ts';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+const blockBytes = 64 * 1024;
+const sizeMiB = Number(process.argv[2] ?? 1024);
+const fillPercent = Number(process.argv[3] ?? 25);
+const incrementalPercent = 2;
+const sizeBytes = sizeMiB * MiB;
+const vm = 'DC0_H0_VM0';
+const diskKey = 2000;
+
+interface ReplicaSummary {
+  disks: Array<{ mode: string; areas: number; bytesCopied: number; bytesZeroed: number }>;
+  elapsedMs: number;
+}
+interface BackupSummary {
+  disks: Array<{ mode: string; bytesRead: number; bytesStored: number }>;
+  bytesRead: number;
+  bytesStored: number;
+  elapsedMs: number;
+}
+interface SnapshotResult {
+  moref: string;
+}
+interface Row {
+  step: string;
+  seconds: number;
+  bytes: number;
+  note: string;
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<{ value: T; seconds: number }> {
+  const start = performance.now();
+  const value = await work();
+  return { value, seconds: (performance.now() - start) / 1000 };
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function sparseFile(path: string): Promise<string> {
+  const handle = await open(path, 'w');
+  await handle.truncate(sizeBytes);
+  await handle.close();
+  return path;
+}
+
+async function allocatedBytes(path: string): Promise<number> {
+  const { stdout } = await run('du', ['-sB1', path]);
+  return Number(stdout.split('\t')[0]);
+}
+
+/**
+ * Random data in 64 KiB-aligned runs of `minBlocks`..`maxBlocks` blocks until `percent` of the
+ * disk is newly written; answers the bytes newly written and the bytes written in all
+ * (rewrites of earlier blocks are changes too).
+ */
+async function writeRuns(lab: Lab, written: Set<number>, percent: number, minBlocks: number, maxBlocks: number): Promise<{ newBytes: number; writtenBytes: number }> {
+  const diskBlocks = sizeBytes / blockBytes;
+  const wantedBlocks = Math.round((diskBlocks * percent) / 100);
+  let newBlocks = 0;
+  let writtenBlocks = 0;
+  while (newBlocks < wantedBlocks) {
+    const blocks = Math.min(minBlocks + Math.floor(Math.random() * (maxBlocks - minBlocks + 1)), wantedBlocks - newBlocks);
+    const first = Math.floor(Math.random() * (diskBlocks - blocks + 1));
+    for (let b = first; b < first + blocks; b++) {
+      if (written.has(b)) continue;
+      written.add(b);
+      newBlocks++;
+    }
+    await lab.write(vm, diskKey, first * blockBytes, randomBytes(blocks * blockBytes));
+    writtenBlocks += blocks;
+  }
+  return { newBytes: newBlocks * blockBytes, writtenBytes: writtenBlocks * blockBytes };
+}
+
+async function cli(args: string[], lab: Lab): Promise<string> {
+  const connection = labConnection(lab);
+  const needsServer = !['init'].includes(args[0]);
+  const result = await runCli([...args, ...(needsServer ? connection.flags : [])], connection.env);
+  if (result.code !== 0) throw new Error(`vcbt ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
+  return result.stdout;
+}
+
+const mibps = (bytes: number, seconds: number) => (seconds > 0 ? (bytes / MiB / seconds).toFixed(0) : '-');
+const mib = (bytes: number) => (bytes / MiB).toFixed(1);
+
+const dir = await mkdtemp(join(tmpdir(), 'vcbt-bench-replicate-'));
+const lab = await startLab({ diskSizes: [sizeBytes] });
+const rows: Row[] = [];
+const load = [loadavg()[0]];
+try {
+  await cli(['cbt', 'enable', '--vm', vm], lab);
+  const written = new Set<number>();
+  const fill = await timed(() => writeRuns(lab, written, fillPercent, 1, 64));
+  console.error(`filled ${mib(fill.value.newBytes)} MiB in ${fill.seconds.toFixed(1)} s`);
+  const liveSha = (await lab.sha256(vm, diskKey)).sha256;
+
+  // The fixed cost: a lab snapshot copies the allocated bytes; removal consolidates.
+  const snapCost = await timed(async () => {
+    const s = (await lab.govmomi(['snapshot-create', vm, 'bench-cost'])) as SnapshotResult;
+    await lab.govmomi(['snapshot-remove', vm, s.moref]);
+  });
+  rows.push({ step: 'lab snapshot create + remove (fixed cost)', seconds: snapCost.seconds, bytes: 0, note: '' });
+
+  // References on one snapshot of their own (its create/remove not timed).
+  const snapshot = (await lab.govmomi(['snapshot-create', vm, 'bench'])) as SnapshotResult;
+  const uri = lab.info.nbdUriTemplate.replace('{snapshot}', snapshot.moref).replace('{disk}', String(diskKey));
+  const nbdTarget = await sparseFile(join(dir, 'nbdcopy.raw'));
+  const nbdcopy = await timed(() => run('nbdcopy', ['--destination-is-zero', '--flush', uri, nbdTarget]));
+  if ((await fileSha256(nbdTarget)) !== liveSha) throw new Error('nbdcopy target sha256 differs from the lab disk');
+  const nbdcopyBytes = await allocatedBytes(nbdTarget);
+  rows.push({ step: 'nbdcopy --destination-is-zero --flush (lab NBD)', seconds: nbdcopy.seconds, bytes: nbdcopyBytes, note: 'bytes = allocated in target' });
+  await rm(nbdTarget);
+  const frozen = join(lab.stateDir, 'nbd', 'snapshots', `${snapshot.moref}_${diskKey}`);
+  const cpTarget = join(dir, 'cp.raw');
+  const cp = await timed(async () => {
+    await run('cp', ['--sparse=always', frozen, cpTarget]);
+    await run('sync', [cpTarget]);
+  });
+  rows.push({ step: 'cp --sparse=always + sync (frozen file)', seconds: cp.seconds, bytes: await allocatedBytes(cpTarget), note: 'bytes = allocated in target' });
+  await rm(cpTarget);
+  await lab.govmomi(['snapshot-remove', vm, snapshot.moref]);
+  load.push(loadavg()[0]);
+
+  // Full replicas, one per transport.
+  const datastores = await readdir(join(lab.stateDir, 'datastores'));
+  const localDs = datastores.find((d) => d.includes('LocalDS_0'));
+  if (!localDs) throw new Error(`no LocalDS_0 directory in ${join(lab.stateDir, 'datastores')}: ${datastores.join(', ')}`);
+  const transports: Array<[string, string[]]> = [
+    ['http', ['--transport', 'http']],
+    ['nbd', ['--transport', 'nbd', '--nbd-uri', lab.info.nbdUriTemplate]],
+    ['file', ['--transport', 'file', '--datastore-dir', `LocalDS_0=${join(lab.stateDir, 'datastores', localDs)}`]],
+  ];
+  const httpReplica = join(dir, 'replica-http.raw');
+  let vcbtHttpFullSeconds = 0;
+  for (const [name, flags] of transports) {
+    const target = join(dir, `replica-${name}.raw`);
+    const r = await timed(async () => JSON.parse(await cli(['replicate', '--vm', vm, '--to', target, '--json', ...flags], lab)) as ReplicaSummary);
+    if ((await fileSha256(target)) !== liveSha) throw new Error(`replica (${name}) sha256 differs from the lab disk`);
+    const d = r.value.disks[0];
+    rows.push({ step: `vcbt replicate full, ${name}`, seconds: r.seconds, bytes: d.bytesCopied, note: `${d.mode}, ${d.areas} areas` });
+    if (name === 'http') vcbtHttpFullSeconds = r.seconds;
+    if (target !== httpReplica) await rm(target, { force: true });
+  }
+  load.push(loadavg()[0]);
+
+  // Backup: a fresh repository, full.
+  const repo = join(dir, 'repo');
+  await cli(['init', '--repo', repo], lab);
+  const fullBackup = await timed(async () => JSON.parse(await cli(['backup', '--vm', vm, '--repo', repo, '--json'], lab)) as BackupSummary);
+  rows.push({ step: 'vcbt backup full, http', seconds: fullBackup.seconds, bytes: fullBackup.value.bytesRead, note: `stored ${mib(fullBackup.value.bytesStored)} MiB, repo ${mib(await allocatedBytes(repo))} MiB` });
+
+  // Incremental round: ~2% more in scattered 64 KiB blocks.
+  const more = await writeRuns(lab, written, incrementalPercent, 1, 1);
+  const liveSha2 = (await lab.sha256(vm, diskKey)).sha256;
+  const incReplica = await timed(async () => JSON.parse(await cli(['replicate', '--vm', vm, '--to', httpReplica, '--json'], lab)) as ReplicaSummary);
+  if ((await fileSha256(httpReplica)) !== liveSha2) throw new Error('incremental replica sha256 differs from the lab disk');
+  const ir = incReplica.value.disks[0];
+  rows.push({ step: 'vcbt replicate incremental, http', seconds: incReplica.seconds, bytes: ir.bytesCopied, note: `${ir.mode}, ${ir.areas} areas, ${mib(more.writtenBytes)} MiB written` });
+  const incBackup = await timed(async () => JSON.parse(await cli(['backup', '--vm', vm, '--repo', repo, '--json'], lab)) as BackupSummary);
+  rows.push({ step: 'vcbt backup incremental, http', seconds: incBackup.seconds, bytes: incBackup.value.bytesRead, note: `${incBackup.value.disks[0].mode}, stored ${mib(incBackup.value.bytesStored)} MiB, repo ${mib(await allocatedBytes(repo))} MiB` });
+  load.push(loadavg()[0]);
+
+  const fixed = snapCost.seconds;
+  console.log(`disk ${sizeMiB} MiB, ${fillPercent}% filled (${mib(fill.value.newBytes)} MiB allocated), load average ${load.map((l) => l.toFixed(1)).join(' / ')}`);
+  console.log('');
+  console.log('| step | seconds | MiB | MiB/s | MiB/s without snapshot cost | note |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) {
+    const vcbt = r.step.startsWith('vcbt');
+    // Meaningless when the snapshot is most of the time (small disks, incrementals).
+    const net = vcbt && r.seconds - fixed > 0.2 * r.seconds ? mibps(r.bytes, r.seconds - fixed) : '-';
+    console.log(`| ${r.step} | ${r.seconds.toFixed(2)} | ${r.bytes ? mib(r.bytes) : '-'} | ${r.bytes ? mibps(r.bytes, r.seconds) : '-'} | ${net} | ${r.note} |`);
+  }
+  console.log('');
+  console.log(`vcbt replicate full (http) / nbdcopy time: ${(vcbtHttpFullSeconds / nbdcopy.seconds).toFixed(2)}x with the snapshot, ` +
+    `${((vcbtHttpFullSeconds - fixed) / nbdcopy.seconds).toFixed(2)}x without`);
+  for (const r of rows.filter((x) => x.step.startsWith('vcbt replicate full'))) {
+    console.log(`  ${r.step}: ${(r.seconds / nbdcopy.seconds).toFixed(2)}x / ${((r.seconds - fixed) / nbdcopy.seconds).toFixed(2)}x`);
+  }
+} finally {
+  await lab.stop();
+  await rm(dir, { recursive: true, force: true });
+}
