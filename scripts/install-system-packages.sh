@@ -4,10 +4,11 @@
 # sudo when available). Packages:
 #   golang-go, golang-github-vmware-govmomi-dev  build the vSphere lab (vcsim) in GOPATH mode
 #   nbdkit, qemu-utils, libnbd-bin               real NBD servers and clients (nbdcopy, nbdinfo)
-#   zstd, iproute2                               benchmark references and netem latency
+#   zstd, iproute2                               benchmark references
+#   openssl, util-linux                          test certificates (NBD TLS); fallocate (hole punching)
 set -euo pipefail
 
-packages=(golang-go golang-github-vmware-govmomi-dev nbdkit qemu-utils libnbd-bin zstd iproute2)
+packages=(golang-go golang-github-vmware-govmomi-dev nbdkit qemu-utils libnbd-bin zstd iproute2 openssl util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
