@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runCli } from '../vsphere/cli-runner.ts';
+import { safeFileName } from '../../src/cli/commands/replicate.ts';
 
 test('unknown command is a usage error naming the command', async () => {
   const result = await runCli(['frobnicate']);
@@ -25,4 +26,11 @@ test('an unknown flag is a usage error', async () => {
   const result = await runCli(['apply', '--frobnicate']);
   assert.equal(result.code, 2);
   assert.match(result.stderr, /frobnicate/);
+});
+
+test('replicate --to DIR names files safely whatever the VM name', () => {
+  assert.equal(safeFileName('web01'), 'web01');
+  assert.equal(safeFileName('prod/web 01 (copy)'), 'prod_web_01_copy_');
+  assert.equal(safeFileName('..'), '_');
+  assert.equal(safeFileName('日本'), '_');
 });

@@ -24,7 +24,8 @@ ChangeId next to each target, and removes the snapshot (always, also on errors a
 
 targets (file paths or NBD URIs; files are created sparse when missing):
   --to TARGET            the VM's only disk; or, when TARGET is a directory, every disk
-                         as TARGET/<vm>-<key>.raw
+                         as TARGET/<vm>-<key>.raw (characters other than A-Z a-z 0-9 . _ -
+                         in the VM name become _)
   --disk KEY=TARGET      one disk by device key (repeatable; see \`vcbt vms\`)
   --state-dir DIR        where replica state files go (default: next to file targets;
                          $XDG_STATE_HOME/vcbt/replicas for NBD targets)
@@ -39,6 +40,12 @@ ${transportUsage}
   --json                 machine-readable summary on stdout
 
 ${connectionUsage}`;
+
+/** A VM name as one file name: vSphere allows `/`, spaces and more in names. */
+export function safeFileName(name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '_');
+  return safe === '' ? '_' : safe;
+}
 
 async function isDirectory(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isDirectory(), () => false);
@@ -75,7 +82,7 @@ export const replicateCommand: Command = {
     const toIsDirectory = to !== undefined && !isNbdUri(to) && (await isDirectory(to));
     const targets = (disks: readonly VirtualDiskInfo[], vm: VmInfo): ReadonlyMap<number, string> => {
       if (!to) return perDisk;
-      if (toIsDirectory) return new Map(disks.map((d) => [d.key, join(to, `${vm.name}-${d.key}.raw`)]));
+      if (toIsDirectory) return new Map(disks.map((d) => [d.key, join(to, `${safeFileName(vm.name)}-${d.key}.raw`)]));
       if (disks.length !== 1) {
         throw new UsageError(`VM "${vm.name}" has ${disks.length} disks (${disks.map((d) => `${d.key} ${d.label}`).join(', ')}): give --disk KEY=TARGET for each, or --to DIRECTORY`);
       }
