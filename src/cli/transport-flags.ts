@@ -1,5 +1,5 @@
-// The flags that choose how a job reads a VM disk at its snapshot (`--transport` and what
-// each transport needs), shared by every command that reads from vSphere (replicate, backup).
+// The flags of snapshot jobs (replicate, backup): how a job reads a VM disk at its snapshot
+// (`--transport` and what each transport needs), and the full/quiesce/CBT-reset/json switches.
 import { UsageError } from '../errors.ts';
 import { transportNames, type TransportName, type TransportOptions } from '../jobs/snapshot-source.ts';
 import type { CommandIo } from './command.ts';
@@ -21,6 +21,23 @@ export const transportUsage = `reading the source disk at the snapshot:
   --transport vddk       --vddk-libdir DIR (VMware VDDK) and nbdkit's vddk plugin
                          [--vddk-transports nbd:nbdssl:hotadd:san] [--nbdkit PATH]
   --transport file       --datastore-dir NAME=PATH where the datastore is mounted here`;
+
+export const snapshotJobFlags = {
+  full: { type: 'boolean', default: false },
+  'no-cbt-reset': { type: 'boolean', default: false },
+  quiesce: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+} as const;
+
+export const snapshotJobUsage = `  --no-cbt-reset         when a disk grew since its last copy, do not reset CBT first
+                         (default: reset it, KB 2090639; every disk is then copied in full)
+  --quiesce              quiesced snapshot (needs VMware Tools)
+  --json                 machine-readable summary on stdout`;
+
+/** The snapshot-job switches as job options. */
+export function snapshotJobOptions(values: { full: boolean; 'no-cbt-reset': boolean; quiesce: boolean }): { forceFull: boolean; resetCbtOnResize: boolean; quiesce: boolean } {
+  return { forceFull: values.full, resetCbtOnResize: !values['no-cbt-reset'], quiesce: values.quiesce };
+}
 
 export interface TransportValues extends ConnectionValues {
   transport?: string;

@@ -87,12 +87,19 @@ export async function replicate(options: ReplicateOptions): Promise<ReplicateRes
   const started = performance.now();
   const { session } = options;
   const log = options.onEvent ?? (() => {});
+  // Each target's state is read once: before the snapshot (did a disk grow?) and for its copy.
+  const states = new Map<string, Promise<ReplicaState | undefined>>();
+  const stateOf = (target: string): Promise<ReplicaState | undefined> => {
+    let state = states.get(target);
+    if (!state) states.set(target, (state = loadReplicaState(replicaStatePath(target, options.env, options.stateDir))));
+    return state;
+  };
   const prepared = await prepareVm(session, options.vm, {
     log,
     resetCbtOnResize: options.resetCbtOnResize,
     baselines: async (found) => {
       const baselines = new Map<number, ReplicaState | undefined>();
-      for (const [key, target] of resolveTargets(options, found.disks, found)) baselines.set(key, await loadReplicaState(replicaStatePath(target, options.env, options.stateDir)));
+      for (const [key, target] of resolveTargets(options, found.disks, found)) baselines.set(key, await stateOf(target));
       return baselines;
     },
   });
@@ -109,7 +116,7 @@ export async function replicate(options: ReplicateOptions): Promise<ReplicateRes
     for (const [deviceKey, target] of targets) {
       const disk = snapshotDisks.find((d) => d.key === deviceKey);
       if (!disk) throw new ReplicateError('REPLICATE_NO_SUCH_DISK', `snapshot ${snapshot.value} of VM "${vm.name}" has no disk ${deviceKey}`, { vm: vm.name, diskKey: deviceKey });
-      results.push(await replicateDisk(options, vm, snapshot, disk, target, datacenter));
+      results.push(await replicateDisk(options, vm, snapshot, disk, target, datacenter, await stateOf(target)));
     }
     return results;
   });
@@ -124,14 +131,13 @@ export async function replicate(options: ReplicateOptions): Promise<ReplicateRes
   };
 }
 
-async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: MoRef, disk: VirtualDiskInfo, target: string, datacenter: string): Promise<DiskReplicaResult> {
+async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: MoRef, disk: VirtualDiskInfo, target: string, datacenter: string, state: ReplicaState | undefined): Promise<DiskReplicaResult> {
   const { session, signal } = options;
   const log = options.onEvent ?? (() => {});
   const what = `VM "${vm.name}" disk ${disk.key}`;
   const changeId = requireChangeId(vm, snapshot, disk);
   const statePath = replicaStatePath(target, options.env, options.stateDir);
-  const state = await loadReplicaState(statePath);
-  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId: changeId };
+  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId };
   const plan = planCopy(state, now, options.forceFull ?? false);
   const query = { vm, snapshot, deviceKey: disk.key, capacityBytes: disk.capacityBytes, signal };
 
@@ -185,7 +191,7 @@ async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: Mo
   } finally {
     await source.close();
   }
-  await saveReplicaState(statePath, { ...base, changeId: changeId, snapshotCreatedAt: startedAt, completedAt: new Date().toISOString(), inProgress: null });
+  await saveReplicaState(statePath, { ...base, changeId, snapshotCreatedAt: startedAt, completedAt: new Date().toISOString(), inProgress: null });
   return {
     deviceKey: disk.key,
     label: disk.label,

@@ -15,7 +15,8 @@ import { Repository } from '../../src/repository/repository.ts';
 import { indexPath } from '../../src/repository/disk-index.ts';
 import { connect } from '../../src/vsphere/vsphere.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
-import { labConnection, runCli, seededRandom } from '../vsphere/cli-runner.ts';
+import { randomGuestWrites as guestWrites } from '../lab/guest-writes.ts';
+import { labConnection, runCli } from '../vsphere/cli-runner.ts';
 
 const vm = 'DC0_H0_VM0';
 const testScrypt = { N: 1024, r: 8, p: 1 };
@@ -46,20 +47,8 @@ after(async () => {
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const disks = () => lab.info.vms.find((v) => v.name === vm)!.disks;
 
-async function randomGuestWrites(seed: number): Promise<void> {
-  const rand = seededRandom(seed);
-  for (const disk of disks()) {
-    const capacity = disk.capacityBytes;
-    const writes: Array<[number, number]> = [
-      [capacity - 1, 1], // the last byte of a disk whose size is not a multiple of the chunk
-      [65536 - 100, 300], // straddles a block boundary
-    ];
-    for (let i = 0; i < 5; i++) {
-      const length = 1 + Math.floor(rand() * 150_000);
-      writes.push([Math.floor(rand() * (capacity - length)), length]);
-    }
-    for (const [offset, length] of writes) await lab.write(vm, disk.key, offset, randomBytes(length));
-  }
+function randomGuestWrites(seed: number): Promise<void> {
+  return guestWrites(lab, vm, seed, { count: 5, maxWriteBytes: 150_000 });
 }
 
 interface DiskSummary {

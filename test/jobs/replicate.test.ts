@@ -9,9 +9,10 @@ import { mkdtemp, readdir, readFile, rm, writeFile, chmod } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLab, type Lab } from '../lab/lab.ts';
+import { randomGuestWrites as guestWrites } from '../lab/guest-writes.ts';
 import { replicate as replicateJob } from '../../src/jobs/replicate.ts';
 import { connect } from '../../src/vsphere/vsphere.ts';
-import { labConnection, runCli, seededRandom } from '../vsphere/cli-runner.ts';
+import { labConnection, runCli } from '../vsphere/cli-runner.ts';
 
 const vm = 'DC0_H0_VM0';
 let lab: Lab;
@@ -34,20 +35,8 @@ after(async () => {
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-async function randomGuestWrites(seed: number): Promise<void> {
-  const rand = seededRandom(seed);
-  for (const disk of lab.info.vms.find((v) => v.name === vm)!.disks) {
-    const capacity = disk.capacityBytes;
-    const writes: Array<[number, number]> = [
-      [capacity - 1, 1], // the last byte of a disk whose size is not a multiple of the block
-      [65536 - 100, 300], // straddles a block boundary
-    ];
-    for (let i = 0; i < 6; i++) {
-      const length = 1 + Math.floor(rand() * 200_000);
-      writes.push([Math.floor(rand() * (capacity - length)), length]);
-    }
-    for (const [offset, length] of writes) await lab.write(vm, disk.key, offset, randomBytes(length));
-  }
+function randomGuestWrites(seed: number): Promise<void> {
+  return guestWrites(lab, vm, seed, { count: 6, maxWriteBytes: 200_000 });
 }
 
 interface Summary {

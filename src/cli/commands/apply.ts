@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { applyAreas } from '../../jobs/apply.ts';
 import { createProgress } from '../progress.ts';
+import { writeJsonResult } from '../job-reporter.ts';
 import { UsageError } from '../../errors.ts';
 import { parsePositiveInteger } from '../flags.ts';
 
@@ -45,7 +46,7 @@ export const applyCommand: Command = {
     });
     progress.finish();
     if (values.json) {
-      io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) })}\n`);
+      writeJsonResult(io, result);
     } else {
       const mibPerS = result.bytesCopied / 1048576 / Math.max(result.elapsedMs / 1000, 1e-3);
       io.stdout.write(`applied ${result.areas} areas, ${result.bytesCopied} bytes (${result.bytesZero} as zeroes) in ${(result.elapsedMs / 1000).toFixed(2)} s, ${mibPerS.toFixed(1)} MiB/s\n`);

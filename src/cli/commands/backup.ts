@@ -4,9 +4,9 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parsePositiveInteger } from '../flags.ts';
-import { jobReporter } from '../job-reporter.ts';
+import { jobReporter, writeJsonResult } from '../job-reporter.ts';
 import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
-import { parseTransportFlags, transportFlags, transportUsage } from '../transport-flags.ts';
+import { parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { backup } from '../../jobs/backup.ts';
 import { parseVmSelector } from '../../vsphere/vsphere.ts';
@@ -23,10 +23,7 @@ also on errors and Ctrl-C; a failed backup commits nothing.
   --vm VM                name, moref:vm-10, uuid:..., path:DC/vm/folder/name
   --disk KEY             back up only this disk (repeatable; default: every disk)
   --full                 read every allocated block even if an incremental is possible
-  --no-cbt-reset         when a disk grew since its last copy, do not reset CBT first
-                         (default: reset it, KB 2090639; every disk is then copied in full)
-  --quiesce              quiesced snapshot (needs VMware Tools)
-  --json                 machine-readable summary on stdout
+${snapshotJobUsage}
 
 ${repositoryUsage}
 
@@ -48,10 +45,7 @@ export const backupCommand: Command = {
         ...transportFlags,
         vm: { type: 'string' },
         disk: { type: 'string', multiple: true },
-        full: { type: 'boolean', default: false },
-        'no-cbt-reset': { type: 'boolean', default: false },
-        quiesce: { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
+        ...snapshotJobFlags,
       },
     });
     if (!values.vm) throw new UsageError(`backup needs --vm\n\n${usage}`);
@@ -68,9 +62,7 @@ export const backupCommand: Command = {
           repository,
           diskKeys,
           transport,
-          forceFull: values.full,
-          resetCbtOnResize: !values['no-cbt-reset'],
-          quiesce: values.quiesce,
+          ...snapshotJobOptions(values),
           signal: io.signal,
           onEvent: reporter.onEvent,
           onProgress: reporter.onProgress,
@@ -79,7 +71,7 @@ export const backupCommand: Command = {
     );
     reporter.finish();
     if (values.json) {
-      io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
+      writeJsonResult(io, result);
       return ExitCode.ok;
     }
     for (const d of result.disks) {

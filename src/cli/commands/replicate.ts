@@ -6,8 +6,8 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parsePositiveInteger } from '../flags.ts';
-import { jobReporter } from '../job-reporter.ts';
-import { parsePairs, parseTransportFlags, transportFlags, transportUsage } from '../transport-flags.ts';
+import { jobReporter, writeJsonResult } from '../job-reporter.ts';
+import { parsePairs, parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { isNbdUri } from '../../nbd/uri.ts';
 import { replicate } from '../../jobs/replicate.ts';
@@ -34,10 +34,7 @@ ${transportUsage}
   --in-flight N          reads in flight (default: what the transport prefers)
 
   --full                 copy everything even if an incremental is possible
-  --no-cbt-reset         when a disk grew since its last copy, do not reset CBT first
-                         (default: reset it, KB 2090639; every disk is then copied in full)
-  --quiesce              quiesced snapshot (needs VMware Tools)
-  --json                 machine-readable summary on stdout
+${snapshotJobUsage}
 
 ${connectionUsage}`;
 
@@ -67,10 +64,7 @@ export const replicateCommand: Command = {
         ...transportFlags,
         'state-dir': { type: 'string' },
         'in-flight': { type: 'string' },
-        full: { type: 'boolean', default: false },
-        'no-cbt-reset': { type: 'boolean', default: false },
-        quiesce: { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
+        ...snapshotJobFlags,
       },
     });
     if (!values.vm) throw new UsageError(`replicate needs --vm\n\n${usage}`);
@@ -98,9 +92,7 @@ export const replicateCommand: Command = {
         transport: transportOptions,
         stateDir: values['state-dir'],
         env: io.env,
-        forceFull: values.full,
-        resetCbtOnResize: !values['no-cbt-reset'],
-        quiesce: values.quiesce,
+        ...snapshotJobOptions(values),
         maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
         signal: io.signal,
         onEvent: reporter.onEvent,
@@ -109,7 +101,7 @@ export const replicateCommand: Command = {
     );
     reporter.finish();
     if (values.json) {
-      io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
+      writeJsonResult(io, result);
     } else {
       for (const d of result.disks) {
         io.stdout.write(`disk ${d.deviceKey} (${d.label}) -> ${d.target}: ${d.mode}, ${d.areas} areas, ${d.bytesCopied} bytes copied; ChangeId ${d.changeId}\n`);

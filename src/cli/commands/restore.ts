@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
+import { writeJsonResult } from '../job-reporter.ts';
 import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { restore } from '../../jobs/restore.ts';
@@ -53,7 +54,7 @@ export const restoreCommand: Command = {
     );
     bar.finish();
     if (values.json) {
-      io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
+      writeJsonResult(io, result);
     } else {
       io.stdout.write(
         `restored restore point ${result.pointId} disk ${result.deviceKey} (${result.label}, ${result.capacityBytes} bytes) to ${result.target}${result.created ? ' (new sparse file)' : ''}: ` +
