@@ -2,23 +2,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { main } from '../../src/cli/main.ts';
+import { runCli } from '../vsphere/cli-runner.ts';
 import { chunkPath } from '../../src/repository/chunk-store.ts';
 import { IndexReader } from '../../src/repository/disk-index.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { memorySource, tempDir, vm } from './helpers.ts';
 
 async function vcbt(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(args, { stdout, stderr, env });
-  return { code, out, err };
+  const { code, stdout, stderr } = await runCli(args, env);
+  return { code, out: stdout, err: stderr };
 }
 
 test('vcbt init, verify and prune over a repository; verify exits 1 naming the affected point', async (t) => {
