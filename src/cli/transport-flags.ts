@@ -1,7 +1,7 @@
 // The flags of snapshot jobs (replicate, backup): how a job reads a VM disk at its snapshot
 // (`--transport` and what each transport needs), and the full/quiesce/CBT-reset/json switches.
 import { UsageError } from '../errors.ts';
-import { transportNames, type TransportName, type TransportOptions } from '../jobs/snapshot-source.ts';
+import { DEFAULT_IO_TIMEOUT_MS, transportNames, type TransportName, type TransportOptions } from '../jobs/snapshot-source.ts';
 import type { CommandIo } from './command.ts';
 import { readPassword, type ConnectionValues } from './connection.ts';
 
@@ -12,6 +12,7 @@ export const transportFlags = {
   'vddk-transports': { type: 'string' },
   nbdkit: { type: 'string' },
   'datastore-dir': { type: 'string', multiple: true },
+  'io-timeout': { type: 'string' },
 } as const;
 
 export const transportUsage = `reading the source disk at the snapshot:
@@ -20,7 +21,9 @@ export const transportUsage = `reading the source disk at the snapshot:
                          (placeholders {vm} {snapshot} {disk} {file} {datastore})
   --transport vddk       --vddk-libdir DIR (VMware VDDK) and nbdkit's vddk plugin
                          [--vddk-transports nbd:nbdssl:hotadd:san] [--nbdkit PATH]
-  --transport file       --datastore-dir NAME=PATH where the datastore is mounted here`;
+  --transport file       --datastore-dir NAME=PATH where the datastore is mounted here
+  --io-timeout SECONDS   a network read with no progress for this long fails and is
+                         retried/resumed (default ${DEFAULT_IO_TIMEOUT_MS / 1000})`;
 
 export const snapshotJobFlags = {
   full: { type: 'boolean', default: false },
@@ -46,6 +49,7 @@ export interface TransportValues extends ConnectionValues {
   'vddk-transports'?: string;
   nbdkit?: string;
   'datastore-dir'?: string[];
+  'io-timeout'?: string;
 }
 
 /** `KEY=VALUE` flag values as pairs (split at the first `=`). */
@@ -57,6 +61,13 @@ export function parsePairs(items: readonly string[] | undefined, flag: string): 
   });
 }
 
+function parseIoTimeout(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_IO_TIMEOUT_MS;
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !(seconds > 0) || seconds > 86_400) throw new UsageError(`--io-timeout wants seconds between 0 and 86400, got "${value}"`);
+  return Math.round(seconds * 1000);
+}
+
 /** The transport flags as TransportOptions; vddk gets the vSphere user and password. */
 export async function parseTransportFlags(values: TransportValues, io: CommandIo): Promise<TransportOptions> {
   const transport = (values.transport ?? 'http') as TransportName;
@@ -65,6 +76,7 @@ export async function parseTransportFlags(values: TransportValues, io: CommandIo
     transport,
     nbdUriTemplate: values['nbd-uri'],
     datastoreDirs: new Map(parsePairs(values['datastore-dir'], '--datastore-dir')),
+    ioTimeoutMs: parseIoTimeout(values['io-timeout']),
   };
   if (transport === 'nbd' && !values['nbd-uri']) throw new UsageError('--transport nbd needs --nbd-uri TEMPLATE');
   if (transport === 'file' && !values['datastore-dir']?.length) throw new UsageError('--transport file needs --datastore-dir NAME=PATH');

@@ -24,6 +24,9 @@ import type { VirtualDiskInfo, VmIdentity } from '../vsphere/inventory.ts';
 export const transportNames = ['http', 'nbd', 'vddk', 'file'] as const;
 export type TransportName = (typeof transportNames)[number];
 
+/** Default inactivity deadline of one network read (see TransportOptions.ioTimeoutMs). */
+export const DEFAULT_IO_TIMEOUT_MS = 60_000;
+
 export interface TransportOptions {
   transport: TransportName;
   /** nbd: URI template, e.g. `nbd://backup-proxy:10809/{snapshot}/{disk}`. */
@@ -34,6 +37,12 @@ export interface TransportOptions {
   datastoreDirs?: ReadonlyMap<string, string>;
   /** NBD: connections to open (when the server allows multi-conn). */
   connections?: number;
+  /**
+   * Longest wait for progress on one read (no byte arriving) before the read counts as
+   * failed and goes through the transport's retry/resume path; default
+   * DEFAULT_IO_TIMEOUT_MS. A stalled peer must never keep the VM's snapshot open for long.
+   */
+  ioTimeoutMs?: number;
   /** Told when a cut NBD connection is reopened (to log it). */
   onReconnect?: (cause: unknown, attempt: number) => void;
 }
