@@ -1,39 +1,27 @@
-// The backup job: one restore point of a VM in the repository. For one VM:
-//   1. remove snapshots a crashed vcbt run left behind;
-//   2. take a snapshot (always removed again: on success, error or Ctrl-C);
-//   3. start the restore point (its shared lock keeps prune away from the baselines); per
-//      disk, find the newest restore point of this VM holding that disk (the baseline) and
-//      plan full or incremental exactly as replication does (planCopy: same VM, same disk,
-//      same capacity; the ChangeId's epoch is checked by the query); a refused ChangeId
-//      becomes a full;
-//   4. incremental = the areas changed since that point's ChangeId, written on top of that
-//      point's index; full = the allocated areas ("*"), the rest stored as zero;
-//   5. commit the restore point (the repository orders chunks -> indexes -> manifest), or
-//      abort it on any failure so nothing half-done becomes visible.
-// The manifest records the VM's identity, the snapshot, per disk the snapshot disk's ChangeId
-// (the one the next incremental starts from) and a summary of the VM's configuration.
-import { VcbtError } from '../errors.ts';
-import { totalBytes } from '../extents/extent.ts';
+// The backup job: one restore point of a VM in the repository, as a sink of the snapshot-job
+// runner (snapshot-job.ts owns the flow: claim, snapshot, plan, areas, always remove).
+//
+// - prepare (before the snapshot): the disks asked for; a shared repository lock taken now and
+//   held to the end (prune cannot delete a baseline meanwhile; a locked or read-only
+//   repository fails before any snapshot); per disk the baseline: the newest restore point of
+//   this VM holding that disk, read once.
+// - begin: start the restore point (the manifest records the VM's identity, the snapshot and
+//   a summary of the VM's configuration as the snapshot froze it).
+// - per disk: incremental = the changed areas written on top of the baseline point's index;
+//   full = the allocated areas, the rest stored as zero. A baseline whose index or chunks are
+//   unreadable is reported to the runner, which copies the disk in full.
+// - commit (the snapshot confirmed intact): the repository orders chunks -> indexes ->
+//   manifest; abort on any failure, so nothing half-done becomes visible.
 import { RepositoryError } from '../repository/errors.ts';
+import type { RepositoryLock } from '../repository/lock.ts';
 import type { DiskRecord, RestorePointManifest } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { RestorePointWriter } from '../repository/restore-point-writer.ts';
-import {
-  datacenterOf,
-  listSnapshots,
-  readSnapshotDisks,
-  withSnapshot,
-  type MoRef,
-  type VirtualDiskInfo,
-  type VmInfo,
-} from '../vsphere/vsphere.ts';
-import { areasToCopy, type AreasToCopy } from './areas-to-copy.ts';
-import { prepareVm, requireChangeId, type SnapshotJobOptions } from './prepare-vm.ts';
-import { planCopy, type CopyBaseline } from './replica-state.ts';
+import type { VirtualDiskInfo, VmInfo } from '../vsphere/vsphere.ts';
+import type { CopyBaseline } from './copy-plan.ts';
+import type { CopyReasonCode } from './copy-reason.ts';
 import { backedUpVm, backupVmId, type BackedUpVm } from './restore-points.ts';
-import { openSnapshotDisk } from './snapshot-source.ts';
-
-export class BackupError extends VcbtError {}
+import { BaselineDamagedError, runSnapshotJob, selectDisks, type DiskToCopy, type SnapshotJobOptions, type SnapshotJobSink, type SnapshotTaken } from './snapshot-job.ts';
 
 export interface BackupOptions extends SnapshotJobOptions {
   repository: Repository;
@@ -46,6 +34,7 @@ export interface DiskBackupResult {
   label: string;
   capacityBytes: number;
   mode: 'full' | 'incremental';
+  reasonCode: CopyReasonCode;
   reason: string;
   /** The restore point the incremental builds on. */
   basedOn: string | null;
@@ -88,184 +77,150 @@ export interface VmConfigSummary {
   disks: Array<Pick<VirtualDiskInfo, 'key' | 'label' | 'capacityBytes' | 'fileName' | 'backingType' | 'backingChain' | 'controllerKey' | 'unitNumber'> & { changeId: string | null }>;
 }
 
-function selectDisks(vm: VmInfo, diskKeys: readonly number[] | undefined): VirtualDiskInfo[] {
-  if (!diskKeys || diskKeys.length === 0) {
-    if (vm.disks.length === 0) throw new BackupError('BACKUP_NO_DISKS', `VM "${vm.name}" has no virtual disks to back up`, { vm: vm.name });
-    return vm.disks;
-  }
-  return diskKeys.map((key) => {
-    const disk = vm.disks.find((d) => d.key === key);
-    if (!disk) {
-      const keys = vm.disks.map((d) => `${d.key} (${d.label})`).join(', ');
-      throw new BackupError('BACKUP_NO_SUCH_DISK', `VM "${vm.name}" has no disk ${key}; its disks: ${keys}`, { vm: vm.name, diskKey: key });
-    }
-    return disk;
-  });
-}
+/** A restore point's disk as a copy baseline. */
+type PointBaseline = CopyBaseline & { pointId: string };
 
-/** Per device key, the newest restore point of this VM holding that disk, as a copy baseline. */
-async function findBaselines(repository: Repository, vmId: string, keys: readonly number[]): Promise<Map<number, { pointId: string; baseline: CopyBaseline }>> {
-  const found = new Map<number, { pointId: string; baseline: CopyBaseline }>();
+/** Per device key, the newest restore point of this VM holding that disk. */
+async function findBaselines(repository: Repository, vmId: string, keys: readonly number[]): Promise<Map<number, PointBaseline | undefined>> {
+  const found = new Map<number, PointBaseline | undefined>();
   const points = (await repository.listRestorePoints()).filter((p) => p.vm.id === vmId).reverse();
   const manifests = new Map<string, RestorePointManifest>();
   for (const key of keys) {
     const point = points.find((p) => p.disks.some((d) => d.deviceKey === key));
-    if (!point) continue;
+    if (!point) {
+      found.set(key, undefined);
+      continue;
+    }
     let manifest = manifests.get(point.id);
     if (!manifest) manifests.set(point.id, (manifest = await repository.readManifest(point.id)));
     const vm = backedUpVm(manifest);
     const disk = manifest.disks.find((d) => d.deviceKey === key) as DiskRecord;
-    found.set(key, {
-      pointId: point.id,
-      baseline: { server: vm.server, vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid }, deviceKey: key, capacityBytes: disk.capacityBytes, changeId: disk.changeId },
-    });
+    found.set(key, { pointId: point.id, server: vm.server, vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid }, deviceKey: key, capacityBytes: disk.capacityBytes, changeId: disk.changeId });
   }
   return found;
 }
 
-export async function backup(options: BackupOptions): Promise<BackupResult> {
-  const started = performance.now();
-  const { session, repository } = options;
-  const log = options.onEvent ?? (() => {});
-  const prepared = await prepareVm(session, options.vm, {
-    log,
-    resetCbtOnResize: options.resetCbtOnResize,
-    // Read without the restore point's lock: only capacities are compared here; the baselines
-    // used for the copy are read again under the lock below.
-    baselines: async (found) => {
-      const id = backupVmId(session.server, { moref: found.moref.value, instanceUuid: found.instanceUuid ?? null });
-      const keys = selectDisks(found, options.diskKeys).map((d) => d.key);
-      const baselines = await findBaselines(repository, id, keys);
-      return new Map(keys.map((key) => [key, baselines.get(key)?.baseline]));
-    },
-  });
-  const { vm } = prepared;
-  const selected = selectDisks(vm, options.diskKeys);
-  const identity = { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null };
-  const backedUp: BackedUpVm = { id: backupVmId(session.server, identity), name: vm.name, ...identity, server: session.server };
-
-  const datacenter = (await datacenterOf(session, vm.moref)).name;
-  const point = await withSnapshot(session, vm, { purpose: 'backup', quiesce: options.quiesce }, async (snapshot) => {
-    const info = (await listSnapshots(session, vm)).find((s) => s.moref.value === snapshot.value);
-    const snapshotRecord: BackupSnapshot = { moref: snapshot.value, name: info?.name ?? '', createTime: info?.createTime ?? '', quiesced: info?.quiesced ?? false };
-    log(`snapshot ${snapshot.value} "${snapshotRecord.name}" taken of VM "${vm.name}"`);
-    const snapshotDisks = await readSnapshotDisks(session, vm, snapshot);
-    const vmConfig: VmConfigSummary = {
-      powerState: vm.powerState,
-      cbtEnabled: vm.cbtEnabled,
-      disks: snapshotDisks.map((d) => ({
-        key: d.key,
-        label: d.label,
-        capacityBytes: d.capacityBytes,
-        fileName: d.fileName,
-        backingType: d.backingType,
-        backingChain: d.backingChain,
-        controllerKey: d.controllerKey,
-        unitNumber: d.unitNumber,
-        changeId: d.changeId ?? null,
-      })),
-    };
-    const writer = await repository.beginRestorePoint({ vm: { ...backedUp }, source: { server: session.server, datacenter }, snapshot: snapshotRecord, vmConfig });
-    try {
-      // Under the restore point's shared lock: prune cannot delete a baseline while we use it.
-      const baselines = await findBaselines(repository, backedUp.id, selected.map((d) => d.key));
-      const disks: DiskBackupResult[] = [];
-      for (const wanted of selected) {
-        const disk = snapshotDisks.find((d) => d.key === wanted.key);
-        if (!disk) throw new BackupError('BACKUP_NO_SUCH_DISK', `snapshot ${snapshot.value} of VM "${vm.name}" has no disk ${wanted.key}`, { vm: vm.name, diskKey: wanted.key });
-        disks.push(await backupDisk(options, { vm, snapshot, disk, datacenter, writer, previous: baselines.get(disk.key) }));
-      }
-      const pointId = await writer.commit();
-      log(`restore point ${pointId} committed`);
-      return { pointId, snapshot: snapshotRecord, disks };
-    } catch (error) {
-      await writer.abort();
-      throw error;
-    }
-  });
+function vmConfigOf(vm: VmInfo, disks: readonly VirtualDiskInfo[]): VmConfigSummary {
   return {
-    pointId: point.pointId,
-    repository: repository.path,
-    vm: backedUp,
-    snapshot: point.snapshot,
-    leftoverSnapshotsRemoved: prepared.leftoverSnapshotsRemoved,
-    cbtResetReason: prepared.cbtResetReason ?? null,
-    disks: point.disks,
-    bytesRead: point.disks.reduce((sum, d) => sum + d.bytesRead, 0),
-    bytesStored: point.disks.reduce((sum, d) => sum + d.bytesStored, 0),
-    elapsedMs: performance.now() - started,
+    powerState: vm.powerState,
+    cbtEnabled: vm.cbtEnabled,
+    disks: disks.map((d) => ({
+      key: d.key,
+      label: d.label,
+      capacityBytes: d.capacityBytes,
+      fileName: d.fileName,
+      backingType: d.backingType,
+      backingChain: d.backingChain,
+      controllerKey: d.controllerKey,
+      unitNumber: d.unitNumber,
+      changeId: d.changeId ?? null,
+    })),
   };
 }
 
-interface DiskJob {
-  vm: VmInfo;
-  snapshot: MoRef;
-  disk: VirtualDiskInfo;
-  datacenter: string;
-  writer: RestorePointWriter;
-  previous: { pointId: string; baseline: CopyBaseline } | undefined;
-}
+class BackupSink implements SnapshotJobSink<PointBaseline, DiskBackupResult> {
+  readonly purpose = 'backup';
+  readonly words = { baseline: 'the previous restore point', none: 'no earlier restore point of this VM holds this disk (first backup)' };
+  readonly #options: BackupOptions;
+  #lock: RepositoryLock | undefined;
+  #writer: RestorePointWriter | undefined;
+  backedUp: BackedUpVm | undefined;
+  pointId = '';
 
-async function backupDisk(options: BackupOptions, job: DiskJob): Promise<DiskBackupResult> {
-  const { session, signal } = options;
-  const { vm, snapshot, disk, previous } = job;
-  const log = options.onEvent ?? (() => {});
-  const what = `VM "${vm.name}" disk ${disk.key}`;
-  const changeId = requireChangeId(vm, snapshot, disk);
-  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId };
-  const plan = planCopy(previous?.baseline, now, options.forceFull ?? false, {
-    baseline: `restore point ${previous?.pointId ?? ''}`,
-    none: 'no earlier restore point of this VM holds this disk (first backup)',
-  });
-  const query = { vm, snapshot, deviceKey: disk.key, capacityBytes: disk.capacityBytes, signal };
-  const chosen = await areasToCopy(session, query, plan, changeId);
-  try {
-    return await writeDiskFrom(options, job, changeId, chosen);
-  } catch (error) {
-    // The previous restore point's data for this disk is unreadable: never build on it.
-    const damaged = error instanceof RepositoryError && (error.code === 'REPO_MISSING' || error.code === 'REPO_CORRUPT');
-    if (chosen.mode !== 'incremental' || !damaged) throw error;
-    const reason = `restore point ${previous?.pointId} is damaged (${error.message}); reading everything`;
-    log(`${what}: ${reason}`);
-    return writeDiskFrom(options, job, changeId, await areasToCopy(session, query, { mode: 'full', reason }, changeId));
+  constructor(options: BackupOptions) {
+    this.#options = options;
   }
-}
 
-async function writeDiskFrom(options: BackupOptions, job: DiskJob, changeId: string, chosen: AreasToCopy): Promise<DiskBackupResult> {
-  const { session, signal } = options;
-  const { vm, snapshot, disk, previous } = job;
-  const { mode, reason, areas } = chosen;
-  const log = options.onEvent ?? (() => {});
-  const areaBytes = totalBytes(areas);
-  log(`VM "${vm.name}" disk ${disk.key}: ${mode} (${reason}); ${areas.length} areas, ${areaBytes} bytes to read`);
+  async prepare(vm: VmInfo): Promise<Map<number, PointBaseline | undefined>> {
+    const { session, repository } = this.#options;
+    const keys = selectDisks(vm, this.#options.diskKeys).map((d) => d.key);
+    const identity = { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null };
+    this.backedUp = { id: backupVmId(session.server, identity), name: vm.name, ...identity, server: session.server };
+    // No VM name in the purpose: lock files are plain text even in an encrypted repository.
+    this.#lock = await repository.lock('shared', 'backup');
+    return findBaselines(repository, this.backedUp.id, keys);
+  }
 
-  const source = await openSnapshotDisk({ session, vm, snapshot, disk, datacenter: job.datacenter, signal }, options.transport);
-  let record: DiskRecord;
-  try {
-    let doneBytes = 0;
-    const reader = {
-      read: async (offsetBytes: number, target: Uint8Array) => {
-        await source.read(offsetBytes, target, signal);
-        options.onProgress?.(disk.key, (doneBytes += target.length), areaBytes);
-      },
+  async begin(taken: SnapshotTaken): Promise<void> {
+    const { session, repository } = this.#options;
+    this.#writer = await repository.beginRestorePoint({
+      vm: { ...(this.backedUp as BackedUpVm) },
+      source: { server: session.server, datacenter: taken.datacenter },
+      snapshot: taken.snapshotInfo,
+      vmConfig: vmConfigOf(taken.vm, taken.disks),
+    });
+  }
+
+  async copyDisk(work: DiskToCopy<PointBaseline>): Promise<DiskBackupResult> {
+    const { disk, copy, baseline, signal } = work;
+    const writer = this.#writer as RestorePointWriter;
+    const source = await work.openSource();
+    let record: DiskRecord;
+    try {
+      let doneBytes = 0;
+      const reader = {
+        read: async (offsetBytes: number, target: Uint8Array) => {
+          await source.read(offsetBytes, target, signal);
+          work.progress((doneBytes += target.length));
+        },
+      };
+      const common = { deviceKey: disk.key, label: disk.label, capacityBytes: disk.capacityBytes, changeId: work.changeId, reader, signal };
+      if (copy.mode === 'incremental' && baseline) {
+        try {
+          record = await writer.writeDisk({ ...common, previous: { pointId: baseline.pointId, deviceKey: disk.key }, changedAreas: copy.areas });
+        } catch (error) {
+          const damaged = error instanceof RepositoryError && (error.code === 'REPO_MISSING' || error.code === 'REPO_CORRUPT');
+          if (!damaged) throw error;
+          throw new BaselineDamagedError(`restore point ${baseline.pointId} is damaged (${error.message})`, { pointId: baseline.pointId, diskKey: disk.key }, error);
+        }
+      } else {
+        record = await writer.writeDisk({ ...common, allocatedAreas: copy.areas });
+      }
+    } finally {
+      await source.close();
+    }
+    return {
+      deviceKey: disk.key,
+      label: disk.label,
+      capacityBytes: disk.capacityBytes,
+      mode: copy.mode,
+      reasonCode: copy.reasonCode,
+      reason: copy.reason,
+      basedOn: record.basedOn?.pointId ?? null,
+      areas: copy.areas.length,
+      areaBytes: work.areaBytes,
+      changeId: work.changeId,
+      ...record.stats,
     };
-    const common = { deviceKey: disk.key, label: disk.label, capacityBytes: disk.capacityBytes, changeId, reader, signal };
-    record = mode === 'incremental' && previous
-      ? await job.writer.writeDisk({ ...common, previous: { pointId: previous.pointId, deviceKey: disk.key }, changedAreas: areas })
-      : await job.writer.writeDisk({ ...common, allocatedAreas: areas });
-  } finally {
-    await source.close();
   }
+
+  async commit(): Promise<void> {
+    this.pointId = await (this.#writer as RestorePointWriter).commit();
+    this.#options.onEvent?.(`restore point ${this.pointId} committed`);
+  }
+
+  async abort(): Promise<void> {
+    await this.#writer?.abort();
+  }
+
+  async release(): Promise<void> {
+    await this.#lock?.release();
+  }
+}
+
+export async function backup(options: BackupOptions): Promise<BackupResult> {
+  const sink = new BackupSink(options);
+  const result = await runSnapshotJob(options, sink);
   return {
-    deviceKey: disk.key,
-    label: disk.label,
-    capacityBytes: disk.capacityBytes,
-    mode,
-    reason,
-    basedOn: record.basedOn?.pointId ?? null,
-    areas: areas.length,
-    areaBytes,
-    changeId,
-    ...record.stats,
+    pointId: sink.pointId,
+    repository: options.repository.path,
+    vm: sink.backedUp as BackedUpVm,
+    snapshot: result.snapshot,
+    leftoverSnapshotsRemoved: result.leftoverSnapshotsRemoved,
+    cbtResetReason: result.cbtResetReason,
+    disks: result.disks,
+    bytesRead: result.disks.reduce((sum, d) => sum + d.bytesRead, 0),
+    bytesStored: result.disks.reduce((sum, d) => sum + d.bytesStored, 0),
+    elapsedMs: result.elapsedMs,
   };
 }

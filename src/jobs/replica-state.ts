@@ -19,16 +19,12 @@ import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { VcbtError } from '../errors.ts';
 import { isNbdUri } from '../nbd/uri.ts';
+import type { BaselineWords, CopyBaseline } from './copy-plan.ts';
 
-export interface ReplicaState {
+export interface ReplicaState extends CopyBaseline {
   format: 'vcbt-replica';
   version: 1;
   target: string;
-  server: string;
-  vm: { name: string; moref: string; instanceUuid: string | null };
-  deviceKey: number;
-  capacityBytes: number;
-  changeId: string | null;
   snapshotCreatedAt: string | null;
   completedAt: string | null;
   inProgress: { startedAt: string; mode: 'full' | 'incremental' } | null;
@@ -83,53 +79,5 @@ export async function saveReplicaState(path: string, state: ReplicaState): Promi
   }
 }
 
-export interface DiskNow {
-  server: string;
-  vm: { moref: string; instanceUuid: string | null };
-  deviceKey: number;
-  capacityBytes: number;
-  changeId: string | undefined;
-}
-
-export type CopyPlan = { mode: 'full'; reason: string } | { mode: 'incremental'; sinceChangeId: string };
-
-/**
- * What the last copy of a disk recorded: a replica state, or a disk of a restore point
- * (src/jobs/backup.ts). `inProgress` set means that copy never finished.
- */
-export type CopyBaseline = Pick<ReplicaState, 'server' | 'vm' | 'deviceKey' | 'capacityBytes' | 'changeId'> & { inProgress?: ReplicaState['inProgress'] };
-
-/** How the reasons name the baseline: replication's defaults, or the backup's words. */
-export interface BaselineWords {
-  /** Names the baseline in a sentence, e.g. "the target", "restore point 2026...". */
-  baseline: string;
-  /** The reason when there is no baseline at all. */
-  none: string;
-}
-
-const replicaWords: BaselineWords = { baseline: 'the target', none: 'the target has no replica state (first replication)' };
-
-/** Whether a baseline was recorded for the same VM (instance UUID when both know it, else moref on the same server). */
-export function isSameVm(state: Pick<CopyBaseline, 'server' | 'vm'>, now: Pick<DiskNow, 'server' | 'vm'>): boolean {
-  return now.vm.instanceUuid && state.vm.instanceUuid ? now.vm.instanceUuid === state.vm.instanceUuid : now.vm.moref === state.vm.moref && now.server === state.server;
-}
-
-/** The same VM's same disk, with another capacity: CBT data across the resize is untrustworthy. */
-export function diskResized(state: CopyBaseline | undefined, now: DiskNow): boolean {
-  return state !== undefined && isSameVm(state, now) && state.deviceKey === now.deviceKey && state.capacityBytes !== now.capacityBytes;
-}
-
-/** Full or incremental, and why. The ChangeId epoch check happens in the query itself. */
-export function planCopy(state: CopyBaseline | undefined, now: DiskNow, forceFull: boolean, words: BaselineWords = replicaWords): CopyPlan {
-  if (forceFull) return { mode: 'full', reason: 'a full copy was asked for (--full)' };
-  if (!state) return { mode: 'full', reason: words.none };
-  if (!isSameVm(state, now)) return { mode: 'full', reason: `${words.baseline} holds a copy of another VM (${state.vm.name}, ${state.vm.moref})` };
-  if (state.deviceKey !== now.deviceKey) return { mode: 'full', reason: `${words.baseline} holds disk ${state.deviceKey}, not disk ${now.deviceKey}` };
-  if (state.capacityBytes !== now.capacityBytes) {
-    return { mode: 'full', reason: `the disk's capacity changed from ${state.capacityBytes} to ${now.capacityBytes} bytes (changed-block data from before a resize cannot be trusted, KB 2090639)` };
-  }
-  if (!state.changeId) {
-    return { mode: 'full', reason: state.inProgress ? 'the previous full copy was interrupted' : `${words.baseline} records no ChangeId` };
-  }
-  return { mode: 'incremental', sinceChangeId: state.changeId };
-}
+/** How replication's plan reasons name the baseline. */
+export const replicaWords: BaselineWords = { baseline: 'the target', none: 'the target has no replica state (first replication)' };

@@ -1,30 +1,26 @@
-// The replicate job: the seed's whole flow as one command. For one VM:
-//   1. remove snapshots a crashed vcbt run left behind;
-//   2. take a snapshot (always removed again: on success, error or Ctrl-C);
-//   3. per disk, read the target's replica state and decide full or incremental
-//      (replica-state.ts: other VM, other disk, capacity change, no state => full);
-//      incremental = QueryChangedDiskAreas since the recorded ChangeId; a ChangeId the
-//      server refuses (CBT reset, voided epoch) falls back to a full copy, and says so;
-//      full = the allocated areas ("*"), with the rest of the target zeroed;
-//   4. copy those areas from the disk at the snapshot (chosen transport) to the target;
-//   5. record the snapshot disk's ChangeId as the target's new state, atomically.
+// The replicate job: the seed's whole flow as one command, as a sink of the snapshot-job
+// runner (snapshot-job.ts owns the flow: claim, snapshot, plan, areas, always remove).
+//
+// - prepare (before the snapshot): the target of each disk; each target's replica state
+//   (replica-state.ts) read once, the baseline of its disk; every target checked (an existing
+//   one must have exactly the disk's size, a new file's directory must be writable).
+// - per disk: record "copy in progress" (keeping the last ChangeId the target fully matches),
+//   then for a full copy zero what is not allocated, copy the areas from the disk at the
+//   snapshot onto the target, confirm the snapshot is still intact, and only then record the
+//   snapshot disk's ChangeId as the target's new state, atomically.
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { VcbtError } from '../errors.ts';
-import { extent, subtract, totalBytes } from '../extents/extent.ts';
+import { extent, subtract } from '../extents/extent.ts';
+import { isNbdUri } from '../nbd/uri.ts';
 import type { Disk } from '../transport/disk.ts';
 import { openDisk } from '../transport/open-disk.ts';
-import {
-  datacenterOf,
-  readSnapshotDisks,
-  withSnapshot,
-  type MoRef,
-  type VirtualDiskInfo,
-  type VmInfo,
-} from '../vsphere/vsphere.ts';
-import { areasToCopy } from './areas-to-copy.ts';
+import type { VirtualDiskInfo, VmInfo } from '../vsphere/vsphere.ts';
+import type { CopyReasonCode } from './copy-reason.ts';
 import { copyAreas } from './copy-areas.ts';
-import { loadReplicaState, planCopy, replicaStatePath, saveReplicaState, type ReplicaState } from './replica-state.ts';
-import { prepareVm, requireChangeId, type SnapshotJobOptions } from './prepare-vm.ts';
-import { openSnapshotDisk } from './snapshot-source.ts';
+import { loadReplicaState, replicaStatePath, replicaWords, saveReplicaState, type ReplicaState } from './replica-state.ts';
+import { runSnapshotJob, selectDisks, vmRef, type DiskToCopy, type SnapshotJobOptions, type SnapshotJobSink } from './snapshot-job.ts';
 
 export class ReplicateError extends VcbtError {}
 
@@ -42,6 +38,7 @@ export interface DiskReplicaResult {
   target: string;
   statePath: string;
   mode: 'full' | 'incremental';
+  reasonCode: CopyReasonCode;
   reason: string;
   capacityBytes: number;
   areas: number;
@@ -62,17 +59,8 @@ export interface ReplicateResult {
   elapsedMs: number;
 }
 
-function resolveTargets(options: ReplicateOptions, disks: readonly VirtualDiskInfo[], vm: VmInfo): Map<number, string> {
-  const targets = typeof options.targets === 'function' ? options.targets(disks, vm) : options.targets;
-  for (const key of targets.keys()) {
-    if (!disks.some((d) => d.key === key)) {
-      const keys = disks.map((d) => `${d.key} (${d.label})`).join(', ');
-      throw new ReplicateError('REPLICATE_NO_SUCH_DISK', `VM "${vm.name}" has no disk ${key}; its disks: ${keys}`, { vm: vm.name, diskKey: key });
-    }
-  }
-  if (targets.size === 0) throw new ReplicateError('REPLICATE_NO_TARGETS', `nothing to replicate for VM "${vm.name}": no disk has a target`, { vm: vm.name });
-  return new Map(targets);
-}
+/** A target's replica state, with where the target and its state live. */
+type TargetBaseline = ReplicaState & { targetPath: string; statePath: string };
 
 async function openTarget(target: string, capacityBytes: number, signal?: AbortSignal): Promise<Disk> {
   const disk = await openDisk(target, { writable: true, create: true, sizeBytes: capacityBytes, signal });
@@ -83,127 +71,126 @@ async function openTarget(target: string, capacityBytes: number, signal?: AbortS
   return disk;
 }
 
-export async function replicate(options: ReplicateOptions): Promise<ReplicateResult> {
-  const started = performance.now();
-  const { session } = options;
-  const log = options.onEvent ?? (() => {});
-  // Each target's state is read once: before the snapshot (did a disk grow?) and for its copy.
-  const states = new Map<string, Promise<ReplicaState | undefined>>();
-  const stateOf = (target: string): Promise<ReplicaState | undefined> => {
-    let state = states.get(target);
-    if (!state) states.set(target, (state = loadReplicaState(replicaStatePath(target, options.env, options.stateDir))));
-    return state;
-  };
-  const prepared = await prepareVm(session, options.vm, {
-    log,
-    resetCbtOnResize: options.resetCbtOnResize,
-    baselines: async (found) => {
-      const baselines = new Map<number, ReplicaState | undefined>();
-      for (const [key, target] of resolveTargets(options, found.disks, found)) baselines.set(key, await stateOf(target));
-      return baselines;
-    },
-  });
-  const { vm } = prepared;
-  const targets = resolveTargets(options, vm.disks, vm);
-
-  const datacenter = (await datacenterOf(session, vm.moref)).name;
-  let snapshotRef: MoRef | undefined;
-  const disks = await withSnapshot(session, vm, { purpose: 'replicate', quiesce: options.quiesce }, async (snapshot) => {
-    snapshotRef = snapshot;
-    log(`snapshot ${snapshot.value} taken of VM "${vm.name}"`);
-    const snapshotDisks = await readSnapshotDisks(session, vm, snapshot);
-    const results: DiskReplicaResult[] = [];
-    for (const [deviceKey, target] of targets) {
-      const disk = snapshotDisks.find((d) => d.key === deviceKey);
-      if (!disk) throw new ReplicateError('REPLICATE_NO_SUCH_DISK', `snapshot ${snapshot.value} of VM "${vm.name}" has no disk ${deviceKey}`, { vm: vm.name, diskKey: deviceKey });
-      results.push(await replicateDisk(options, vm, snapshot, disk, target, datacenter, await stateOf(target)));
+/** Before any snapshot: an existing target (file or NBD) must fit; a new file's directory must take it. */
+async function checkTarget(target: string, capacityBytes: number, signal?: AbortSignal): Promise<void> {
+  if (!isNbdUri(target)) {
+    const existing = await stat(target).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw new ReplicateError('REPLICATE_TARGET', `target ${target} cannot be examined: ${error.message}`, { target }, { cause: error });
+    });
+    if (!existing) {
+      await access(dirname(target), constants.W_OK).catch((error: NodeJS.ErrnoException) => {
+        throw new ReplicateError('REPLICATE_TARGET', `target ${target} cannot be created: its directory is missing or not writable (${error.code})`, { target }, { cause: error });
+      });
+      return;
     }
-    return results;
-  });
-  return {
-    vm: { name: vm.name, moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null },
-    server: session.server,
-    snapshot: snapshotRef?.value ?? '',
-    leftoverSnapshotsRemoved: prepared.leftoverSnapshotsRemoved,
-    cbtResetReason: prepared.cbtResetReason ?? null,
-    disks,
-    elapsedMs: performance.now() - started,
-  };
+  }
+  await (await openTarget(target, capacityBytes, signal)).close();
 }
 
-async function replicateDisk(options: ReplicateOptions, vm: VmInfo, snapshot: MoRef, disk: VirtualDiskInfo, target: string, datacenter: string, state: ReplicaState | undefined): Promise<DiskReplicaResult> {
-  const { session, signal } = options;
-  const log = options.onEvent ?? (() => {});
-  const what = `VM "${vm.name}" disk ${disk.key}`;
-  const changeId = requireChangeId(vm, snapshot, disk);
-  const statePath = replicaStatePath(target, options.env, options.stateDir);
-  const now = { server: session.server, vm: { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null }, deviceKey: disk.key, capacityBytes: disk.capacityBytes, changeId };
-  const plan = planCopy(state, now, options.forceFull ?? false);
-  const query = { vm, snapshot, deviceKey: disk.key, capacityBytes: disk.capacityBytes, signal };
+class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult> {
+  readonly purpose = 'replicate';
+  readonly words = replicaWords;
+  readonly #options: ReplicateOptions;
+  /** Per device key: target and state path (the state itself is the baseline, if any). */
+  readonly #targets = new Map<number, { target: string; statePath: string; state: ReplicaState | undefined }>();
 
-  const { mode, reason, areas } = await areasToCopy(session, query, plan, changeId);
-  log(`${what} -> ${target}: ${mode} (${reason}); ${areas.length} areas, ${totalBytes(areas)} bytes`);
-
-  const base: Omit<ReplicaState, 'changeId' | 'completedAt' | 'inProgress' | 'snapshotCreatedAt'> = {
-    format: 'vcbt-replica',
-    version: 1,
-    target,
-    server: session.server,
-    vm: { name: vm.name, moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null },
-    deviceKey: disk.key,
-    capacityBytes: disk.capacityBytes,
-  };
-  const startedAt = new Date().toISOString();
-  await saveReplicaState(statePath, {
-    ...base,
-    changeId: mode === 'incremental' && state ? state.changeId : null,
-    snapshotCreatedAt: mode === 'incremental' && state ? state.snapshotCreatedAt : null,
-    completedAt: mode === 'incremental' && state ? state.completedAt : null,
-    inProgress: { startedAt, mode },
-  });
-
-  const source = await openSnapshotDisk({ session, vm, snapshot, disk, datacenter, signal }, {
-    ...options.transport,
-    onReconnect: (cause, attempt) => log(`${what}: source connection lost (${cause instanceof Error ? cause.message : String(cause)}); reconnecting, attempt ${attempt}`),
-  });
-  let copied;
-  let bytesZeroed = 0;
-  try {
-    const targetDisk = await openTarget(target, disk.capacityBytes, signal);
-    try {
-      if (mode === 'full') {
-        // Unallocated areas must read as zero on the target too, whatever it held before.
-        for (const hole of subtract([extent(0, disk.capacityBytes)], areas)) {
-          await targetDisk.writeZeroes(hole.offsetBytes, hole.lengthBytes, signal);
-          bytesZeroed += hole.lengthBytes;
-        }
-      }
-      let done = 0;
-      const total = totalBytes(areas);
-      copied = await copyAreas(source, targetDisk, areas, {
-        maxInFlight: options.maxInFlight,
-        signal,
-        onProgress: (bytes) => options.onProgress?.(disk.key, (done += bytes), total),
-      });
-    } finally {
-      await targetDisk.close();
-    }
-  } finally {
-    await source.close();
+  constructor(options: ReplicateOptions) {
+    this.#options = options;
   }
-  await saveReplicaState(statePath, { ...base, changeId, snapshotCreatedAt: startedAt, completedAt: new Date().toISOString(), inProgress: null });
+
+  async prepare(vm: VmInfo): Promise<Map<number, TargetBaseline | undefined>> {
+    const options = this.#options;
+    const targets = typeof options.targets === 'function' ? options.targets(vm.disks, vm) : options.targets;
+    if (targets.size === 0) throw new ReplicateError('REPLICATE_NO_TARGETS', `nothing to replicate for VM "${vm.name}": no disk has a target`, { vm: vm.name });
+    const disks = selectDisks(vm, [...targets.keys()]);
+    const baselines = new Map<number, TargetBaseline | undefined>();
+    for (const disk of disks) {
+      const target = targets.get(disk.key) as string;
+      const statePath = replicaStatePath(target, options.env, options.stateDir);
+      const state = await loadReplicaState(statePath);
+      await checkTarget(target, disk.capacityBytes, options.signal);
+      this.#targets.set(disk.key, { target, statePath, state });
+      baselines.set(disk.key, state && { ...state, targetPath: target, statePath });
+    }
+    return baselines;
+  }
+
+  async copyDisk(work: DiskToCopy<TargetBaseline>): Promise<DiskReplicaResult> {
+    const { session, maxInFlight } = this.#options;
+    const { disk, copy, signal } = work;
+    const { target, statePath, state } = this.#targets.get(disk.key) as { target: string; statePath: string; state: ReplicaState | undefined };
+    const base: Omit<ReplicaState, 'changeId' | 'completedAt' | 'inProgress' | 'snapshotCreatedAt'> = {
+      format: 'vcbt-replica',
+      version: 1,
+      target,
+      server: session.server,
+      vm: vmRef(work.taken.vm),
+      deviceKey: disk.key,
+      capacityBytes: disk.capacityBytes,
+    };
+    // While copying, the state keeps the last ChangeId the target fully matches (see replica-state.ts).
+    const keep = copy.mode === 'incremental' && state;
+    const startedAt = new Date().toISOString();
+    await saveReplicaState(statePath, {
+      ...base,
+      changeId: keep ? state.changeId : null,
+      snapshotCreatedAt: keep ? state.snapshotCreatedAt : null,
+      completedAt: keep ? state.completedAt : null,
+      inProgress: { startedAt, mode: copy.mode },
+    });
+
+    let bytesCopied = 0;
+    let bytesZeroed = 0;
+    const source = await work.openSource();
+    try {
+      const targetDisk = await openTarget(target, disk.capacityBytes, signal);
+      try {
+        if (copy.mode === 'full') {
+          // Unallocated areas must read as zero on the target too, whatever it held before.
+          for (const hole of subtract([extent(0, disk.capacityBytes)], copy.areas)) {
+            await targetDisk.writeZeroes(hole.offsetBytes, hole.lengthBytes, signal);
+            bytesZeroed += hole.lengthBytes;
+          }
+        }
+        let done = 0;
+        const copied = await copyAreas(source, targetDisk, copy.areas, { maxInFlight, signal, onProgress: (bytes) => work.progress((done += bytes)) });
+        bytesCopied = copied.bytesCopied;
+      } finally {
+        await targetDisk.close();
+      }
+    } finally {
+      await source.close();
+    }
+    await work.confirmSnapshotIntact();
+    await saveReplicaState(statePath, { ...base, changeId: work.changeId, snapshotCreatedAt: work.taken.snapshotInfo.createTime || startedAt, completedAt: new Date().toISOString(), inProgress: null });
+    return {
+      deviceKey: disk.key,
+      label: disk.label,
+      target,
+      statePath,
+      mode: copy.mode,
+      reasonCode: copy.reasonCode,
+      reason: copy.reason,
+      capacityBytes: disk.capacityBytes,
+      areas: copy.areas.length,
+      areaBytes: work.areaBytes,
+      bytesCopied,
+      bytesZeroed,
+      changeId: work.changeId,
+    };
+  }
+}
+
+export async function replicate(options: ReplicateOptions): Promise<ReplicateResult> {
+  const result = await runSnapshotJob(options, new ReplicateSink(options));
   return {
-    deviceKey: disk.key,
-    label: disk.label,
-    target,
-    statePath,
-    mode,
-    reason,
-    capacityBytes: disk.capacityBytes,
-    areas: areas.length,
-    areaBytes: totalBytes(areas),
-    bytesCopied: copied.bytesCopied,
-    bytesZeroed,
-    changeId: changeId,
+    vm: result.vm,
+    server: result.server,
+    snapshot: result.snapshot.moref,
+    leftoverSnapshotsRemoved: result.leftoverSnapshotsRemoved,
+    cbtResetReason: result.cbtResetReason,
+    disks: result.disks,
+    elapsedMs: result.elapsedMs,
   };
 }

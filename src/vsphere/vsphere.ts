@@ -51,10 +51,15 @@ export {
   findLeftoverSnapshots,
   withSnapshot,
   isOurs,
+  renameSnapshot,
+  serverTime,
+  snapshotDescription,
+  parseSnapshotOwner,
   SNAPSHOT_NAME_PREFIX,
   SNAPSHOT_MARKER,
   type SnapshotInfo,
   type CreateSnapshotOptions,
+  type SnapshotOwner,
 } from './snapshots.ts';
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';
 export { queryChangedAreas, changeIdEpoch, ALLOCATED_AREAS, type ChangedAreasQuery } from './changed-areas.ts';

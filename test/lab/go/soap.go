@@ -23,7 +23,7 @@ import (
 var interceptedMethods = []string{
 	"QueryChangedDiskAreas", "CreateSnapshot_Task", "RemoveSnapshot_Task", "RemoveAllSnapshots_Task",
 	"RevertToSnapshot_Task", "RevertToCurrentSnapshot_Task", "ReconfigVM_Task", "ConsolidateVMDisks_Task",
-	"PowerOnVM_Task", "PowerOffVM_Task",
+	"PowerOnVM_Task", "PowerOffVM_Task", "RenameSnapshot",
 }
 
 func (l *lab) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +87,10 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 	defer l.mu.Unlock()
 	if name == "QueryChangedDiskAreas" {
 		l.serveQuery(w, r, body, method.Body.(*types.QueryChangedDiskAreas))
+		return
+	}
+	if name == "RenameSnapshot" {
+		l.serveRenameSnapshot(w, r, method.Body.(*types.RenameSnapshot))
 		return
 	}
 	if name == "ConsolidateVMDisks_Task" {
