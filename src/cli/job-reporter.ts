@@ -1,5 +1,6 @@
 // How a long job talks to the terminal: event lines on stderr and one progress bar per disk
-// (src/cli/progress.ts); with --json both stay silent so stdout carries only the result.
+// (src/cli/progress.ts); with --json the bars stay silent (stdout carries only the result) and
+// event lines still go to stderr, so a script keeps the log of what happened.
 import type { CommandIo } from './command.ts';
 import { createProgress, type Progress } from './progress.ts';
 
@@ -14,7 +15,7 @@ export function jobReporter(io: CommandIo, json: boolean): JobReporter {
   const bars = new Map<number, Progress>();
   return {
     onEvent: (line) => {
-      if (!json) io.stderr.write(`${line}\n`);
+      io.stderr.write(`${line}\n`);
     },
     onProgress: (deviceKey, doneBytes, totalBytes) => {
       let bar = bars.get(deviceKey);

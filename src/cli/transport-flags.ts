@@ -22,24 +22,27 @@ export const transportUsage = `reading the source disk at the snapshot:
   --transport vddk       --vddk-libdir DIR (VMware VDDK) and nbdkit's vddk plugin
                          [--vddk-transports nbd:nbdssl:hotadd:san] [--nbdkit PATH]
   --transport file       --datastore-dir NAME=PATH where the datastore is mounted here
-  --io-timeout SECONDS   a network read with no progress for this long fails and is
-                         retried/resumed (default ${DEFAULT_IO_TIMEOUT_MS / 1000})`;
+  --io-timeout DURATION  a network read with no progress for this long fails and is
+                         retried/resumed (default ${DEFAULT_IO_TIMEOUT_MS / 1000}s)`;
 
 export const snapshotJobFlags = {
   full: { type: 'boolean', default: false },
   'no-cbt-reset': { type: 'boolean', default: false },
   quiesce: { type: 'boolean', default: false },
+  'wait-busy': { type: 'string', default: '0' },
   json: { type: 'boolean', default: false },
 } as const;
 
 export const snapshotJobUsage = `  --no-cbt-reset         when a disk grew since its last copy, do not reset CBT first
                          (default: reset it, KB 2090639; every disk is then copied in full)
   --quiesce              quiesced snapshot (needs VMware Tools)
+  --wait-busy DURATION   when another vcbt run (any host) works on the VM, wait up to this
+                         long (e.g. 10m) before failing with VM_BUSY (default 0: fail at once)
   --json                 machine-readable summary on stdout`;
 
 /** The snapshot-job switches as job options. */
-export function snapshotJobOptions(values: { full: boolean; 'no-cbt-reset': boolean; quiesce: boolean }): { forceFull: boolean; resetCbtOnResize: boolean; quiesce: boolean } {
-  return { forceFull: values.full, resetCbtOnResize: !values['no-cbt-reset'], quiesce: values.quiesce };
+export function snapshotJobOptions(values: { full: boolean; 'no-cbt-reset': boolean; quiesce: boolean; 'wait-busy': string }): { forceFull: boolean; resetCbtOnResize: boolean; quiesce: boolean; waitBusyMs: number } {
+  return { forceFull: values.full, resetCbtOnResize: !values['no-cbt-reset'], quiesce: values.quiesce, waitBusyMs: parseDurationMs(values['wait-busy'], '--wait-busy', { allowZero: true }) };
 }
 
 export interface TransportValues extends ConnectionValues {
@@ -61,11 +64,20 @@ export function parsePairs(items: readonly string[] | undefined, flag: string): 
   });
 }
 
+const durationUnitsMs: Record<string, number> = { '': 1000, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A duration flag: `90` or `90s` (seconds), `10m`, `1.5h`; at most a day. */
+export function parseDurationMs(value: string, flag: string, options: { allowZero?: boolean } = {}): number {
+  const match = /^(\d+(?:\.\d+)?)(s|m|h|)$/.exec(value.trim());
+  const ms = match ? Math.round(Number(match[1]) * (durationUnitsMs[match[2]] as number)) : NaN;
+  if (!match || ms > 86_400_000 || (ms === 0 && !options.allowZero)) {
+    throw new UsageError(`${flag} wants a duration such as 90, 90s, 10m or 1h (at most 24h${options.allowZero ? '' : ', more than 0'}), got "${value}"`);
+  }
+  return ms;
+}
+
 function parseIoTimeout(value: string | undefined): number {
-  if (value === undefined) return DEFAULT_IO_TIMEOUT_MS;
-  const seconds = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || !(seconds > 0) || seconds > 86_400) throw new UsageError(`--io-timeout wants seconds between 0 and 86400, got "${value}"`);
-  return Math.round(seconds * 1000);
+  return value === undefined ? DEFAULT_IO_TIMEOUT_MS : parseDurationMs(value, '--io-timeout');
 }
 
 /** The transport flags as TransportOptions; vddk gets the vSphere user and password. */

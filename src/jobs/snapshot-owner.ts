@@ -195,6 +195,7 @@ export async function withOwnedSnapshot<T>(session: VsphereSession, vm: VmIdenti
       vm: vm.name,
       snapshot: mine.moref.value,
     });
+  const isLost = (error: unknown) => error instanceof SnapshotOwnerError && error.code === 'SNAPSHOT_LOST';
   const confirmIntact = async () => {
     const now = (await listSnapshots(session, vm)).find((s) => s.moref.value === mine.moref.value);
     if (!now || parseSnapshotOwner(now.description)?.run !== owner.run || now.createTime !== mine.createTime) {
@@ -228,6 +229,9 @@ export async function withOwnedSnapshot<T>(session: VsphereSession, vm: VmIdenti
   } catch (error) {
     clearInterval(timer);
     await renewing;
+    // A failure caused by the snapshot vanishing (a removed snapshot's disks, a gone moref)
+    // is reported as what it is.
+    if (!lost.signal.aborted && !isLost(error)) await confirmIntact().catch(() => {});
     const reported = lost.signal.aborted ? lost.signal.reason : error;
     try {
       await removeIfPresent(session, vm, mine.moref);
