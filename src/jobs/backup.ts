@@ -133,7 +133,7 @@ class BackupSink implements SnapshotJobSink<PointBaseline, DiskBackupResult> {
 
   async prepare(vm: VmInfo): Promise<Map<number, PointBaseline | undefined>> {
     const { session, repository } = this.#options;
-    const keys = selectDisks(vm, this.#options.diskKeys).map((d) => d.key);
+    const keys = selectDisks(session, vm, this.#options.diskKeys).map((d) => d.key);
     const identity = { moref: vm.moref.value, instanceUuid: vm.instanceUuid ?? null };
     this.backedUp = { id: backupVmId(session.server, identity), name: vm.name, ...identity, server: session.server };
     // No VM name in the purpose: lock files are plain text even in an encrypted repository.

@@ -103,7 +103,7 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
     const options = this.#options;
     const targets = typeof options.targets === 'function' ? options.targets(vm.disks, vm) : options.targets;
     if (targets.size === 0) throw new ReplicateError('REPLICATE_NO_TARGETS', `nothing to replicate for VM "${vm.name}": no disk has a target`, { vm: vm.name });
-    const disks = selectDisks(vm, [...targets.keys()]);
+    const disks = selectDisks(options.session, vm, [...targets.keys()]);
     const baselines = new Map<number, TargetBaseline | undefined>();
     for (const disk of disks) {
       const target = targets.get(disk.key) as string;

@@ -21,6 +21,7 @@ import { totalBytes } from '../extents/extent.ts';
 import type { DiskReader } from '../transport/disk.ts';
 import {
   datacenterOf,
+  diskByKey,
   findVm,
   readSnapshotDisks,
   resetCbt,
@@ -35,7 +36,7 @@ import { diskResized, planCopy, type BaselineWords, type CopyBaseline, type Disk
 import { withOwnedSnapshot } from './snapshot-owner.ts';
 import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
 
-/** Codes: CBT_NOT_ENABLED, VM_NO_DISKS, VM_NO_SUCH_DISK. */
+/** Codes: CBT_NOT_ENABLED, VM_NO_DISKS, SNAPSHOT_REQUIRED. */
 export class JobError extends VcbtError {}
 
 /** What every snapshot job is asked. */
@@ -126,20 +127,13 @@ export interface SnapshotJobResult<D> {
   elapsedMs: number;
 }
 
-/** The disks a job asked for by device key (all when none named), with clear errors. */
-export function selectDisks(vm: VmInfo, diskKeys: readonly number[] | undefined): VirtualDiskInfo[] {
+/** The disks a job asked for by device key (all when none named); DISK_NOT_FOUND lists the VM's disks. */
+export function selectDisks(session: VsphereSession, vm: VmInfo, diskKeys: readonly number[] | undefined, disks: readonly VirtualDiskInfo[] = vm.disks): VirtualDiskInfo[] {
   if (!diskKeys || diskKeys.length === 0) {
-    if (vm.disks.length === 0) throw new JobError('VM_NO_DISKS', `VM "${vm.name}" has no virtual disks`, { vm: vm.name });
-    return vm.disks;
+    if (disks.length === 0) throw new JobError('VM_NO_DISKS', `VM "${vm.name}" has no virtual disks`, { vm: vm.name });
+    return [...disks];
   }
-  return diskKeys.map((key) => {
-    const disk = vm.disks.find((d) => d.key === key);
-    if (!disk) {
-      const keys = vm.disks.map((d) => `${d.key} (${d.label})`).join(', ');
-      throw new JobError('VM_NO_SUCH_DISK', `VM "${vm.name}" has no disk ${key}; its disks: ${keys}`, { vm: vm.name, diskKey: key });
-    }
-    return disk;
-  });
+  return diskKeys.map((key) => diskByKey(session, vm, disks, key));
 }
 
 export function vmRef(vm: VmInfo): VmRef {
@@ -206,8 +200,7 @@ export async function runSnapshotJob<B extends CopyBaseline, D>(options: Snapsho
         try {
           const disks: D[] = [];
           for (const [key, baseline] of baselines) {
-            const disk = taken.disks.find((d) => d.key === key);
-            if (!disk) throw new JobError('VM_NO_SUCH_DISK', `snapshot ${owned.moref.value} of VM "${vm.name}" has no disk ${key}`, { vm: vm.name, diskKey: key });
+            const [disk] = selectDisks(session, vm, [key], taken.disks);
             disks.push(await copyOneDisk(options, sink, taken, disk, baseline, owned.confirmIntact));
           }
           await owned.confirmIntact();

@@ -245,7 +245,7 @@ test('a failing backup commits nothing and still removes its snapshot', async ()
 
   const unknownDisk = await runCli(['backup', '--vm', vm, '--repo', repo, '--disk', '2042', ...connection.flags], connection.env);
   assert.equal(unknownDisk.code, 1);
-  assert.match(unknownDisk.stderr, /VM_NO_SUCH_DISK: VM "DC0_H0_VM0" has no disk 2042/);
+  assert.match(unknownDisk.stderr, /DISK_NOT_FOUND: no disk with key 2042; disks: 2000/);
 
   // The next run after a failure is a normal incremental.
   const next = await backup();

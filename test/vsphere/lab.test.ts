@@ -142,7 +142,7 @@ test('CBT off: CBT_NOT_ENABLED from `changes`, and `cbt disable`/`enable` switch
   const off = 'DC0_C0_RP0_VM0';
   const result = await runCli(['changes', '--vm', off, '--disk', '2000', '--all', '--take-snapshot', ...flags], env);
   assert.equal(result.code, 1);
-  assert.match(result.stderr, new RegExp(`CBT_NOT_ENABLED: Changed Block Tracking is off on this VM.*VM "${off}"`));
+  assert.match(result.stderr, new RegExp(`CBT_NOT_ENABLED: Changed Block Tracking is off on VM "${off}" .*vcbt cbt enable`));
   assert.deepEqual(await lab.snapshots(off), []);
   const disabled = await runCli(['cbt', 'disable', '--vm', VM, '--json', ...flags], env);
   assert.equal(disabled.code, 0, disabled.stderr);

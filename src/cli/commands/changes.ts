@@ -5,8 +5,8 @@ import { connectionFlags, connectionUsage, withSession } from '../connection.ts'
 import { parsePositiveInteger } from '../flags.ts';
 import { UsageError } from '../../errors.ts';
 import { formatCsv } from '../../extents/csv.ts';
-import { ALLOCATED_AREAS, findVm, moRef, parseVmSelector, withSnapshot } from '../../vsphere/vsphere.ts';
-import { readDiskChanges, type DiskChanges } from '../../vsphere/disk-changes.ts';
+import { ALLOCATED_AREAS, listChanges } from '../../jobs/changes.ts';
+import { parseVmSelector } from '../../vsphere/vsphere.ts';
 
 const usage = `usage: vcbt changes --vm VM --disk KEY (--since CHANGEID | --all)
                     [--snapshot MOREF | --take-snapshot] [--format csv|json]
@@ -50,35 +50,10 @@ export const changesCommand: Command = {
     if (values.format === 'csv' && values['take-snapshot']) throw new UsageError('--take-snapshot prints JSON (areas and the new ChangeIds); drop --format csv');
     if (values.since === '') throw new UsageError('--since is empty');
     const diskKey = parsePositiveInteger(values.disk, '--disk');
-    const changeId = values.since ?? ALLOCATED_AREAS;
-    const selector = parseVmSelector(values.vm);
-
-    const output = await withSession(values, io, async (session) => {
-      const vm = await findVm(session, selector);
-      const query = (snapshot: string | undefined) =>
-        readDiskChanges(session, { vm, diskKey, changeId, snapshot: snapshot ? moRef('VirtualMachineSnapshot', snapshot) : undefined, signal: io.signal });
-      let snapshot = values.snapshot;
-      let changes: DiskChanges;
-      if (values['take-snapshot']) {
-        changes = await withSnapshot(session, vm, { purpose: 'changes' }, (created) => {
-          snapshot = created.value;
-          return query(created.value);
-        });
-      } else {
-        changes = await query(snapshot);
-      }
-      return {
-        server: session.server,
-        vm: { name: vm.name, moref: vm.moref.value },
-        disk: { key: changes.disk.key, label: changes.disk.label, capacityBytes: changes.disk.capacityBytes },
-        since: changeId,
-        snapshot: snapshot ?? null,
-        snapshotRemoved: values['take-snapshot'],
-        areas: changes.areas,
-        changedBytes: changes.changedBytes,
-        ...(values['take-snapshot'] ? { changeIds: changes.disks.map((d) => ({ key: d.key, label: d.label, changeId: d.changeId ?? null })) } : {}),
-      };
-    });
+    const vm = parseVmSelector(values.vm);
+    const output = await withSession(values, io, (session) =>
+      listChanges({ session, vm, diskKey, since: values.since ?? ALLOCATED_AREAS, snapshot: values.snapshot, takeSnapshot: values['take-snapshot'], signal: io.signal, onEvent: (line) => io.stderr.write(`${line}\n`) }),
+    );
     io.stdout.write(values.format === 'csv' ? formatCsv(output.areas) : `${JSON.stringify(output, null, 2)}\n`);
     return ExitCode.ok;
   },
