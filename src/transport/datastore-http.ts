@@ -95,13 +95,19 @@ export class DatastoreHttpDisk implements DiskReader {
     let reauthenticated = false;
     for (let attempt = 1; received < target.length; attempt++) {
       signal?.throwIfAborted();
+      const cookie = this.#options.access.cookieHeader();
       try {
-        received += await this.#get(url, fileOffsetBytes + received, target.subarray(received), signal);
+        received += await this.#get(url, cookie, fileOffsetBytes + received, target.subarray(received), signal);
       } catch (error) {
-        if (error instanceof DatastoreHttpError && error.code === 'HTTP_UNAUTHORIZED' && !reauthenticated) {
-          reauthenticated = true;
-          await this.#options.access.reauthenticate();
-          continue;
+        if (error instanceof DatastoreHttpError && error.code === 'HTTP_UNAUTHORIZED') {
+          // A re-login since this request was sent (by another read or a SOAP call) already
+          // gave a new cookie: just retry with it. Otherwise log in again, once per range.
+          if (this.#options.access.cookieHeader() !== cookie) continue;
+          if (!reauthenticated) {
+            reauthenticated = true;
+            await this.#options.access.reauthenticate();
+            continue;
+          }
         }
         const code = (error as { code?: string }).code ?? '';
         if (!transientCodes.has(code) || signal?.aborted) throw error;
@@ -118,13 +124,13 @@ export class DatastoreHttpDisk implements DiskReader {
    * the connection was cut after some progress (the caller asks for the rest). A cut before
    * any byte arrived rejects with HTTP_CUT, which the caller treats as transient.
    */
-  #get(url: URL, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<number> {
+  #get(url: URL, cookie: string, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<number> {
     const last = fileOffsetBytes + target.length - 1;
     return new Promise<number>((resolve, reject) => {
       let received = 0;
       const req = request(url, {
         agent: this.#options.access.agent,
-        headers: { Cookie: this.#options.access.cookieHeader(), Range: `bytes=${fileOffsetBytes}-${last}` },
+        headers: { Cookie: cookie, Range: `bytes=${fileOffsetBytes}-${last}` },
         signal,
       });
       const cut = (message: string) => {

@@ -7,7 +7,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { connect, type ConnectOptions } from '../../src/vsphere/vsphere.ts';
 import { makeTestCert } from './test-cert.ts';
-import { reply } from './fake-session.ts';
+import { faultReply, reply } from './fake-session.ts';
 import { sleep } from '../../src/vsphere/sleep.ts';
 
 const serviceContent = reply(
@@ -16,6 +16,11 @@ const serviceContent = reply(
     '<viewManager type="ViewManager">ViewManager</viewManager><about><fullName>scripted</fullName><apiType>HostAgent</apiType><apiVersion>8.0.2.0</apiVersion></about>' +
     '<sessionManager type="SessionManager">SessionManager</sessionManager><searchIndex type="SearchIndex">SearchIndex</searchIndex></returnval>',
 );
+
+/** vCenter's answer to a property read of an ended session: HTTP 200, NotAuthenticated per property. */
+const missingSetNotAuthenticated =
+  '<returnval><objects><obj type="VirtualMachine">vm-1</obj><missingSet><path>name</path><fault><fault xsi:type="NotAuthenticated">' +
+  '<object type="VirtualMachine">vm-1</object><privilegeId>System.View</privilegeId></fault><localizedMessage></localizedMessage></fault></missingSet></objects></returnval>';
 
 interface Seen {
   method: string;
@@ -28,7 +33,7 @@ let port: number;
 let sha256: string;
 let seen: Seen[];
 /** Per method: how to misbehave on its next N requests. */
-let script: Record<string, Array<'reset' | 503 | 'hang'>>;
+let script: Record<string, Array<'reset' | 503 | 'hang' | 'notAuthenticated' | 'missingSet'>>;
 
 beforeEach(() => {
   seen = [];
@@ -48,6 +53,8 @@ before(async () => {
       if (misbehave === 'reset') return request.socket.destroy();
       if (misbehave === 'hang') return;
       if (misbehave === 503) return response.writeHead(503).end('busy');
+      if (misbehave === 'notAuthenticated') return response.writeHead(500).end(faultReply('NotAuthenticated', 'The session is not authenticated.'));
+      if (misbehave === 'missingSet') return response.end(reply(method, missingSetNotAuthenticated));
       if (method === 'RetrieveServiceContent') return response.end(serviceContent);
       if (method === 'Login') {
         response.setHeader('Set-Cookie', 'vmware_soap_session="52abc"; Path=/; HttpOnly; Secure');
@@ -55,6 +62,8 @@ before(async () => {
       }
       if (method === 'CurrentTime') return response.end(reply('CurrentTime', '<returnval>2026-01-01T00:00:00Z</returnval>'));
       if (method === 'Logout') return response.end(reply('Logout', ''));
+      if (method === 'RetrievePropertiesEx') return response.end(reply(method, '<returnval><objects><obj type="VirtualMachine">vm-1</obj><propSet><name>name</name><val xsi:type="xsd:string">one</val></propSet></objects></returnval>'));
+      if (method === 'CreateSnapshot_Task') return response.end(reply(method, '<returnval type="Task">task-1</returnval>'));
       response.writeHead(500).end('unknown');
     });
   });
@@ -93,6 +102,33 @@ test('relogin() (for the datastore HTTP reader after a 401) logs in once for con
     assert.equal(session.reloginCount, 1);
     assert.equal(session.cookieHeader(), 'vmware_soap_session="52abc"');
     assert.deepEqual(seen.filter((s) => s.method === 'Login').map((s) => s.cookie), [undefined, undefined], 'Login opens a new session: no old cookie');
+  } finally {
+    await session.logout();
+  }
+});
+
+test('NotAuthenticated in either shape (SOAP fault, or HTTP 200 with it in missingSet) re-logs in once and repeats the call, tasks too; a cut task call is never repeated', async () => {
+  const causes: string[] = [];
+  const session = await connect(options({ onRelogin: (cause) => causes.push(cause) }));
+  const vm = { type: 'VirtualMachine', value: 'vm-1' };
+  const read = { specSet: { propSet: [{ type: 'VirtualMachine', pathSet: ['name'] }], objectSet: [{ obj: { $ref: vm } }] } };
+  try {
+    script.RetrievePropertiesEx = ['missingSet'];
+    const answer = await session.call('RetrievePropertiesEx', session.serviceContent.propertyCollector, read, { idempotent: true });
+    assert.match(JSON.stringify(answer), /one/);
+    // NotAuthenticated means the server refused before executing: repeating a task is safe.
+    script.CreateSnapshot_Task = ['notAuthenticated'];
+    await session.call('CreateSnapshot_Task', vm, { name: 's' });
+    assert.deepEqual(seen.slice(2).map((s) => s.method), ['RetrievePropertiesEx', 'Login', 'RetrievePropertiesEx', 'CreateSnapshot_Task', 'Login', 'CreateSnapshot_Task']);
+    assert.deepEqual(causes, ['RetrievePropertiesEx answered NotAuthenticated', 'CreateSnapshot_Task answered NotAuthenticated']);
+    assert.equal(session.reloginCount, 2);
+    // A cut connection leaves open whether the server executed it: never repeated.
+    script.CreateSnapshot_Task = ['reset'];
+    await assert.rejects(session.call('CreateSnapshot_Task', vm, { name: 's' }), { code: 'VSPHERE_UNREACHABLE' });
+    assert.equal(seen.filter((s) => s.method === 'CreateSnapshot_Task').length, 3);
+    // A session that stays ended after the re-login is an error, not a loop.
+    script.RetrievePropertiesEx = ['missingSet', 'missingSet'];
+    await assert.rejects(session.call('RetrievePropertiesEx', session.serviceContent.propertyCollector, read, { idempotent: true }), { code: 'VSPHERE_NOT_AUTHENTICATED' });
   } finally {
     await session.logout();
   }
