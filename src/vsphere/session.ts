@@ -1,8 +1,9 @@
 // A logged-in vim25 session: the only object that talks to the server.
 //
 // - `connect` checks TLS (tls.ts) before anything is sent, reads the ServiceContent and logs in.
-// - `call` posts one method with a timeout (AbortSignal.timeout) and the caller's signal;
-//   only idempotent reads are retried on transient network errors.
+// - `call` posts one method with a timeout (AbortSignal.timeout), an inactivity deadline,
+//   a response size cap (http.ts) and the caller's signal; only idempotent reads are retried
+//   on transient network errors (a stalled answer counts as one; an oversized one does not).
 // - A keep-alive timer (CurrentTime) keeps an idle session from expiring during long jobs.
 // - The password stays in a private field: never in a message, error context or log.
 //
@@ -30,7 +31,7 @@
 // re-login too. Tasks (task-N) and VMware objects (VMs, snapshots) survive re-logins.
 import { UsageError, VcbtError } from '../errors.ts';
 import { CheckedAgent, parseFingerprint, peerFingerprints, type SeenFingerprints, type TlsPolicy } from './tls.ts';
-import { postXml, type HttpReply } from './http.ts';
+import { postXml, ResponseStalledError, ResponseTooLargeError, type HttpReply } from './http.ts';
 import { buildEnvelope, notAuthenticatedInMissingSet, parseResponse, type SoapValue } from './soap.ts';
 import { child, moRef, moRefOf, optionalMoRef, optionalText, requireChild, SoapDecodeError, type MoRef } from './decode.ts';
 import { VsphereError, VsphereFault, type Target } from './errors.ts';
@@ -44,7 +45,16 @@ export interface ConnectOptions {
   password: string;
   /** Pinned SHA-1 thumbprint or SHA-256 fingerprint; omitted = verify against system CAs. */
   thumbprint?: string;
+  /** Longest a whole call may take (default 120 s). */
   requestTimeoutMs?: number;
+  /** Longest wait for the next response byte before a call counts as stalled (default 60 s). */
+  ioTimeoutMs?: number;
+  /**
+   * Largest SOAP response accepted (default 64 MiB, far above any real answer: a page of 100
+   * VMs with all their devices is well under 10 MiB). A larger one fails with
+   * VSPHERE_RESPONSE_TOO_LARGE, having kept no more than this many bytes.
+   */
+  maxResponseBytes?: number;
   /** 0 disables; default 5 minutes, well inside vCenter's 30-minute idle expiry. */
   keepAliveIntervalMs?: number;
   /** Extra attempts for idempotent reads after a transient network error. */
@@ -87,6 +97,8 @@ export interface SessionScope {
 export const SESSION_COOKIE = 'vmware_soap_session';
 const serviceInstance = moRef('ServiceInstance', 'ServiceInstance');
 const defaultTimeoutMs = 120_000;
+const defaultIoTimeoutMs = 60_000;
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const defaultKeepAliveMs = 5 * 60_000;
 const retryBaseDelayMs = 250;
 /** Fresh starts of a withSessionObjects work after re-logins; a session that keeps ending is an error. */
@@ -119,6 +131,8 @@ export class VsphereSession {
   readonly #username: string;
   readonly #password: string;
   readonly #timeoutMs: number;
+  readonly #ioTimeoutMs: number;
+  readonly #maxResponseBytes: number;
   readonly #readRetries: number;
   #cookie: string | undefined;
   /** Bumped whenever the server sets the session cookie (to see that Login set one). */
@@ -142,6 +156,8 @@ export class VsphereSession {
     this.#username = options.username;
     this.#password = options.password;
     this.#timeoutMs = options.requestTimeoutMs ?? defaultTimeoutMs;
+    this.#ioTimeoutMs = options.ioTimeoutMs ?? defaultIoTimeoutMs;
+    this.#maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.#readRetries = options.readRetries ?? 2;
     this.#onRelogin = options.onRelogin;
   }
@@ -234,7 +250,13 @@ export class VsphereSession {
     if (this.#cookie && method !== 'Login') headers.Cookie = this.#cookie;
     let reply: HttpReply;
     try {
-      reply = await postXml(this.sdkUrl, buildEnvelope(method, thisRef, params), { agent: this.agent, headers, signal });
+      reply = await postXml(this.sdkUrl, buildEnvelope(method, thisRef, params), {
+        agent: this.agent,
+        headers,
+        signal,
+        maxResponseBytes: this.#maxResponseBytes,
+        inactivityTimeoutMs: Math.min(this.#ioTimeoutMs, timeoutMs),
+      });
     } catch (error) {
       throw this.#networkError(error, method, target, options.signal, timeout, timeoutMs);
     }
@@ -261,6 +283,16 @@ export class VsphereSession {
 
   #networkError(error: unknown, method: string, target: Target, callerSignal: AbortSignal | undefined, timeout: AbortSignal, timeoutMs: number): Error {
     if (error instanceof VcbtError) return error; // TLS check failures
+    if (error instanceof ResponseTooLargeError) {
+      return new VsphereError('VSPHERE_RESPONSE_TOO_LARGE', `${method}: ${error.message}, more than the ${error.maxResponseBytes}-byte cap on a SOAP response; the answer was dropped`, target, {
+        method,
+        maxResponseBytes: error.maxResponseBytes,
+        receivedBytes: error.receivedBytes,
+      });
+    }
+    if (error instanceof ResponseStalledError) {
+      return new VsphereError('VSPHERE_TIMEOUT', `${method}: ${error.message}`, target, { method, ioTimeoutMs: error.inactivityTimeoutMs, transient: true });
+    }
     if (callerSignal?.aborted) return new VsphereError('VSPHERE_CANCELLED', `${method} cancelled`, target, {}, { cause: callerSignal.reason });
     if (timeout.aborted) return new VsphereError('VSPHERE_TIMEOUT', `${method}: no answer within ${timeoutMs} ms`, target, { timeoutMs, transient: true });
     const code = (error as NodeJS.ErrnoException).code ?? 'UNKNOWN';

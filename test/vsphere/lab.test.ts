@@ -202,7 +202,7 @@ test('an expired session (logged out elsewhere) re-logs in transparently; so doe
   try {
     const cookie = own.cookieHeader();
     // Another client ends this session, as an idle timeout or a server restart would.
-    const logout = await postXml(own.sdkUrl, buildEnvelope('Logout', own.serviceContent.sessionManager), { agent: own.agent, headers: { Cookie: cookie }, signal: AbortSignal.timeout(10_000) });
+    const logout = await postXml(own.sdkUrl, buildEnvelope('Logout', own.serviceContent.sessionManager), { agent: own.agent, headers: { Cookie: cookie }, signal: AbortSignal.timeout(10_000), maxResponseBytes: 1 << 20, inactivityTimeoutMs: 10_000 });
     assert.equal(logout.status, 200);
     const vm = await findVm(own, { name: VM });
     assert.equal(vm.name, VM);
