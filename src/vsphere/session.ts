@@ -335,10 +335,11 @@ export class VsphereSession {
   }
 
   /**
-   * Logs in again now, e.g. when a datastore HTTP request with `cookieHeader()` got 401
-   * because the session expired. Concurrent callers share one Login.
+   * Logs in again now: when a datastore HTTP request with `cookieHeader()` got 401 because
+   * the session expired, or to renew a cookie before it can expire. Concurrent callers share
+   * one Login.
    */
-  relogin(cause = 'the server refused the session cookie'): Promise<void> {
+  relogin(cause = 'datastore HTTP asked for a new session cookie'): Promise<void> {
     return this.#renew(this.#generation, cause);
   }
 

@@ -38,7 +38,7 @@ after(async () => {
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const disks = () => lab.info.vms.find((v) => v.name === vm)!.disks;
-const reloginLogged = /vcbt: the session on \S+ had ended \(.+\); logged in again/;
+const reloginLogged = /vcbt: logged in to \S+ again: (\w+ answered NotAuthenticated|datastore HTTP asked for a new session cookie)/;
 
 /** SOAP calls of one clean run of `args`, in order. */
 async function learnCalls(args: string[]): Promise<string[]> {
