@@ -52,6 +52,7 @@ export async function connectFromFlags(values: ConnectionValues, io: CommandIo):
     password: await readPassword(values, io),
     thumbprint: values.thumbprint,
     signal: io.signal,
+    onRelogin: (cause) => io.stderr.write(`vcbt: logged in to ${values.server} again: ${cause}\n`),
   });
 }
 

@@ -133,6 +133,7 @@ export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportO
           datacenter: ref.datacenter,
           file: ref.disk.fileName,
           capacityBytes: ref.disk.capacityBytes,
+          ioTimeoutMs: options.ioTimeoutMs,
           label: `VM "${ref.vm.name}" disk ${ref.disk.key}`,
         },
         ref.signal,

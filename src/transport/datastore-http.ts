@@ -4,9 +4,20 @@
 // TLS-checked keep-alive agent.
 //
 // The snapshot's disk descriptor is fetched first and must describe flat extents (see
-// vmdk-descriptor.ts); reads then go straight to the flat extent files. A connection cut
-// mid-body resumes at the exact next byte (bounded attempts with backoff); a 401 re-validates
-// the session (the vSphere client re-logs in transparently) and retries.
+// vmdk-descriptor.ts); reads then go straight to the flat extent files.
+//
+// - Resume: a response that ends early - the connection is cut, or no byte arrives for
+//   `ioTimeoutMs` (a stall, before or after the headers) - is resumed at the exact next byte.
+//   Every early end counts as one attempt of that range (bounded by `maxAttempts`, with
+//   backoff), progress or not, so a peer that trickles a little and stalls cannot keep a read
+//   (and the VM's snapshot) open for long. Then the read fails: HTTP_STALLED when the last
+//   attempt stalled, HTTP_RESUME_EXHAUSTED when it was cut; both name the file and offset.
+// - A slow response that keeps delivering bytes never times out: the deadline is on
+//   inactivity, not on the whole response.
+// - Session cookie: re-read for every request (a re-login changes it). A 401 logs in again,
+//   unless the cookie already changed since the request was sent. And since vCenter expires
+//   the datastore session cookie after 30 idle minutes, a cookie in use for `cookieRenewMs`
+//   (default 25 minutes, as virt-v2v renews) is renewed before the next request.
 import type https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
@@ -16,7 +27,10 @@ import type { DiskReader } from './disk.ts';
 import { checkDiskRange } from './range.ts';
 import { parseDatastorePath, parseVmdkDescriptor, type FlatExtent } from './vmdk-descriptor.ts';
 
-/** Codes: HTTP_STATUS (unexpected status), HTTP_RESUME_EXHAUSTED (cut too often), HTTP_SIZE (descriptor vs capacity). */
+/**
+ * Codes: HTTP_STATUS (unexpected status or range), HTTP_STALLED (no data for ioTimeoutMs, too
+ * often), HTTP_RESUME_EXHAUSTED (cut too often), HTTP_SIZE (descriptor vs capacity).
+ */
 export class DatastoreHttpError extends VcbtError {}
 
 /** What the reader needs from a vSphere session (kept structural so transport does not import vsphere). */
@@ -25,7 +39,7 @@ export interface DatastoreAccess {
   origin: URL;
   agent: https.Agent;
   cookieHeader(): string;
-  /** Called after a 401: make the session valid again (re-login). */
+  /** Called after a 401, and to renew a cookie before it can expire: make the session valid again (re-login). */
   reauthenticate(): Promise<void>;
 }
 
@@ -37,21 +51,36 @@ export interface DatastoreDiskOptions {
   /** Capacity the vSphere API reports for this disk; the descriptor must agree. */
   capacityBytes: number;
   maxInFlight?: number;
-  /** Attempts per request after a cut connection or transient error. */
+  /** Attempts per range: every cut or stalled response counts, with or without progress. */
   maxAttempts?: number;
+  /** Longest wait for the next byte (headers or body) of a response; default 60 s. */
+  ioTimeoutMs?: number;
+  /** Age at which the session cookie is renewed before the next request; default 25 minutes. */
+  cookieRenewMs?: number;
   /** Label for messages (VM name and disk key). */
   label?: string;
 }
 
 const defaultMaxInFlight = 4;
 const defaultMaxAttempts = 6;
+const defaultIoTimeoutMs = 60_000;
+/** vCenter expires the datastore session cookie after 30 idle minutes; renew with margin (virt-v2v: 25). */
+const defaultCookieRenewMs = 25 * 60_000;
 const retryDelayMs = 200;
-const transientCodes = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ETIMEDOUT', 'ERR_STREAM_PREMATURE_CLOSE', 'HTTP_CUT']);
+const transientCodes = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ETIMEDOUT', 'ERR_STREAM_PREMATURE_CLOSE', 'HTTP_CUT', 'HTTP_STALLED']);
 
 interface Located {
   extent: FlatExtent;
   url: URL;
+  /** `[datastore] dir/file-flat.vmdk`, for messages. */
+  file: string;
   diskOffsetBytes: number;
+}
+
+/** How one GET ended: all bytes, or `bytes` of them and the reason it ended early. */
+interface GetOutcome {
+  bytes: number;
+  early?: DatastoreHttpError;
 }
 
 export class DatastoreHttpDisk implements DiskReader {
@@ -61,14 +90,23 @@ export class DatastoreHttpDisk implements DiskReader {
   readonly #options: DatastoreDiskOptions;
   readonly #extents: Located[];
   readonly #name: string;
-  /** Bytes re-requested after cuts (for tests and the summary). */
+  readonly #ioTimeoutMs: number;
+  readonly #cookieRenewMs: number;
+  #cookieSeen: string | undefined;
+  #cookieSinceMs = 0;
+  #renewing: Promise<void> | undefined;
+  /** Requests re-issued after a response ended early with progress (for tests and the summary). */
   resumedRequests = 0;
+  /** Cookie renewals done because the cookie reached cookieRenewMs (for tests). */
+  cookieRenewals = 0;
 
   constructor(options: DatastoreDiskOptions, extents: Located[]) {
     this.#options = options;
     this.#extents = extents;
     this.sizeBytes = options.capacityBytes;
     this.maxInFlight = options.maxInFlight ?? defaultMaxInFlight;
+    this.#ioTimeoutMs = options.ioTimeoutMs ?? defaultIoTimeoutMs;
+    this.#cookieRenewMs = options.cookieRenewMs ?? defaultCookieRenewMs;
     this.#name = options.label ? `${options.label} (${options.file})` : options.file;
   }
 
@@ -83,89 +121,156 @@ export class DatastoreHttpDisk implements DiskReader {
       if (at >= end || at < start) continue;
       const length = Math.min(end - at, target.length - done);
       const fileOffset = located.extent.fileOffsetBytes + (at - start);
-      await this.#readRange(located.url, fileOffset, target.subarray(done, done + length), signal);
+      await this.#readRange(located, fileOffset, target.subarray(done, done + length), signal);
       done += length;
     }
   }
 
-  /** GET one byte range into target, resuming after cuts at the first byte not yet received. */
-  async #readRange(url: URL, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+  /** Renews the cookie once it has been in use for cookieRenewMs (concurrent reads share one renewal). */
+  async #renewCookieIfDue(): Promise<void> {
+    if (this.#renewing) return this.#renewing;
+    const cookie = this.#options.access.cookieHeader();
+    const nowMs = Date.now();
+    if (cookie !== this.#cookieSeen) {
+      this.#cookieSeen = cookie;
+      this.#cookieSinceMs = nowMs;
+      return;
+    }
+    if (nowMs - this.#cookieSinceMs < this.#cookieRenewMs) return;
+    this.#renewing = (async () => {
+      try {
+        await this.#options.access.reauthenticate();
+        this.cookieRenewals++;
+      } finally {
+        this.#cookieSeen = this.#options.access.cookieHeader();
+        this.#cookieSinceMs = Date.now();
+        this.#renewing = undefined;
+      }
+    })();
+    return this.#renewing;
+  }
+
+  /** GET one byte range into target, resuming after early ends at the first byte not yet received. */
+  async #readRange(located: Located, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
     const maxAttempts = this.#options.maxAttempts ?? defaultMaxAttempts;
     let received = 0;
     let reauthenticated = false;
-    for (let attempt = 1; received < target.length; attempt++) {
+    let earlyEnds = 0;
+    while (received < target.length) {
       signal?.throwIfAborted();
+      await this.#renewCookieIfDue();
+      const cookie = this.#options.access.cookieHeader();
+      let outcome: GetOutcome;
       try {
-        received += await this.#get(url, fileOffsetBytes + received, target.subarray(received), signal);
+        outcome = await this.#get(located, cookie, fileOffsetBytes + received, target.subarray(received), signal);
       } catch (error) {
-        if (error instanceof DatastoreHttpError && error.code === 'HTTP_UNAUTHORIZED' && !reauthenticated) {
-          reauthenticated = true;
-          await this.#options.access.reauthenticate();
-          continue;
+        if (error instanceof DatastoreHttpError && error.code === 'HTTP_UNAUTHORIZED') {
+          // A re-login since this request was sent (by another read or a SOAP call) already
+          // gave a new cookie: just retry with it. Otherwise log in again, once per range.
+          if (this.#options.access.cookieHeader() !== cookie && earlyEnds++ < maxAttempts) continue;
+          if (!reauthenticated) {
+            reauthenticated = true;
+            await this.#options.access.reauthenticate();
+            continue;
+          }
         }
         const code = (error as { code?: string }).code ?? '';
         if (!transientCodes.has(code) || signal?.aborted) throw error;
-        if (attempt >= maxAttempts) {
-          throw new DatastoreHttpError('HTTP_RESUME_EXHAUSTED', `${this.#name}: reading bytes ${fileOffsetBytes + received}-${fileOffsetBytes + target.length - 1} of ${url.pathname} failed ${attempt} times (last: ${(error as Error).message})`, { url: url.pathname, offsetBytes: fileOffsetBytes + received, attempts: attempt }, { cause: error });
-        }
-        await sleep(retryDelayMs * attempt, undefined, { signal });
+        outcome = { bytes: 0, early: error as DatastoreHttpError };
       }
+      received += outcome.bytes;
+      if (!outcome.early) continue;
+      earlyEnds++;
+      if (earlyEnds >= maxAttempts) throw this.#givingUp(located, fileOffsetBytes + received, fileOffsetBytes + target.length - 1, earlyEnds, outcome.early);
+      await sleep(retryDelayMs * earlyEnds, undefined, { signal });
     }
   }
 
+  #givingUp(located: Located, offsetBytes: number, lastByte: number, attempts: number, last: Error): DatastoreHttpError {
+    const context = { file: located.file, url: located.url.pathname, offsetBytes, attempts };
+    if ((last as { code?: string }).code === 'HTTP_STALLED') {
+      return new DatastoreHttpError('HTTP_STALLED', `${this.#name}: reading ${located.file} at offset ${offsetBytes}: no data for ${this.#ioTimeoutMs} ms, ${attempts} times in a row; the server stalls`, { ...context, ioTimeoutMs: this.#ioTimeoutMs }, { cause: last });
+    }
+    return new DatastoreHttpError('HTTP_RESUME_EXHAUSTED', `${this.#name}: reading bytes ${offsetBytes}-${lastByte} of ${located.file} failed ${attempts} times (last: ${last.message})`, context, { cause: last });
+  }
+
   /**
-   * One ranged GET. Resolves with the number of bytes that arrived: all of them, or fewer when
-   * the connection was cut after some progress (the caller asks for the rest). A cut before
-   * any byte arrived rejects with HTTP_CUT, which the caller treats as transient.
+   * One ranged GET. Resolves with the bytes that arrived: all of them, or fewer with the reason
+   * when the response ended early (cut, or nothing for ioTimeoutMs); the caller asks for the
+   * rest. Rejects on anything that is not an early end (status, range, network error before
+   * any byte, cancellation).
    */
-  #get(url: URL, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<number> {
+  #get(located: Located, cookie: string, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<GetOutcome> {
+    const { url, file } = located;
     const last = fileOffsetBytes + target.length - 1;
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<GetOutcome>((resolve, reject) => {
       let received = 0;
+      let settled = false;
+      let idleTimer: NodeJS.Timeout | undefined;
+      const settle = (outcome: GetOutcome | Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(idleTimer);
+        if (outcome instanceof Error) {
+          req.destroy();
+          reject(outcome);
+          return;
+        }
+        if (outcome.early) {
+          req.destroy();
+          if (outcome.bytes > 0) this.resumedRequests++;
+        }
+        resolve(outcome);
+      };
+      const early = (code: 'HTTP_CUT' | 'HTTP_STALLED', message: string) =>
+        settle({ bytes: received, early: new DatastoreHttpError(code, `${this.#name}: ${file} at offset ${fileOffsetBytes + received}: ${message}`, { file, url: url.pathname, offsetBytes: fileOffsetBytes + received }) });
+      const touch = () => {
+        clearTimeout(idleTimer);
+        idleTimer = setTimeout(() => early('HTTP_STALLED', `no data for ${this.#ioTimeoutMs} ms`), this.#ioTimeoutMs);
+      };
       const req = request(url, {
         agent: this.#options.access.agent,
-        headers: { Cookie: this.#options.access.cookieHeader(), Range: `bytes=${fileOffsetBytes}-${last}` },
+        headers: { Cookie: cookie, Range: `bytes=${fileOffsetBytes}-${last}` },
         signal,
       });
-      const cut = (message: string) => {
-        if (received > 0) {
-          this.resumedRequests++;
-          resolve(received);
-        } else {
-          reject(new DatastoreHttpError('HTTP_CUT', `${this.#name}: ${message}`, { url: url.pathname, offsetBytes: fileOffsetBytes }));
-        }
-      };
-      req.on('error', (error: NodeJS.ErrnoException) => (signal?.aborted ? reject(signal.reason as Error) : received > 0 ? cut(error.message) : reject(error)));
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (signal?.aborted) settle(signal.reason as Error);
+        else if (received > 0) early('HTTP_CUT', error.message);
+        else settle(error);
+      });
       req.on('response', (res: IncomingMessage) => {
+        touch();
         if (res.statusCode === 401) {
           res.resume();
-          reject(new DatastoreHttpError('HTTP_UNAUTHORIZED', `${this.#name}: server refused the session cookie for ${url.pathname}`, { url: url.pathname }));
+          settle(new DatastoreHttpError('HTTP_UNAUTHORIZED', `${this.#name}: server refused the session cookie for ${file}`, { file, url: url.pathname }));
           return;
         }
         if (res.statusCode !== 206 && !(res.statusCode === 200 && fileOffsetBytes === 0 && Number(res.headers['content-length']) === target.length)) {
           res.resume();
-          reject(new DatastoreHttpError('HTTP_STATUS', `${this.#name}: GET ${url.pathname} bytes ${fileOffsetBytes}-${last} answered HTTP ${res.statusCode}`, { url: url.pathname, status: res.statusCode }));
+          settle(new DatastoreHttpError('HTTP_STATUS', `${this.#name}: GET ${file} bytes ${fileOffsetBytes}-${last} answered HTTP ${res.statusCode}`, { file, url: url.pathname, status: res.statusCode }));
           return;
         }
         const contentRange = res.headers['content-range'];
         if (res.statusCode === 206 && (!contentRange || !contentRange.startsWith(`bytes ${fileOffsetBytes}-`))) {
           res.resume();
-          reject(new DatastoreHttpError('HTTP_STATUS', `${this.#name}: GET ${url.pathname} asked bytes ${fileOffsetBytes}-${last}, server sent range "${contentRange ?? 'none'}"`, { url: url.pathname }));
+          settle(new DatastoreHttpError('HTTP_STATUS', `${this.#name}: GET ${file} asked bytes ${fileOffsetBytes}-${last}, server sent range "${contentRange ?? 'none'}"`, { file, url: url.pathname }));
           return;
         }
         res.on('data', (chunk: Buffer) => {
+          if (settled) return;
           const room = target.length - received;
           if (chunk.length > room) {
-            res.destroy();
-            reject(new DatastoreHttpError('HTTP_STATUS', `${this.#name}: GET ${url.pathname} sent more than the ${target.length} bytes asked`, { url: url.pathname }));
+            settle(new DatastoreHttpError('HTTP_STATUS', `${this.#name}: GET ${file} sent more than the ${target.length} bytes asked`, { file, url: url.pathname }));
             return;
           }
           target.set(chunk, received);
           received += chunk.length;
+          touch();
         });
-        res.on('end', () => (received === target.length ? resolve(received) : cut(`connection ended after ${received} of ${target.length} bytes`)));
-                res.on('error', (error) => cut(error.message));
+        res.on('end', () => (received === target.length ? settle({ bytes: received }) : early('HTTP_CUT', `connection ended after ${received} of ${target.length} bytes`)));
+        res.on('error', (error) => early('HTTP_CUT', error.message));
       });
+      touch();
       req.end();
     });
   }
@@ -182,17 +287,51 @@ function folderUrl(origin: URL, datacenter: string, datastore: string, path: str
   return url;
 }
 
-/** GET a whole small file (the descriptor). */
-function getSmallFile(access: DatastoreAccess, url: URL, maxBytes: number, signal?: AbortSignal): Promise<{ status: number; body: Buffer }> {
+/**
+ * GET a whole small file (the descriptor), keeping at most `maxBytes` (a server that ignores
+ * the Range header cannot make it buffer more) and failing with HTTP_STALLED when nothing
+ * arrives for `ioTimeoutMs`.
+ */
+function getSmallFile(access: DatastoreAccess, url: URL, file: string, maxBytes: number, ioTimeoutMs: number, signal?: AbortSignal): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
+    let settled = false;
+    let idleTimer: NodeJS.Timeout | undefined;
+    const settle = (error: Error | undefined, result?: { status: number; body: Buffer }) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(idleTimer);
+      if (error) {
+        req.destroy();
+        reject(error);
+      } else {
+        resolve(result!);
+      }
+    };
+    const touch = () => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => settle(new DatastoreHttpError('HTTP_STALLED', `GET descriptor ${file}: no data for ${ioTimeoutMs} ms`, { file, url: url.pathname, offsetBytes: 0, ioTimeoutMs })), ioTimeoutMs);
+    };
     const req = request(url, { agent: access.agent, headers: { Cookie: access.cookieHeader(), Range: `bytes=0-${maxBytes - 1}` }, signal });
-    req.on('error', reject);
+    req.on('error', (error) => settle(signal?.aborted ? (signal.reason as Error) : error));
     req.on('response', (res) => {
+      touch();
       const parts: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => parts.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-      res.on('error', reject);
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => {
+        touch();
+        const keep = chunk.subarray(0, Math.max(0, maxBytes - bytes));
+        bytes += keep.length;
+        if (keep.length > 0) parts.push(keep);
+        // More than a descriptor can be: the first maxBytes are enough to parse or refuse.
+        if (bytes >= maxBytes) {
+          settle(undefined, { status: res.statusCode ?? 0, body: Buffer.concat(parts) });
+          req.destroy();
+        }
+      });
+      res.on('end', () => settle(undefined, { status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+      res.on('error', (error) => settle(error));
     });
+    touch();
     req.end();
   });
 }
@@ -203,10 +342,28 @@ const descriptorMaxBytes = 64 * 1024;
 export async function openDatastoreDisk(options: DatastoreDiskOptions, signal?: AbortSignal): Promise<DatastoreHttpDisk> {
   const { datastore, path } = parseDatastorePath(options.file);
   const descriptorUrl = folderUrl(options.access.origin, options.datacenter, datastore, path);
-  let reply = await getSmallFile(options.access, descriptorUrl, descriptorMaxBytes, signal);
-  if (reply.status === 401) {
-    await options.access.reauthenticate();
-    reply = await getSmallFile(options.access, descriptorUrl, descriptorMaxBytes, signal);
+  const maxAttempts = options.maxAttempts ?? defaultMaxAttempts;
+  const ioTimeoutMs = options.ioTimeoutMs ?? defaultIoTimeoutMs;
+  let reply: { status: number; body: Buffer } | undefined;
+  let reauthenticated = false;
+  for (let attempt = 1; !reply; attempt++) {
+    try {
+      reply = await getSmallFile(options.access, descriptorUrl, options.file, descriptorMaxBytes, ioTimeoutMs, signal);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (!transientCodes.has(code) || signal?.aborted) throw error;
+      if (attempt >= maxAttempts) {
+        if (error instanceof DatastoreHttpError) throw new DatastoreHttpError(error.code, `${error.message}, ${attempt} times in a row`, { ...error.context, attempts: attempt }, { cause: error });
+        throw new DatastoreHttpError('HTTP_RESUME_EXHAUSTED', `GET descriptor ${options.file} failed ${attempt} times (last: ${(error as Error).message})`, { file: options.file, offsetBytes: 0, attempts: attempt }, { cause: error });
+      }
+      await sleep(retryDelayMs * attempt, undefined, { signal });
+      continue;
+    }
+    if (reply.status === 401 && !reauthenticated) {
+      reauthenticated = true;
+      reply = undefined;
+      await options.access.reauthenticate();
+    }
   }
   if (reply.status !== 200 && reply.status !== 206) {
     throw new DatastoreHttpError('HTTP_STATUS', `GET descriptor ${options.file} (datacenter ${options.datacenter}) answered HTTP ${reply.status}`, { file: options.file, status: reply.status });
@@ -218,7 +375,7 @@ export async function openDatastoreDisk(options: DatastoreDiskOptions, signal?: 
   const directory = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '';
   let diskOffsetBytes = 0;
   const located = descriptor.extents.map((extent) => {
-    const entry = { extent, url: folderUrl(options.access.origin, options.datacenter, datastore, directory + extent.file), diskOffsetBytes };
+    const entry = { extent, url: folderUrl(options.access.origin, options.datacenter, datastore, directory + extent.file), file: `[${datastore}] ${directory}${extent.file}`, diskOffsetBytes };
     diskOffsetBytes += extent.sizeBytes;
     return entry;
   });

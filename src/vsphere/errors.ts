@@ -2,7 +2,7 @@
 // operation concerns one, the VM and disk (the `Target`). Codes are stable:
 //
 // VSPHERE_FAULT              a vim25 fault (faultType keeps its type name: FileFault, InvalidState, ...)
-// VSPHERE_NOT_AUTHENTICATED  NotAuthenticated fault that survived a transparent re-login
+// VSPHERE_NOT_AUTHENTICATED  NotAuthenticated (SOAP fault or in missingSet) that survived a transparent re-login
 // VSPHERE_INVALID_LOGIN      wrong user name or password
 // VSPHERE_NO_PERMISSION      NoPermission fault
 // VSPHERE_OBJECT_NOT_FOUND   ManagedObjectNotFound (a moref that does not exist, e.g. a removed snapshot)
@@ -12,7 +12,8 @@
 // CBT_QUERY_NO_PROGRESS      QueryChangedDiskAreas answered a zero or misplaced window (would loop forever)
 // VSPHERE_BAD_RESPONSE       the server's answer is not what the API promises (missing field, bad number)
 // VSPHERE_UNREACHABLE        no TCP/TLS connection (refused, DNS, reset before an answer)
-// VSPHERE_TIMEOUT            a request exceeded its timeout
+// VSPHERE_TIMEOUT            a request exceeded its timeout, or no byte of its answer came for ioTimeoutMs
+// VSPHERE_RESPONSE_TOO_LARGE an answer larger than maxResponseBytes (dropped at the cap)
 // VSPHERE_HTTP               an HTTP status that carries no SOAP fault
 // VSPHERE_CANCELLED          the caller's AbortSignal fired
 // TLS_FINGERPRINT_MISMATCH   pinned fingerprint differs from the server certificate's (nothing was sent)

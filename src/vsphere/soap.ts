@@ -116,3 +116,23 @@ export function localizedFault(element: XmlElement): FaultInfo {
     detail: fault,
   };
 }
+
+/**
+ * The NotAuthenticated fault of a property read whose session has ended, if the response is
+ * one: vCenter answers such a read with HTTP 200 and, per object, `missingSet` entries whose
+ * fault is NotAuthenticated (RetrievePropertiesEx/ContinueRetrievePropertiesEx: returnval
+ * holds `objects`; RetrieveProperties: each returnval is an object).
+ */
+export function notAuthenticatedInMissingSet(response: XmlElement): FaultInfo | undefined {
+  for (const result of returnValues(response)) {
+    for (const objectContent of [result, ...children(result, 'objects')]) {
+      for (const missing of children(objectContent, 'missingSet')) {
+        const faultElement = child(missing, 'fault');
+        if (!faultElement) continue;
+        const fault = localizedFault(faultElement);
+        if (fault.faultType === 'NotAuthenticated') return fault;
+      }
+    }
+  }
+  return undefined;
+}

@@ -16,7 +16,7 @@
 // Layering: xml → soap/decode → session → property-collector/tasks → inventory, snapshots,
 // cbt, changed-areas. This file is the public surface; import from here.
 
-export { connect, sdkUrlOf, VsphereSession, SESSION_COOKIE, type ConnectOptions, type ServiceContent, type CallOptions } from './session.ts';
+export { connect, sdkUrlOf, VsphereSession, SESSION_COOKIE, type ConnectOptions, type ServiceContent, type CallOptions, type SessionScope } from './session.ts';
 export { moRef, type MoRef } from './decode.ts';
 export {
   VsphereError,

@@ -91,6 +91,12 @@ export interface LabFaults {
   methods?: Record<string, { fault: string; count: number }>;
   /** The next snapshot removal leaves runtime.consolidationNeeded=true until ConsolidateVMDisks_Task. */
   consolidationNeeded?: boolean;
+  /**
+   * Every vSphere session ends (as POST /sessions/expire) just before the N-th SOAP request
+   * from a client, counted from now (1 = the next request). 0 disarms. `faultsArmed()`
+   * answers how many requests are left until it fires.
+   */
+  expireSessionsBeforeCall?: number;
 }
 /** A vSphere fault as the govmomi test client reports it. */
 export interface GovmomiFault {
@@ -114,6 +120,9 @@ export interface Lab {
   closeExport(id: string): Promise<void>;
   /** Ends every logged-in vSphere session now (as an idle timeout would); returns how many. */
   expireSessions(): Promise<number>;
+  /** SOAP method names clients called since the lab started or `clearSoapCalls()`, in order. */
+  soapCalls(): Promise<string[]>;
+  clearSoapCalls(): Promise<void>;
   /** Re-reads the lab description (power states, capacities and live file names change). */
   refreshInfo(): Promise<LabInfo>;
   /**
@@ -294,6 +303,14 @@ class RunningLab implements Lab {
 
   async expireSessions(): Promise<number> {
     return (await this.#json<{ expired: number }>('POST', '/sessions/expire')).expired;
+  }
+
+  async soapCalls(): Promise<string[]> {
+    return (await this.#json<{ calls: string[] }>('GET', '/soap-calls')).calls;
+  }
+
+  async clearSoapCalls(): Promise<void> {
+    await this.#json('DELETE', '/soap-calls');
   }
 
   async refreshInfo(): Promise<LabInfo> {

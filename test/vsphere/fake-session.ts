@@ -4,7 +4,7 @@
 import { buildEnvelope, parseResponse, type SoapValue } from '../../src/vsphere/soap.ts';
 import { VsphereFault, type Target } from '../../src/vsphere/errors.ts';
 import { moRef, type MoRef } from '../../src/vsphere/decode.ts';
-import type { CallOptions, VsphereSession } from '../../src/vsphere/session.ts';
+import type { CallOptions, SessionScope, VsphereSession } from '../../src/vsphere/session.ts';
 import type { XmlElement } from '../../src/vsphere/xml.ts';
 
 export interface RecordedCall {
@@ -41,6 +41,10 @@ export function fakeSession(answer: (call: RecordedCall, index: number) => strin
     },
     target(extra: Omit<Target, 'server'> = {}): Target {
       return { server, ...extra };
+    },
+    loginGeneration: 1,
+    withSessionObjects<T>(work: (scope: SessionScope) => Promise<T>, outer?: SessionScope): Promise<T> {
+      return work(outer ?? { generation: 1 });
     },
     async call(method: string, thisRef: MoRef, params: Readonly<Record<string, SoapValue>> = {}, options: CallOptions = {}): Promise<XmlElement> {
       const call = { method, thisRef, envelope: buildEnvelope(method, thisRef, params) };

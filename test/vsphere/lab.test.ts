@@ -22,6 +22,7 @@ import {
 import { postXml } from '../../src/vsphere/http.ts';
 import { buildEnvelope } from '../../src/vsphere/soap.ts';
 import { labConnection, runCli } from './cli-runner.ts';
+import { login, soapCall } from '../lab/raw-https.ts';
 
 const VM = 'DC0_H0_VM0';
 let lab: Lab;
@@ -201,7 +202,7 @@ test('an expired session (logged out elsewhere) re-logs in transparently; so doe
   try {
     const cookie = own.cookieHeader();
     // Another client ends this session, as an idle timeout or a server restart would.
-    const logout = await postXml(own.sdkUrl, buildEnvelope('Logout', own.serviceContent.sessionManager), { agent: own.agent, headers: { Cookie: cookie }, signal: AbortSignal.timeout(10_000) });
+    const logout = await postXml(own.sdkUrl, buildEnvelope('Logout', own.serviceContent.sessionManager), { agent: own.agent, headers: { Cookie: cookie }, signal: AbortSignal.timeout(10_000), maxResponseBytes: 1 << 20, inactivityTimeoutMs: 10_000 });
     assert.equal(logout.status, 200);
     const vm = await findVm(own, { name: VM });
     assert.equal(vm.name, VM);
@@ -215,6 +216,51 @@ test('an expired session (logged out elsewhere) re-logs in transparently; so doe
       assert.ok(areas.some((a) => a.offsetBytes <= 5 * 65536 && a.offsetBytes + a.lengthBytes > 5 * 65536));
     });
     assert.equal(own.reloginCount, 2);
+  } finally {
+    await own.logout();
+  }
+});
+
+test('an ended session on the wire: property reads answer HTTP 200 with NotAuthenticated per property in missingSet; other methods a SOAP fault', async () => {
+  const moref = lab.info.vms.find((v) => v.name === VM)!.moref;
+  const read =
+    '<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">propertyCollector</_this><specSet><propSet><type>VirtualMachine</type>' +
+    `<pathSet>name</pathSet><pathSet>runtime.powerState</pathSet></propSet><objectSet><obj type="VirtualMachine">${moref}</obj></objectSet></specSet><options></options></RetrievePropertiesEx>`;
+  const cookie = await login(lab.info);
+  const live = await soapCall(lab.info, read, cookie);
+  assert.equal(live.status, 200);
+  assert.match(live.body.toString(), new RegExp(`<propSet><name>name</name><val [^>]*>${VM}</val>`));
+  assert.ok((await lab.expireSessions()) >= 1);
+  const ended = await soapCall(lab.info, read, cookie);
+  assert.equal(ended.status, 200, 'not a SOAP fault');
+  const text = ended.body.toString();
+  for (const path of ['name', 'runtime.powerState']) {
+    const missing = `<missingSet><path>${path}</path><fault><fault xsi:type="NotAuthenticated"><object type="VirtualMachine">${moref}</object><privilegeId>System.View</privilegeId></fault>`;
+    assert.ok(text.includes(missing), `${path} in missingSet: ${text}`);
+  }
+  assert.doesNotMatch(text, /<propSet>/);
+  const other = await soapCall(lab.info, '<CurrentTime xmlns="urn:vim25"><_this type="ServiceInstance">ServiceInstance</_this></CurrentTime>', cookie);
+  assert.equal(other.status, 500);
+  assert.match(other.body.toString(), /<NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated">/);
+});
+
+test('the client re-logs in on NotAuthenticated in missingSet, and a re-login in the middle of a ContainerView read starts over with a fresh view', async () => {
+  const causes: string[] = [];
+  const own = await connect({ server: lab.info.sdk, username: lab.info.username, password: lab.info.password, thumbprint: lab.info.thumbprintSha1, onRelogin: (cause) => causes.push(cause) });
+  try {
+    const vm = await findVm(own, { moref: lab.info.vms.find((v) => v.name === VM)!.moref });
+    await lab.expireSessions();
+    assert.equal((await findVm(own, { moref: vm.moref.value })).name, VM, 'a property read (HTTP 200, missingSet) healed');
+    assert.deepEqual(causes, ['RetrievePropertiesEx answered NotAuthenticated']);
+
+    // By name: CreateContainerView, then the session ends before the read of the view.
+    await lab.clearSoapCalls();
+    await lab.faults({ expireSessionsBeforeCall: 2 });
+    assert.equal((await findVm(own, { name: VM })).moref.value, vm.moref.value);
+    assert.deepEqual(await lab.faultsArmed(), {});
+    assert.equal(own.reloginCount, 2);
+    const calls = await lab.soapCalls();
+    assert.deepEqual(calls.slice(0, 5), ['CreateContainerView', 'RetrievePropertiesEx', 'Login', 'CreateContainerView', 'RetrievePropertiesEx'], 'a fresh view in the new login');
   } finally {
     await own.logout();
   }

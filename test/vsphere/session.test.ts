@@ -7,7 +7,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { connect, type ConnectOptions } from '../../src/vsphere/vsphere.ts';
 import { makeTestCert } from './test-cert.ts';
-import { reply } from './fake-session.ts';
+import { faultReply, reply } from './fake-session.ts';
 import { sleep } from '../../src/vsphere/sleep.ts';
 
 const serviceContent = reply(
@@ -16,6 +16,11 @@ const serviceContent = reply(
     '<viewManager type="ViewManager">ViewManager</viewManager><about><fullName>scripted</fullName><apiType>HostAgent</apiType><apiVersion>8.0.2.0</apiVersion></about>' +
     '<sessionManager type="SessionManager">SessionManager</sessionManager><searchIndex type="SearchIndex">SearchIndex</searchIndex></returnval>',
 );
+
+/** vCenter's answer to a property read of an ended session: HTTP 200, NotAuthenticated per property. */
+const missingSetNotAuthenticated =
+  '<returnval><objects><obj type="VirtualMachine">vm-1</obj><missingSet><path>name</path><fault><fault xsi:type="NotAuthenticated">' +
+  '<object type="VirtualMachine">vm-1</object><privilegeId>System.View</privilegeId></fault><localizedMessage></localizedMessage></fault></missingSet></objects></returnval>';
 
 interface Seen {
   method: string;
@@ -28,7 +33,9 @@ let port: number;
 let sha256: string;
 let seen: Seen[];
 /** Per method: how to misbehave on its next N requests. */
-let script: Record<string, Array<'reset' | 503 | 'hang'>>;
+let script: Record<string, Array<'reset' | 503 | 'hang' | 'notAuthenticated' | 'missingSet' | 'endless' | 'announceHuge' | 'stallAfterHeaders'>>;
+/** Body bytes the server managed to write for its last 'endless' answer, and whether the client hung up. */
+let endless: { writtenBytes: number; closed: Promise<void> } | undefined;
 
 beforeEach(() => {
   seen = [];
@@ -48,6 +55,30 @@ before(async () => {
       if (misbehave === 'reset') return request.socket.destroy();
       if (misbehave === 'hang') return;
       if (misbehave === 503) return response.writeHead(503).end('busy');
+      if (misbehave === 'notAuthenticated') return response.writeHead(500).end(faultReply('NotAuthenticated', 'The session is not authenticated.'));
+      if (misbehave === 'missingSet') return response.end(reply(method, missingSetNotAuthenticated));
+      if (misbehave === 'announceHuge') {
+        response.writeHead(200, { 'Content-Length': String(700 * 1024 * 1024) });
+        return response.write(reply(method, '<returnval>'));
+      }
+      if (misbehave === 'stallAfterHeaders') {
+        response.writeHead(200, { 'Content-Type': 'text/xml' });
+        return response.write(reply(method, '').slice(0, 100));
+      }
+      if (misbehave === 'endless') {
+        // A well-formed start, then element after element for as long as the client reads.
+        response.writeHead(200, { 'Content-Type': 'text/xml' });
+        const block = Buffer.from('<returnval>x</returnval>'.repeat(4096));
+        const state = { writtenBytes: 0, closed: new Promise<void>((resolve) => response.on('close', resolve)) };
+        endless = state;
+        const pump = () => {
+          while (!response.destroyed && state.writtenBytes < 4 * 2 ** 30) {
+            state.writtenBytes += block.length;
+            if (!response.write(block)) return void response.once('drain', pump);
+          }
+        };
+        return pump();
+      }
       if (method === 'RetrieveServiceContent') return response.end(serviceContent);
       if (method === 'Login') {
         response.setHeader('Set-Cookie', 'vmware_soap_session="52abc"; Path=/; HttpOnly; Secure');
@@ -55,6 +86,8 @@ before(async () => {
       }
       if (method === 'CurrentTime') return response.end(reply('CurrentTime', '<returnval>2026-01-01T00:00:00Z</returnval>'));
       if (method === 'Logout') return response.end(reply('Logout', ''));
+      if (method === 'RetrievePropertiesEx') return response.end(reply(method, '<returnval><objects><obj type="VirtualMachine">vm-1</obj><propSet><name>name</name><val xsi:type="xsd:string">one</val></propSet></objects></returnval>'));
+      if (method === 'CreateSnapshot_Task') return response.end(reply(method, '<returnval type="Task">task-1</returnval>'));
       response.writeHead(500).end('unknown');
     });
   });
@@ -63,6 +96,7 @@ before(async () => {
 });
 
 after(() => {
+  endless = undefined;
   server.closeAllConnections();
   server.close();
 });
@@ -93,6 +127,81 @@ test('relogin() (for the datastore HTTP reader after a 401) logs in once for con
     assert.equal(session.reloginCount, 1);
     assert.equal(session.cookieHeader(), 'vmware_soap_session="52abc"');
     assert.deepEqual(seen.filter((s) => s.method === 'Login').map((s) => s.cookie), [undefined, undefined], 'Login opens a new session: no old cookie');
+  } finally {
+    await session.logout();
+  }
+});
+
+test('NotAuthenticated in either shape (SOAP fault, or HTTP 200 with it in missingSet) re-logs in once and repeats the call, tasks too; a cut task call is never repeated', async () => {
+  const causes: string[] = [];
+  const session = await connect(options({ onRelogin: (cause) => causes.push(cause) }));
+  const vm = { type: 'VirtualMachine', value: 'vm-1' };
+  const read = { specSet: { propSet: [{ type: 'VirtualMachine', pathSet: ['name'] }], objectSet: [{ obj: { $ref: vm } }] } };
+  try {
+    script.RetrievePropertiesEx = ['missingSet'];
+    const answer = await session.call('RetrievePropertiesEx', session.serviceContent.propertyCollector, read, { idempotent: true });
+    assert.match(JSON.stringify(answer), /one/);
+    // NotAuthenticated means the server refused before executing: repeating a task is safe.
+    script.CreateSnapshot_Task = ['notAuthenticated'];
+    await session.call('CreateSnapshot_Task', vm, { name: 's' });
+    assert.deepEqual(seen.slice(2).map((s) => s.method), ['RetrievePropertiesEx', 'Login', 'RetrievePropertiesEx', 'CreateSnapshot_Task', 'Login', 'CreateSnapshot_Task']);
+    assert.deepEqual(causes, ['RetrievePropertiesEx answered NotAuthenticated', 'CreateSnapshot_Task answered NotAuthenticated']);
+    assert.equal(session.reloginCount, 2);
+    // A cut connection leaves open whether the server executed it: never repeated.
+    script.CreateSnapshot_Task = ['reset'];
+    await assert.rejects(session.call('CreateSnapshot_Task', vm, { name: 's' }), { code: 'VSPHERE_UNREACHABLE' });
+    assert.equal(seen.filter((s) => s.method === 'CreateSnapshot_Task').length, 3);
+    // A session that stays ended after the re-login is an error, not a loop.
+    script.RetrievePropertiesEx = ['missingSet', 'missingSet'];
+    await assert.rejects(session.call('RetrievePropertiesEx', session.serviceContent.propertyCollector, read, { idempotent: true }), { code: 'VSPHERE_NOT_AUTHENTICATED' });
+  } finally {
+    await session.logout();
+  }
+});
+
+test('a SOAP response past the size cap fails with VSPHERE_RESPONSE_TOO_LARGE naming server and method, keeping nothing past the cap', async () => {
+  const maxResponseBytes = 1024 * 1024;
+  const session = await connect(options({ maxResponseBytes }));
+  try {
+    const serviceInstance = { type: 'ServiceInstance', value: 'ServiceInstance' };
+    script.CurrentTime = ['endless'];
+    await assert.rejects(session.call('CurrentTime', serviceInstance, {}, { idempotent: true }), (e: unknown) => {
+      assert.equal((e as { code: string }).code, 'VSPHERE_RESPONSE_TOO_LARGE');
+      assert.match((e as Error).message, new RegExp(`^CurrentTime: the response passed 1048576 bytes, more than the 1048576-byte cap .*\\(server 127\\.0\\.0\\.1:${port}\\)$`));
+      assert.equal((e as { context: { receivedBytes: number } }).context.receivedBytes > maxResponseBytes, true);
+      return true;
+    });
+    // The client hung up at the cap: the server could not push much more than the socket buffers hold.
+    await endless!.closed;
+    assert.ok(endless!.writtenBytes < maxResponseBytes + 32 * 1024 * 1024, `server wrote ${endless!.writtenBytes} bytes before the client hung up`);
+    assert.equal(seen.filter((s) => s.method === 'CurrentTime').length, 1, 'not retried');
+    // An announced length past the cap fails before any body is read.
+    script.CurrentTime = ['announceHuge'];
+    await assert.rejects(session.call('CurrentTime', serviceInstance, {}, { idempotent: true }), { code: 'VSPHERE_RESPONSE_TOO_LARGE', message: /announced a 734003200-byte response/ });
+    // The session still works.
+    await session.call('CurrentTime', serviceInstance, {}, { idempotent: true });
+  } finally {
+    await session.logout();
+  }
+});
+
+test('a SOAP answer that stalls (after the headers, or before them) hits the inactivity deadline: VSPHERE_TIMEOUT, idempotent reads retried', async () => {
+  const session = await connect(options({ ioTimeoutMs: 100, requestTimeoutMs: 60_000 }));
+  try {
+    const serviceInstance = { type: 'ServiceInstance', value: 'ServiceInstance' };
+    script.CurrentTime = ['stallAfterHeaders', 'hang'];
+    await session.call('CurrentTime', serviceInstance, {}, { idempotent: true });
+    assert.equal(seen.filter((s) => s.method === 'CurrentTime').length, 3, 'two stalls, then an answer');
+    script.CurrentTime = ['stallAfterHeaders', 'hang', 'hang'];
+    await assert.rejects(session.call('CurrentTime', serviceInstance, {}, { idempotent: true }), (e: unknown) => {
+      assert.equal((e as { code: string }).code, 'VSPHERE_TIMEOUT');
+      assert.match((e as Error).message, /^CurrentTime: no data for 100 ms before the response headers/);
+      return true;
+    });
+    // Not idempotent: a stall is not repeated (the server may have executed it).
+    script.CreateSnapshot_Task = ['stallAfterHeaders'];
+    await assert.rejects(session.call('CreateSnapshot_Task', { type: 'VirtualMachine', value: 'vm-1' }, { name: 's' }), { code: 'VSPHERE_TIMEOUT', message: /after \d+ body bytes/ });
+    assert.equal(seen.filter((s) => s.method === 'CreateSnapshot_Task').length, 1);
   } finally {
     await session.logout();
   }

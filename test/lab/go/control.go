@@ -90,6 +90,11 @@ func (l *lab) route(w http.ResponseWriter, r *http.Request) (interface{}, error)
 			return nil, err
 		}
 		return map[string]int{"expired": n}, nil
+	case r.Method == http.MethodGet && r.URL.Path == "/soap-calls":
+		return map[string][]string{"calls": l.calls.list()}, nil
+	case r.Method == http.MethodDelete && r.URL.Path == "/soap-calls":
+		l.calls.clear()
+		return map[string]bool{"cleared": true}, nil
 	case r.Method == http.MethodPost && r.URL.Path == "/scratch":
 		capacity, err := queryInt(r, "capacityBytes")
 		if err != nil {
@@ -284,15 +289,17 @@ type armedFaultsJson struct {
 	NbdCutAfterBytes      int64                `json:"nbdCutAfterBytes,omitempty"`
 	Methods               map[string]faultJson `json:"methods,omitempty"`
 	ConsolidationNeeded   bool                 `json:"consolidationNeeded,omitempty"`
+	ExpireSessionsBefore  int                  `json:"expireSessionsBeforeCall,omitempty"`
 }
 
 func (l *lab) armedFaults() armedFaultsJson {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := armedFaultsJson{
-		HttpCutAfterBytes:   l.faults.httpCutAfterBytes,
-		NbdCutAfterBytes:    l.exports.cut.armed(),
-		ConsolidationNeeded: l.faults.leaveConsolidationNeeded,
+		HttpCutAfterBytes:    l.faults.httpCutAfterBytes,
+		NbdCutAfterBytes:     l.exports.cut.armed(),
+		ConsolidationNeeded:  l.faults.leaveConsolidationNeeded,
+		ExpireSessionsBefore: l.calls.armed(),
 	}
 	if l.faults.queryFaultCount > 0 {
 		out.QueryChangedDiskAreas = &faultJson{Fault: l.faults.queryFault, Count: l.faults.queryFaultCount}
@@ -313,6 +320,7 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 		NbdCutAfterBytes      *int64               `json:"nbdCutAfterBytes"`
 		Methods               map[string]faultJson `json:"methods"`
 		ConsolidationNeeded   *bool                `json:"consolidationNeeded"`
+		ExpireSessionsBefore  *int                 `json:"expireSessionsBeforeCall"`
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -352,6 +360,12 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 	}
 	if f.NbdCutAfterBytes != nil {
 		l.exports.cut.arm(*f.NbdCutAfterBytes)
+	}
+	if f.ExpireSessionsBefore != nil {
+		if *f.ExpireSessionsBefore < 0 {
+			return nil, errorf(http.StatusBadRequest, "expireSessionsBeforeCall must be >= 0 (0 disarms)")
+		}
+		l.calls.arm(*f.ExpireSessionsBefore)
 	}
 	return map[string]bool{"armed": true}, nil
 }

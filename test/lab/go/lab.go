@@ -100,6 +100,7 @@ type lab struct {
 	// linksDir holds a hard link to every snapshot's frozen disk (nbd_named.go).
 	linksDir string
 	sessions *sessionCache
+	calls    *soapCalls
 	dcName   string
 }
 
@@ -149,6 +150,7 @@ func startLab(stateDir string, vm0DiskBytes []int64, otherDiskBytes int64) (*lab
 		dcName:   "DC0",
 	}
 	l.sessions = newSessionCache(l)
+	l.calls = &soapCalls{}
 	l.exports = newExportSet(filepath.Join(stateDir, "nbd"))
 	l.linksDir = filepath.Join(stateDir, "nbd", "snapshots")
 	// Every request now passes through the lab first (CBT, snapshots, /folder auth, faults).

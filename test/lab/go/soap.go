@@ -60,6 +60,17 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
+	if r.UserAgent() != labUserAgent {
+		method := soapMethodName(body)
+		if l.calls.record(method) {
+			if _, err := l.expireSessions(); err != nil {
+				log.Printf("vcbt-lab: expiring sessions before %s: %v", method, err)
+			}
+		}
+		if (method == "RetrievePropertiesEx" || method == "RetrieveProperties") && l.endedSession(r) && l.serveEndedSessionRead(w, method, body) {
+			return
+		}
+	}
 	l.mu.Lock()
 	injecting := len(l.faults.methods) > 0
 	l.mu.Unlock()
