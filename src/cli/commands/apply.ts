@@ -6,7 +6,7 @@ import { applyAreas } from '../../jobs/apply.ts';
 import { createProgress } from '../progress.ts';
 import { writeJsonResult } from '../job-reporter.ts';
 import { UsageError } from '../../errors.ts';
-import { parsePositiveInteger } from '../flags.ts';
+import { parseInFlight, parsePositiveInteger } from '../flags.ts';
 
 const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N] [--json]
 
@@ -40,7 +40,7 @@ export const applyCommand: Command = {
       from: values.from,
       to: values.to,
       sectorBytes: parsePositiveInteger(values['sector-size'], '--sector-size'),
-      maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
+      maxInFlight: parseInFlight(values['in-flight']),
       signal: io.signal,
       onProgress: (done, total) => progress.update(done, total),
     });

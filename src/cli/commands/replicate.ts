@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { parsePositiveInteger } from '../flags.ts';
+import { parseInFlight, parsePositiveInteger } from '../flags.ts';
 import { jobReporter, writeJsonResult } from '../job-reporter.ts';
 import { parsePairs, parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
@@ -72,6 +72,7 @@ export const replicateCommand: Command = {
     if (values.to && values.disk?.length) throw new UsageError('give either --to or --disk KEY=TARGET, not both');
     const perDisk = new Map(parsePairs(values.disk, '--disk').map(([key, target]) => [parsePositiveInteger(key, '--disk KEY'), target] as const));
     const transportOptions = await parseTransportFlags(values, io);
+    const maxInFlight = parseInFlight(values['in-flight']);
     const to = values.to;
     const toIsDirectory = to !== undefined && !isNbdUri(to) && (await isDirectory(to));
     const targets = (disks: readonly VirtualDiskInfo[], vm: VmInfo): ReadonlyMap<number, string> => {
@@ -93,7 +94,7 @@ export const replicateCommand: Command = {
         stateDir: values['state-dir'],
         env: io.env,
         ...snapshotJobOptions(values),
-        maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
+        maxInFlight,
         signal: io.signal,
         onEvent: reporter.onEvent,
         onProgress: reporter.onProgress,
