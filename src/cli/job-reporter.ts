@@ -26,8 +26,3 @@ export function jobReporter(io: CommandIo, json: boolean): JobReporter {
     },
   };
 }
-
-/** A job's result as the --json document on stdout (elapsed time in whole milliseconds). */
-export function writeJsonResult(io: CommandIo, result: { elapsedMs: number }): void {
-  io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
-}

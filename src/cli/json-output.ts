@@ -7,12 +7,17 @@
 // The TypeScript types of the documents live in src/cli/json-documents.ts; their JSON
 // Schemas are generated from those types into docs/json/ (see docs/json.md).
 import type { CommandIo } from './command.ts';
-import type { ErrorDocument, JsonDocument } from './json-documents.ts';
-import { JSON_FORMAT_VERSION } from './json-documents.ts';
+import { documentHeader, type BackupDocument, type ErrorDocument, type JsonDocument, type ReplicateDocument } from './json-documents.ts';
+import type { BackupResult } from '../jobs/backup.ts';
+import type { CopyReasonCode } from '../jobs/copy-reason.ts';
+import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { VcbtError } from '../errors.ts';
 
-/** Writes one document on stdout (pretty-printed; bigints as numbers, elapsedMs whole). */
-export function writeJsonDocument(io: Pick<CommandIo, 'stdout'>, document: JsonDocument): void {
+/**
+ * Writes one document on stdout: pretty-printed, or on one line (`compact`) for a document
+ * a script reads while vcbt keeps running (export). Bigints become numbers, elapsedMs whole.
+ */
+export function writeJsonDocument(io: Pick<CommandIo, 'stdout'>, document: JsonDocument, options: { compact?: boolean } = {}): void {
   const text = JSON.stringify(
     document,
     (key, value: unknown) => {
@@ -21,7 +26,7 @@ export function writeJsonDocument(io: Pick<CommandIo, 'stdout'>, document: JsonD
       if (value instanceof Map) return Object.fromEntries(value);
       return value;
     },
-    2,
+    options.compact ? undefined : 2,
   );
   io.stdout.write(`${text}\n`);
 }
@@ -29,8 +34,7 @@ export function writeJsonDocument(io: Pick<CommandIo, 'stdout'>, document: JsonD
 /** The error document for a failed command; `error` undefined means a bug (INTERNAL). */
 export function errorDocument(command: string, error: VcbtError | undefined, thrown: unknown, exitCode: number): ErrorDocument {
   return {
-    version: JSON_FORMAT_VERSION,
-    type: 'error',
+    ...documentHeader('error'),
     command,
     code: error?.code ?? 'INTERNAL',
     message: error?.message ?? (thrown instanceof Error ? thrown.message : String(thrown)),
@@ -47,4 +51,19 @@ function plainContext(context: Readonly<Record<string, unknown>>): Record<string
     out[key] = value instanceof Error ? value.message : typeof value === 'bigint' ? Number(value) : value;
   }
   return out;
+}
+
+/** The backup document: the job's result with each disk's reason code. */
+export function backupDocument(result: BackupResult): BackupDocument {
+  return { ...documentHeader('backup'), ...result, disks: result.disks.map((d) => ({ ...d, reasonCode: reasonCodeOf(d) })) };
+}
+
+/** The replicate document: the job's result with each disk's reason code. */
+export function replicateDocument(result: ReplicateResult): ReplicateDocument {
+  return { ...documentHeader('replicate'), ...result, disks: result.disks.map((d) => ({ ...d, reasonCode: reasonCodeOf(d) })) };
+}
+
+/** The planner's code when the job result carries one (src/jobs/copy-reason.ts), else null. */
+function reasonCodeOf(disk: object): CopyReasonCode | null {
+  return (disk as { reasonCode?: CopyReasonCode }).reasonCode ?? null;
 }

@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { applyAreas } from '../../jobs/apply.ts';
 import { createProgress } from '../progress.ts';
-import { writeJsonResult } from '../job-reporter.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { UsageError } from '../../errors.ts';
 import { parseInFlight, parsePositiveInteger } from '../flags.ts';
 
@@ -46,7 +47,7 @@ export const applyCommand: Command = {
     });
     progress.finish();
     if (values.json) {
-      writeJsonResult(io, result);
+      writeJsonDocument(io, { ...documentHeader('apply'), ...result });
     } else {
       const mibPerS = result.bytesCopied / 1048576 / Math.max(result.elapsedMs / 1000, 1e-3);
       io.stdout.write(`applied ${result.areas} areas, ${result.bytesCopied} bytes (${result.bytesZero} as zeroes) in ${(result.elapsedMs / 1000).toFixed(2)} s, ${mibPerS.toFixed(1)} MiB/s\n`);

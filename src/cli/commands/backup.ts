@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parsePositiveInteger } from '../flags.ts';
-import { jobReporter, writeJsonResult } from '../job-reporter.ts';
+import { jobReporter } from '../job-reporter.ts';
+import { backupDocument, writeJsonDocument } from '../json-output.ts';
 import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
@@ -71,7 +72,7 @@ export const backupCommand: Command = {
     );
     reporter.finish();
     if (values.json) {
-      writeJsonResult(io, result);
+      writeJsonDocument(io, backupDocument(result));
       return ExitCode.ok;
     }
     for (const d of result.disks) {

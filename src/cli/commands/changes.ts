@@ -4,6 +4,8 @@ import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parsePositiveInteger } from '../flags.ts';
 import { UsageError } from '../../errors.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { formatCsv } from '../../extents/csv.ts';
 import { ALLOCATED_AREAS, findVm, moRef, parseVmSelector, withSnapshot } from '../../vsphere/vsphere.ts';
 import { readDiskChanges, type DiskChanges } from '../../vsphere/disk-changes.ts';
@@ -79,7 +81,8 @@ export const changesCommand: Command = {
         ...(values['take-snapshot'] ? { changeIds: changes.disks.map((d) => ({ key: d.key, label: d.label, changeId: d.changeId ?? null })) } : {}),
       };
     });
-    io.stdout.write(values.format === 'csv' ? formatCsv(output.areas) : `${JSON.stringify(output, null, 2)}\n`);
+    if (values.format === 'csv') io.stdout.write(formatCsv(output.areas));
+    else writeJsonDocument(io, { ...documentHeader('changes'), ...output });
     return ExitCode.ok;
   },
 };

@@ -6,7 +6,8 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parseInFlight, parsePositiveInteger } from '../flags.ts';
-import { jobReporter, writeJsonResult } from '../job-reporter.ts';
+import { jobReporter } from '../job-reporter.ts';
+import { replicateDocument, writeJsonDocument } from '../json-output.ts';
 import { parsePairs, parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { isNbdUri } from '../../nbd/uri.ts';
@@ -102,7 +103,7 @@ export const replicateCommand: Command = {
     );
     reporter.finish();
     if (values.json) {
-      writeJsonResult(io, result);
+      writeJsonDocument(io, replicateDocument(result));
     } else {
       for (const d of result.disks) {
         io.stdout.write(`disk ${d.deviceKey} (${d.label}) -> ${d.target}: ${d.mode}, ${d.areas} areas, ${d.bytesCopied} bytes copied; ChangeId ${d.changeId}\n`);

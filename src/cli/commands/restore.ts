@@ -2,7 +2,8 @@
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
-import { writeJsonResult } from '../job-reporter.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { restore } from '../../jobs/restore.ts';
@@ -54,7 +55,7 @@ export const restoreCommand: Command = {
     );
     bar.finish();
     if (values.json) {
-      writeJsonResult(io, result);
+      writeJsonDocument(io, { ...documentHeader('restore'), ...result });
     } else {
       io.stdout.write(
         `restored restore point ${result.pointId} disk ${result.deviceKey} (${result.label}, ${result.capacityBytes} bytes) to ${result.target}${result.created ? ' (new sparse file)' : ''}: ` +

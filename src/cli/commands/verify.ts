@@ -2,6 +2,8 @@
 import { parseArgs } from 'node:util';
 import { verifyRepository } from '../../repository/verify.ts';
 import { ExitCode, type Command } from '../command.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { repositoryFlags, withRepository } from '../repository-flags.ts';
 
 const usage = `usage: vcbt verify --repo DIR [--point ID]... [--read-data] [--passphrase-file FILE] [--json]
@@ -28,7 +30,7 @@ export const verifyCommand: Command = {
     return withRepository(values, io, async (repo) => {
       const report = await verifyRepository(repo, { pointIds: values.point, readData: values['read-data'] });
       if (values.json) {
-        io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        writeJsonDocument(io, { ...documentHeader('verify'), ...report });
       } else {
         for (const c of report.corruptions) {
           io.stdout.write(`CORRUPT ${c.object} ${c.name}: ${c.code}: ${c.message}\n  affects restore points: ${c.affectedPoints.join(', ') || '(none)'}\n`);
