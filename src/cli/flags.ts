@@ -28,3 +28,19 @@ export function parseSize(text: string, flag: string): number {
   }
   return Number(match[1]) * unit;
 }
+
+/** --progress-interval SECONDS, for every command that shows progress. */
+export const progressFlags = {
+  'progress-interval': { type: 'string' },
+} as const;
+
+export const progressUsage = `  --progress-interval S  when stderr is not a terminal: seconds between progress lines
+                         (default 10; log lines there carry ISO 8601 timestamps)`;
+
+/** --progress-interval as milliseconds (undefined: the default). */
+export function parseProgressInterval(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const seconds = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(seconds > 0) || seconds > 86_400) throw new UsageError(`--progress-interval wants seconds between 0 and 86400, got "${text}"`, { flag: '--progress-interval' });
+  return Math.round(seconds * 1000);
+}

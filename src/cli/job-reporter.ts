@@ -1,7 +1,8 @@
-// How a long job talks to the terminal: event lines on stderr and one progress bar per disk
-// (src/cli/progress.ts); with --json both stay silent so stdout carries only the result.
+// How a long job talks to the terminal: event lines and one progress bar per disk on stderr,
+// through one Terminal (src/cli/progress.ts) so that log lines print above the bars; with
+// --json both stay silent so stdout carries only the result document.
 import type { CommandIo } from './command.ts';
-import { createProgress, type Progress } from './progress.ts';
+import { createTerminal, type Progress } from './progress.ts';
 
 export interface JobReporter {
   onEvent(line: string): void;
@@ -10,15 +11,14 @@ export interface JobReporter {
   finish(): void;
 }
 
-export function jobReporter(io: CommandIo, json: boolean): JobReporter {
+export function jobReporter(io: CommandIo, json: boolean, options: { progressIntervalMs?: number } = {}): JobReporter {
+  const terminal = createTerminal(io.stderr, { quiet: json, progressIntervalMs: options.progressIntervalMs });
   const bars = new Map<number, Progress>();
   return {
-    onEvent: (line) => {
-      if (!json) io.stderr.write(`${line}\n`);
-    },
+    onEvent: (line) => terminal.log(line),
     onProgress: (deviceKey, doneBytes, totalBytes) => {
       let bar = bars.get(deviceKey);
-      if (!bar) bars.set(deviceKey, (bar = createProgress(`disk ${deviceKey}`, io.stderr, { quiet: json })));
+      if (!bar) bars.set(deviceKey, (bar = terminal.progress(`disk ${deviceKey}`)));
       bar.update(doneBytes, totalBytes);
     },
     finish: () => {

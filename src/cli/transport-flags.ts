@@ -3,6 +3,7 @@
 import { UsageError } from '../errors.ts';
 import { DEFAULT_IO_TIMEOUT_MS, transportNames, type TransportName, type TransportOptions } from '../jobs/snapshot-source.ts';
 import type { CommandIo } from './command.ts';
+import { progressFlags, progressUsage } from './flags.ts';
 import { readPassword, type ConnectionValues } from './connection.ts';
 
 export const transportFlags = {
@@ -30,12 +31,14 @@ export const snapshotJobFlags = {
   'no-cbt-reset': { type: 'boolean', default: false },
   quiesce: { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
+  ...progressFlags,
 } as const;
 
 export const snapshotJobUsage = `  --no-cbt-reset         when a disk grew since its last copy, do not reset CBT first
                          (default: reset it, KB 2090639; every disk is then copied in full)
   --quiesce              quiesced snapshot (needs VMware Tools)
-  --json                 machine-readable summary on stdout`;
+  --json                 machine-readable summary on stdout (docs/json.md)
+${progressUsage}`;
 
 /** The snapshot-job switches as job options. */
 export function snapshotJobOptions(values: { full: boolean; 'no-cbt-reset': boolean; quiesce: boolean }): { forceFull: boolean; resetCbtOnResize: boolean; quiesce: boolean } {

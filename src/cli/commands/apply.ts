@@ -7,7 +7,7 @@ import { createProgress } from '../progress.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
 import { UsageError } from '../../errors.ts';
-import { parseInFlight, parsePositiveInteger } from '../flags.ts';
+import { parseInFlight, parsePositiveInteger, parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
 
 const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N] [--json]
 
@@ -15,7 +15,10 @@ Copies every area listed in FILE.csv (one "offset,length" line per area, in byte
 \`vcbt changes --format csv\` prints) from SRC to DST. SRC and DST are file paths or NBD
 URIs (nbd://host:port/export, nbds://..., nbd+unix:///export?socket=PATH). DST must exist
 and be at least as large as SRC. Areas are checked against both disks and against the
-sector size before anything is written.`;
+sector size before anything is written.
+
+  --in-flight N          copies in flight at once, 1 to 1024 (default 32)
+${progressUsage}`;
 
 export const applyCommand: Command = {
   name: 'apply',
@@ -32,10 +35,11 @@ export const applyCommand: Command = {
         'sector-size': { type: 'string', default: '512' },
         'in-flight': { type: 'string' },
         json: { type: 'boolean', default: false },
+        ...progressFlags,
       },
     });
     if (!values.areas || !values.from || !values.to) throw new UsageError(`apply needs --areas, --from and --to\n\n${usage}`);
-    const progress = createProgress('apply', io.stderr, { quiet: values.json });
+    const progress = createProgress('apply', io.stderr, { quiet: values.json, progressIntervalMs: parseProgressInterval(values['progress-interval']) });
     const result = await applyAreas({
       areasFile: values.areas,
       from: values.from,

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { parsePositiveInteger } from '../flags.ts';
+import { parsePositiveInteger, parseProgressInterval } from '../flags.ts';
 import { jobReporter } from '../job-reporter.ts';
 import { backupDocument, writeJsonDocument } from '../json-output.ts';
 import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
@@ -54,7 +54,7 @@ export const backupCommand: Command = {
     const diskKeys = (values.disk ?? []).map((key) => parsePositiveInteger(key, '--disk'));
     const transport = await parseTransportFlags(values, io);
     const vm = parseVmSelector(values.vm);
-    const reporter = jobReporter(io, values.json);
+    const reporter = jobReporter(io, values.json, { progressIntervalMs: parseProgressInterval(values['progress-interval']) });
     const result = await withRepository(values, io, (repository) =>
       withSession(values, io, (session) =>
         backup({

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { parseInFlight, parsePositiveInteger } from '../flags.ts';
+import { parseInFlight, parsePositiveInteger, parseProgressInterval } from '../flags.ts';
 import { jobReporter } from '../job-reporter.ts';
 import { replicateDocument, writeJsonDocument } from '../json-output.ts';
 import { parsePairs, parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
@@ -85,7 +85,7 @@ export const replicateCommand: Command = {
       return new Map([[disks[0].key, to]]);
     };
 
-    const reporter = jobReporter(io, values.json);
+    const reporter = jobReporter(io, values.json, { progressIntervalMs: parseProgressInterval(values['progress-interval']) });
     const result = await withSession(values, io, (session) =>
       replicate({
         session,
