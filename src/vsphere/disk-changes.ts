@@ -1,6 +1,6 @@
 // The changed areas of one disk of a VM, with every precondition checked first: CBT on,
-// disk present, a snapshot for a powered-on VM, a ChangeId on the disk. What `vcbt changes`
-// and a backup's planning step both need.
+// disk present, a snapshot for a powered-on VM, a ChangeId on the disk. Used by `vcbt changes`;
+// backup and replication query through src/jobs/areas-to-copy.ts instead.
 import { totalBytes, type Extent } from '../extents/extent.ts';
 import { ALLOCATED_AREAS, queryChangedAreas } from './changed-areas.ts';
 import { VsphereError } from './errors.ts';

@@ -32,7 +32,7 @@ targets (file paths or NBD URIs; files are created sparse when missing):
                          $XDG_STATE_HOME/vcbt/replicas for NBD targets)
 
 ${transportUsage}
-  --in-flight N          reads in flight (default: what the transport prefers)
+  --in-flight N          pieces of 256 KiB read and written at once, 1 to 1024 (default 32)
 
   --full                 copy everything even if an incremental is possible
 ${snapshotJobUsage}
