@@ -1,13 +1,135 @@
-// The project's error base class. Every error vcbt raises on purpose is a VcbtError with a
-// stable machine-readable `code` (documented next to the class that throws it) and the
+// The project's error base class and the list of its error codes. Every error vcbt raises on
+// purpose is a VcbtError with a stable machine-readable `code` (one of `ErrorCode`) and the
 // context a user needs to act: which VM, disk, offset, server, file. The CLI prints
-// `code: message` and, with --json, the context object. Secrets never go into either.
+// `code: message` and, with --json, the code, message and context as a JSON document.
+// Secrets never go into either.
+//
+// `ErrorCode` is the public contract: scripts match on these strings. Every code is
+// documented in docs/errors.md (what happened, what to do); test/cli/error-codes.test.ts
+// fails when one is missing there or when src throws a code that is not listed here. Adding a
+// code means adding it to `errorCodes` and a row to docs/errors.md.
+
+/** Every error code vcbt can report, grouped by the layer that raises it. */
+export const errorCodes = [
+  // command line and process (src/cli)
+  'USAGE',
+  'INTERNAL',
+  'INTERRUPTED',
+  'FILE_ACCESS',
+  'NO_SPACE',
+  // vSphere client (src/vsphere)
+  'VSPHERE_FAULT',
+  'VSPHERE_NOT_AUTHENTICATED',
+  'VSPHERE_INVALID_LOGIN',
+  'VSPHERE_NO_PERMISSION',
+  'VSPHERE_OBJECT_NOT_FOUND',
+  'VSPHERE_BAD_RESPONSE',
+  'VSPHERE_UNREACHABLE',
+  'VSPHERE_TIMEOUT',
+  'VSPHERE_RESPONSE_TOO_LARGE',
+  'VSPHERE_HTTP',
+  'VSPHERE_CANCELLED',
+  'XML_SYNTAX',
+  'TLS_FINGERPRINT_MISMATCH',
+  'TLS_UNTRUSTED',
+  'TLS_FINGERPRINT_SYNTAX',
+  'CBT_CHANGEID_INVALID',
+  'CBT_NOT_ENABLED',
+  'CBT_QUERY_NO_PROGRESS',
+  'VM_NOT_FOUND',
+  'VM_AMBIGUOUS',
+  'DISK_NOT_FOUND',
+  'SNAPSHOT_NOT_FOUND',
+  'SNAPSHOT_REQUIRED',
+  'SNAPSHOT_REMOVE_FAILED',
+  // areas (src/extents)
+  'EXTENT_CSV_SYNTAX',
+  'EXTENT_INVALID',
+  'EXTENT_UNSORTED',
+  'EXTENT_OVERLAP',
+  'EXTENT_OUTSIDE_DISK',
+  'EXTENT_MISALIGNED',
+  // disks and transports (src/transport, src/nbd, src/vddk)
+  'DISK_URI',
+  'DISK_RANGE',
+  'DISK_READ_ONLY',
+  'DISK_SHORT_READ',
+  'DISK_SIZE',
+  'DISK_CHANGED',
+  'FILE_OPEN',
+  'HTTP_CUT',
+  'HTTP_STALLED',
+  'HTTP_UNAUTHORIZED',
+  'HTTP_STATUS',
+  'HTTP_SIZE',
+  'HTTP_RESUME_EXHAUSTED',
+  'VMDK_NOT_FLAT',
+  'VMDK_DESCRIPTOR',
+  'VMDK_PATH',
+  'NBD_SHORT_READ',
+  'NBD_PROTOCOL',
+  'NBD_DISCONNECTED',
+  'NBD_CONNECT',
+  'NBD_HANDSHAKE',
+  'NBD_TLS',
+  'NBD_BAD_URI',
+  'NBD_UNSUPPORTED',
+  'VDDK_OPTIONS',
+  'VDDK_START_FAILED',
+  'TRANSPORT_OPTIONS',
+  'TRANSPORT_UNSUPPORTED',
+  'TRANSPORT_SIZE',
+  // repository (src/repository)
+  'REPO_NOT_FOUND',
+  'REPO_EXISTS',
+  'REPO_FORMAT',
+  'REPO_CORRUPT',
+  'REPO_MISSING',
+  'REPO_PASSPHRASE_REQUIRED',
+  'REPO_WRONG_PASSPHRASE',
+  'REPO_LOCKED',
+  'REPO_LOCK_LOST',
+  'REPO_POINT_NOT_FOUND',
+  'REPO_DISK_NOT_FOUND',
+  'REPO_INVALID_ARGUMENT',
+  'REPO_SOURCE_READ',
+  // jobs (src/jobs)
+  'APPLY_AREAS_UNREADABLE',
+  'APPLY_TARGET_SMALLER',
+  'REPLICATE_NO_TARGETS',
+  'REPLICATE_TARGET',
+  'REPLICATE_TARGET_SIZE',
+  'REPLICA_STATE_CORRUPT',
+  'VM_NO_DISKS',
+  'VM_BUSY',
+  'SNAPSHOT_LOST',
+  'BASELINE_DAMAGED',
+  'RESTORE_POINT_AMBIGUOUS',
+  'RESTORE_TARGET_SIZE',
+  'EXPORT_LISTEN',
+] as const;
+
+/**
+ * An NBD server's error number for one request, by name: NBD_EIO, NBD_EPERM, NBD_EINVAL,
+ * NBD_ENOSPC, NBD_ENOMEM, NBD_EOVERFLOW, NBD_ENOTSUP, NBD_ESHUTDOWN, or NBD_E<number> for
+ * one the protocol does not name. The only codes not spelled out in `errorCodes`.
+ */
+export type NbdErrnoCode = `NBD_E${string}`;
+
+export type ErrorCode = (typeof errorCodes)[number] | NbdErrnoCode;
+
+const knownCodes: ReadonlySet<string> = new Set(errorCodes);
+
+/** Whether a string met at run time (a worker's serialized error) is one of ours. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return knownCodes.has(code) || /^NBD_E[A-Z0-9]+$/.test(code);
+}
 
 export class VcbtError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly context: Readonly<Record<string, unknown>>;
 
-  constructor(code: string, message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;

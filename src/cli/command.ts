@@ -7,9 +7,19 @@ export const ExitCode = {
   ok: 0,
   failure: 1,
   usage: 2,
+  /** Some VMs or disks failed, others succeeded. */
   partial: 3,
+  /** Stopped by SIGINT (128 + 2, the shell's convention). */
+  interrupted: 130,
+  /** Stopped by SIGTERM (128 + 15). */
+  terminated: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** The exit code of a command stopped by `signal`. */
+export function exitCodeAfterSignal(signal: NodeJS.Signals): ExitCode {
+  return signal === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
+}
 
 export interface CommandIo {
   stdout: NodeJS.WritableStream;

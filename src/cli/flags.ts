@@ -1,11 +1,20 @@
 // Parsing of flag values shared by commands: numbers and sizes with clear usage errors.
 import { UsageError } from '../errors.ts';
 
-export function parsePositiveInteger(text: string, flag: string): number {
+export function parsePositiveInteger(text: string, flag: string, maxValue = Number.MAX_SAFE_INTEGER): number {
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) <= 0) {
     throw new UsageError(`${flag} must be a positive whole number, got "${text}"`, { flag });
   }
+  if (Number(text) > maxValue) throw new UsageError(`${flag} must be at most ${maxValue}, got ${text}`, { flag, maxValue });
   return Number(text);
+}
+
+/** Each copy in flight holds one piece buffer (256 KiB): 1024 of them is 256 MiB, far past any gain. */
+export const MAX_IN_FLIGHT = 1024;
+
+/** --in-flight N: copies in flight at once, 1..MAX_IN_FLIGHT (undefined: the default). */
+export function parseInFlight(text: string | undefined): number | undefined {
+  return text === undefined ? undefined : parsePositiveInteger(text, '--in-flight', MAX_IN_FLIGHT);
 }
 
 const sizeUnits: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
@@ -18,4 +27,20 @@ export function parseSize(text: string, flag: string): number {
     throw new UsageError(`${flag} must be a size like 65536, 256K or 4MiB, got "${text}"`, { flag });
   }
   return Number(match[1]) * unit;
+}
+
+/** --progress-interval SECONDS, for every command that shows progress. */
+export const progressFlags = {
+  'progress-interval': { type: 'string' },
+} as const;
+
+export const progressUsage = `  --progress-interval S  when stderr is not a terminal: seconds between progress lines
+                         (default 10; log lines there carry ISO 8601 timestamps)`;
+
+/** --progress-interval as milliseconds (undefined: the default). */
+export function parseProgressInterval(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const seconds = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(seconds > 0) || seconds > 86_400) throw new UsageError(`--progress-interval wants seconds between 0 and 86400, got "${text}"`, { flag: '--progress-interval' });
+  return Math.round(seconds * 1000);
 }

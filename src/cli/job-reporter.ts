@@ -1,8 +1,9 @@
-// How a long job talks to the terminal: event lines on stderr and one progress bar per disk
-// (src/cli/progress.ts); with --json the bars stay silent (stdout carries only the result) and
-// event lines still go to stderr, so a script keeps the log of what happened.
+// How a long job talks to the terminal: event lines and one progress bar per disk on stderr,
+// through one Terminal (src/cli/progress.ts) so that log lines print above the bars; with
+// --json the bars stay silent (stdout carries only the result document) and the event lines
+// still go to stderr.
 import type { CommandIo } from './command.ts';
-import { createProgress, type Progress } from './progress.ts';
+import { createTerminal, type Progress } from './progress.ts';
 
 export interface JobReporter {
   onEvent(line: string): void;
@@ -11,24 +12,18 @@ export interface JobReporter {
   finish(): void;
 }
 
-export function jobReporter(io: CommandIo, json: boolean): JobReporter {
+export function jobReporter(io: CommandIo, json: boolean, options: { progressIntervalMs?: number } = {}): JobReporter {
+  const terminal = createTerminal(io.stderr, { quiet: json, progressIntervalMs: options.progressIntervalMs });
   const bars = new Map<number, Progress>();
   return {
-    onEvent: (line) => {
-      io.stderr.write(`${line}\n`);
-    },
+    onEvent: (line) => terminal.log(line),
     onProgress: (deviceKey, doneBytes, totalBytes) => {
       let bar = bars.get(deviceKey);
-      if (!bar) bars.set(deviceKey, (bar = createProgress(`disk ${deviceKey}`, io.stderr, { quiet: json })));
+      if (!bar) bars.set(deviceKey, (bar = terminal.progress(`disk ${deviceKey}`)));
       bar.update(doneBytes, totalBytes);
     },
     finish: () => {
       for (const bar of bars.values()) bar.finish();
     },
   };
-}
-
-/** A job's result as the --json document on stdout (elapsed time in whole milliseconds). */
-export function writeJsonResult(io: CommandIo, result: { elapsedMs: number }): void {
-  io.stdout.write(`${JSON.stringify({ ...result, elapsedMs: Math.round(result.elapsedMs) }, null, 2)}\n`);
 }

@@ -3,6 +3,7 @@
 import { UsageError } from '../errors.ts';
 import { DEFAULT_IO_TIMEOUT_MS, transportNames, type TransportName, type TransportOptions } from '../jobs/snapshot-source.ts';
 import type { CommandIo } from './command.ts';
+import { progressFlags, progressUsage } from './flags.ts';
 import { readPassword, type ConnectionValues } from './connection.ts';
 
 export const transportFlags = {
@@ -31,6 +32,7 @@ export const snapshotJobFlags = {
   quiesce: { type: 'boolean', default: false },
   'wait-busy': { type: 'string', default: '0' },
   json: { type: 'boolean', default: false },
+  ...progressFlags,
 } as const;
 
 export const snapshotJobUsage = `  --no-cbt-reset         when a disk grew since its last copy, do not reset CBT first
@@ -38,7 +40,8 @@ export const snapshotJobUsage = `  --no-cbt-reset         when a disk grew since
   --quiesce              quiesced snapshot (needs VMware Tools)
   --wait-busy DURATION   when another vcbt run (any host) works on the VM, wait up to this
                          long (e.g. 10m) before failing with VM_BUSY (default 0: fail at once)
-  --json                 machine-readable summary on stdout`;
+  --json                 machine-readable summary on stdout (docs/json.md)
+${progressUsage}`;
 
 /** The snapshot-job switches as job options. */
 export function snapshotJobOptions(values: { full: boolean; 'no-cbt-reset': boolean; quiesce: boolean; 'wait-busy': string }): { forceFull: boolean; resetCbtOnResize: boolean; quiesce: boolean; waitBusyMs: number } {

@@ -5,6 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { ByteReader } from './byte-reader.ts';
 import { NbdError } from './errors.ts';
+import type { ErrorCode } from '../errors.ts';
 import {
   BASE_ALLOCATION,
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -58,7 +59,7 @@ interface OptionReplyFrame {
 
 export async function negotiate(io: HandshakeIo, options: HandshakeOptions): Promise<{ io: HandshakeIo; negotiated: NegotiatedExport }> {
   const context = { server: options.server, exportName: options.exportName };
-  const fail = (code: string, message: string) => new NbdError(code, `${options.server}: ${message}`, context);
+  const fail = (code: ErrorCode, message: string) => new NbdError(code, `${options.server}: ${message}`, context);
 
   const greeting = Buffer.from(await io.reader.readExact(18));
   if (greeting.readBigUInt64BE(0) !== NBDMAGIC) throw fail('NBD_PROTOCOL', 'not an NBD server (bad greeting magic)');

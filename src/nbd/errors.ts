@@ -18,7 +18,7 @@ export class NbdError extends VcbtError {}
 /** The server replied with an error number to one request. */
 export class NbdServerError extends NbdError {
   readonly errno: number;
-  constructor(errno: number, errnoName: string, message: string, context: Record<string, unknown>) {
+  constructor(errno: number, errnoName: `E${string}`, message: string, context: Record<string, unknown>) {
     super(`NBD_${errnoName}`, message, context);
     this.errno = errno;
   }

@@ -117,8 +117,8 @@ export const ErrorNumber = {
 } as const;
 export type ErrorName = keyof typeof ErrorNumber;
 
-export function errorName(errno: number): string {
-  for (const [name, value] of Object.entries(ErrorNumber)) if (value === errno) return name;
+export function errorName(errno: number): ErrorName | `E${number}` {
+  for (const [name, value] of Object.entries(ErrorNumber)) if (value === errno) return name as ErrorName;
   return `E${errno}`;
 }
 

@@ -23,6 +23,7 @@ import { allFanoutNames } from './chunk-store.ts';
 import { configPath, newConfig, readConfig, type RepositoryConfig } from './config.ts';
 import { createSealedKey, openSealedKey, type MasterKeys } from './crypto.ts';
 import { RepositoryError } from './errors.ts';
+import { isErrorCode } from '../errors.ts';
 import { isNotFound, mkdirPrivate, writeFileAtomic } from './files.ts';
 import { RepositoryLock, defaultLockTiming, type LockKind, type LockTiming } from './lock.ts';
 import { decodeManifest, manifestPath, type RestorePointManifest } from './manifest.ts';
@@ -133,7 +134,7 @@ export class Repository {
 
   /** Turns a worker's failure into a RepositoryError naming `where`. */
   workerError(error: unknown, where: string): Error {
-    if (error instanceof WorkerFailure && error.code) return new RepositoryError(error.code, `${where}: ${error.message}`, error.context, { cause: error });
+    if (error instanceof WorkerFailure && error.code !== undefined && isErrorCode(error.code)) return new RepositoryError(error.code, `${where}: ${error.message}`, error.context, { cause: error });
     return error instanceof Error ? error : new Error(String(error));
   }
 

@@ -70,8 +70,9 @@ export class FileDisk implements Disk {
     }
     try {
       const info = await handle.stat();
-      if (info.isBlockDevice()) {
-        throw new VcbtError('FILE_OPEN', `${path} is a block device; vcbt reads and writes regular files only`, { file: path });
+      if (!info.isFile()) {
+        const kind = info.isDirectory() ? 'a directory' : info.isBlockDevice() ? 'a block device' : 'not a regular file';
+        throw new VcbtError('FILE_OPEN', `${path} is ${kind}; vcbt reads and writes regular files only`, { file: path });
       }
       let sizeBytes = info.size;
       let knownZero: Extent[] = [];

@@ -23,7 +23,7 @@
 // SNAPSHOT_REQUIRED          changed areas of a powered-on VM asked without a snapshot
 // SNAPSHOT_REMOVE_FAILED     work failed and removing its snapshot failed too (cause = the first error)
 // Extent validation of an answer raises ExtentError (EXTENT_*) from src/extents, naming server/VM/disk.
-import { VcbtError } from '../errors.ts';
+import { VcbtError, type ErrorCode } from '../errors.ts';
 import type { XmlElement } from './xml.ts';
 
 /** What an operation concerns, for messages and error context. */
@@ -45,12 +45,12 @@ function targetContext(target: Target): Record<string, unknown> {
 }
 
 export class VsphereError extends VcbtError {
-  constructor(code: string, message: string, target: Target, extra: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, target: Target, extra: Record<string, unknown> = {}, options?: { cause?: unknown }) {
     super(code, `${message} (${describeTarget(target)})`, { ...targetContext(target), ...extra }, options);
   }
 }
 
-const faultCodes: Record<string, string> = {
+const faultCodes: Record<string, ErrorCode> = {
   NotAuthenticated: 'VSPHERE_NOT_AUTHENTICATED',
   InvalidLogin: 'VSPHERE_INVALID_LOGIN',
   NoPermission: 'VSPHERE_NO_PERMISSION',
@@ -65,7 +65,7 @@ export class VsphereFault extends VsphereError {
   /** The fault's data object (e.g. InvalidArgument's invalidProperty); not part of the message. */
   readonly detail: XmlElement | undefined;
 
-  constructor(fault: { faultType: string; faultMessage: string; detail?: XmlElement }, method: string, target: Target, code?: string) {
+  constructor(fault: { faultType: string; faultMessage: string; detail?: XmlElement }, method: string, target: Target, code?: ErrorCode) {
     const text = fault.faultMessage ? `: ${fault.faultMessage}` : '';
     super(code ?? faultCodes[fault.faultType] ?? 'VSPHERE_FAULT', `${method} failed with ${fault.faultType}${text}`, target, {
       faultType: fault.faultType,
@@ -93,7 +93,7 @@ export function isVsphereFault(error: unknown, faultType?: string): error is Vsp
 }
 
 export class TlsError extends VcbtError {
-  constructor(code: string, message: string, context: Record<string, unknown>) {
+  constructor(code: ErrorCode, message: string, context: Record<string, unknown>) {
     super(code, message, context);
   }
 }

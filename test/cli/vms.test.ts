@@ -32,7 +32,7 @@ interface VmJson {
 test('vms --json lists every VM with power state, CBT state and disks as the lab has them', async () => {
   const result = await runCli(['vms', '--json', ...flags], env);
   assert.equal(result.code, 0, result.stderr);
-  const vms = JSON.parse(result.stdout) as VmJson[];
+  const { vms } = JSON.parse(result.stdout) as { vms: VmJson[] };
   const expected = [...lab.info.vms].sort((a, b) => a.name.localeCompare(b.name));
   assert.deepEqual(
     vms.map((v) => [v.name, v.moref, v.instanceUuid, v.powerState, v.cbtEnabled, v.disks.map((d) => [d.key, d.label, d.capacityBytes, d.fileName, d.changeId])]),

@@ -137,9 +137,9 @@ test('rounds of writes and backups: every restore point restores byte-identical;
 
   const listed = await runCli(['points', '--repo', repo, '--vm', vm, '--json']);
   assert.equal(listed.code, 0, listed.stderr);
-  const list = JSON.parse(listed.stdout) as Array<{ id: string; disks: Array<{ kind: string }> }>;
+  const list = (JSON.parse(listed.stdout) as { points: Array<{ id: string; disks: Array<{ mode: string }> }> }).points;
   assert.deepEqual(list.map((p) => p.id), points.map((p) => p.pointId));
-  assert.deepEqual(list.map((p) => p.disks[0].kind), ['full', 'incremental', 'incremental', 'incremental']);
+  assert.deepEqual(list.map((p) => p.disks[0].mode), ['full', 'incremental', 'incremental', 'incremental']);
   const text = await runCli(['points', '--repo', repo]);
   assert.match(text.stdout, new RegExp(`${full.pointId}.*${vm}`));
 
@@ -196,7 +196,7 @@ test('a resized disk gets a full; a refused ChangeId gets a full with the reason
 
 test('errors: unknown point, unknown disk, target too small, wrong passphrase - each with its code', async () => {
   const points = await runCli(['points', '--repo', repo, '--json']);
-  const pointId = (JSON.parse(points.stdout) as Array<{ id: string }>)[0].id;
+  const pointId = (JSON.parse(points.stdout) as { points: Array<{ id: string }> }).points[0].id;
 
   const noPoint = await restore('20200101T000000Z-deadbeef', 2000, join(dir, 'x.raw'));
   assert.equal(noPoint.code, 1);
@@ -234,13 +234,13 @@ test('errors: unknown point, unknown disk, target too small, wrong passphrase - 
 });
 
 test('a failing backup commits nothing and still removes its snapshot', async () => {
-  const before = (JSON.parse((await runCli(['points', '--repo', repo, '--json'])).stdout) as unknown[]).length;
+  const before = (JSON.parse((await runCli(['points', '--repo', repo, '--json'])).stdout) as { points: unknown[] }).points.length;
   await randomGuestWrites(7);
   const failed = await runCli(['backup', '--vm', vm, '--repo', repo, '--transport', 'nbd', '--nbd-uri', 'nbd+unix:///?socket=/nonexistent.sock', ...connection.flags], connection.env);
   assert.equal(failed.code, 1);
   assert.match(failed.stderr, /nonexistent\.sock/);
   assert.deepEqual(await lab.snapshots(vm), []);
-  const after = (JSON.parse((await runCli(['points', '--repo', repo, '--json'])).stdout) as unknown[]).length;
+  const after = (JSON.parse((await runCli(['points', '--repo', repo, '--json'])).stdout) as { points: unknown[] }).points.length;
   assert.equal(after, before);
 
   const unknownDisk = await runCli(['backup', '--vm', vm, '--repo', repo, '--disk', '2042', ...connection.flags], connection.env);

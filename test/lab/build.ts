@@ -8,7 +8,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { access, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { VcbtError } from '../../src/errors.ts';
 
 const run = promisify(execFile);
 
@@ -16,9 +15,14 @@ export const repoRoot = resolve(import.meta.dirname, '..', '..');
 export const labCacheDir = join(repoRoot, '.lab-cache');
 
 /** Building a lab program failed (Go missing, compile error). */
-export class LabBuildError extends VcbtError {
+/** Test harness only, so not a VcbtError: its code is not one of the product's ErrorCodes. */
+export class LabBuildError extends Error {
+  readonly code = 'LAB_BUILD';
+  readonly context: Readonly<Record<string, unknown>>;
   constructor(message: string, context: Record<string, unknown>, cause?: unknown) {
-    super('LAB_BUILD', message, context, { cause });
+    super(message, { cause });
+    this.name = 'LabBuildError';
+    this.context = context;
   }
 }
 

@@ -14,7 +14,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { VcbtError } from '../../src/errors.ts';
 import { buildLabBinaries } from './build.ts';
 
 export interface LabDisk {
@@ -135,9 +134,14 @@ export interface Lab {
 }
 
 /** The lab failed to start, stopped unexpectedly, or its control API refused a request. */
-export class LabError extends VcbtError {
+/** Test harness only, so not a VcbtError: its code is not one of the product's ErrorCodes. */
+export class LabError extends Error {
+  readonly code = 'LAB';
+  readonly context: Readonly<Record<string, unknown>>;
   constructor(message: string, context: Record<string, unknown> = {}, cause?: unknown) {
-    super('LAB', message, context, { cause });
+    super(message, { cause });
+    this.name = 'LabError';
+    this.context = context;
   }
 }
 

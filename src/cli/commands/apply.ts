@@ -4,9 +4,10 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { applyAreas } from '../../jobs/apply.ts';
 import { createProgress } from '../progress.ts';
-import { writeJsonResult } from '../job-reporter.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { UsageError } from '../../errors.ts';
-import { parsePositiveInteger } from '../flags.ts';
+import { parseInFlight, parsePositiveInteger, parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
 
 const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N] [--json]
 
@@ -14,7 +15,10 @@ Copies every area listed in FILE.csv (one "offset,length" line per area, in byte
 \`vcbt changes --format csv\` prints) from SRC to DST. SRC and DST are file paths or NBD
 URIs (nbd://host:port/export, nbds://..., nbd+unix:///export?socket=PATH). DST must exist
 and be at least as large as SRC. Areas are checked against both disks and against the
-sector size before anything is written.`;
+sector size before anything is written.
+
+  --in-flight N          copies in flight at once, 1 to 1024 (default 32)
+${progressUsage}`;
 
 export const applyCommand: Command = {
   name: 'apply',
@@ -31,22 +35,23 @@ export const applyCommand: Command = {
         'sector-size': { type: 'string', default: '512' },
         'in-flight': { type: 'string' },
         json: { type: 'boolean', default: false },
+        ...progressFlags,
       },
     });
     if (!values.areas || !values.from || !values.to) throw new UsageError(`apply needs --areas, --from and --to\n\n${usage}`);
-    const progress = createProgress('apply', io.stderr, { quiet: values.json });
+    const progress = createProgress('apply', io.stderr, { quiet: values.json, progressIntervalMs: parseProgressInterval(values['progress-interval']) });
     const result = await applyAreas({
       areasFile: values.areas,
       from: values.from,
       to: values.to,
       sectorBytes: parsePositiveInteger(values['sector-size'], '--sector-size'),
-      maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
+      maxInFlight: parseInFlight(values['in-flight']),
       signal: io.signal,
       onProgress: (done, total) => progress.update(done, total),
     });
     progress.finish();
     if (values.json) {
-      writeJsonResult(io, result);
+      writeJsonDocument(io, { ...documentHeader('apply'), ...result });
     } else {
       const mibPerS = result.bytesCopied / 1048576 / Math.max(result.elapsedMs / 1000, 1e-3);
       io.stdout.write(`applied ${result.areas} areas, ${result.bytesCopied} bytes (${result.bytesZero} as zeroes) in ${(result.elapsedMs / 1000).toFixed(2)} s, ${mibPerS.toFixed(1)} MiB/s\n`);

@@ -3,8 +3,9 @@
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { parsePositiveInteger } from '../flags.ts';
-import { jobReporter, writeJsonResult } from '../job-reporter.ts';
+import { parsePositiveInteger, parseProgressInterval } from '../flags.ts';
+import { jobReporter } from '../job-reporter.ts';
+import { backupDocument, writeJsonDocument } from '../json-output.ts';
 import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
@@ -53,7 +54,7 @@ export const backupCommand: Command = {
     const diskKeys = (values.disk ?? []).map((key) => parsePositiveInteger(key, '--disk'));
     const transport = await parseTransportFlags(values, io);
     const vm = parseVmSelector(values.vm);
-    const reporter = jobReporter(io, values.json);
+    const reporter = jobReporter(io, values.json, { progressIntervalMs: parseProgressInterval(values['progress-interval']) });
     const result = await withRepository(values, io, (repository) =>
       withSession(values, io, (session) =>
         backup({
@@ -71,7 +72,7 @@ export const backupCommand: Command = {
     );
     reporter.finish();
     if (values.json) {
-      writeJsonResult(io, result);
+      writeJsonDocument(io, backupDocument(result));
       return ExitCode.ok;
     }
     for (const d of result.disks) {

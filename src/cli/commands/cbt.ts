@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { UsageError } from '../../errors.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { disableCbt, enableCbt, findVm, parseVmSelector, resetCbt } from '../../vsphere/vsphere.ts';
 
 const usage = `usage: vcbt cbt enable|disable|reset --vm VM --server URL --user USER [--thumbprint FP] [--json]
@@ -42,7 +44,7 @@ export const cbtCommand: Command = {
       return findVm(session, { moref: found.moref.value });
     });
     const disks = vm.disks.map((d) => ({ key: d.key, label: d.label, changeId: d.changeId ?? null }));
-    if (values.json) io.stdout.write(`${JSON.stringify({ vm: vm.name, moref: vm.moref.value, action, cbtEnabled: vm.cbtEnabled, disks })}\n`);
+    if (values.json) writeJsonDocument(io, { ...documentHeader('cbt'), vm: vm.name, moref: vm.moref.value, action, cbtEnabled: vm.cbtEnabled, disks });
     else io.stdout.write(`${vm.name} (${vm.moref.value}): cbt ${action} done, CBT is ${vm.cbtEnabled ? 'on' : 'off'}\n`);
     return ExitCode.ok;
   },

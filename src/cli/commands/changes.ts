@@ -4,6 +4,8 @@ import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { parsePositiveInteger } from '../flags.ts';
 import { UsageError } from '../../errors.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { formatCsv } from '../../extents/csv.ts';
 import { ALLOCATED_AREAS, listChanges } from '../../jobs/changes.ts';
 import { parseVmSelector } from '../../vsphere/vsphere.ts';
@@ -52,9 +54,11 @@ export const changesCommand: Command = {
     const diskKey = parsePositiveInteger(values.disk, '--disk');
     const vm = parseVmSelector(values.vm);
     const output = await withSession(values, io, (session) =>
-      listChanges({ session, vm, diskKey, since: values.since ?? ALLOCATED_AREAS, snapshot: values.snapshot, takeSnapshot: values['take-snapshot'], signal: io.signal, onEvent: (line) => io.stderr.write(`${line}\n`) }),
+      listChanges({ session, vm, diskKey, since: values.since ?? ALLOCATED_AREAS, snapshot: values.snapshot, takeSnapshot: values['take-snapshot'], signal: io.signal, onEvent: (line) => io.stderr.write(`${line}
+`) }),
     );
-    io.stdout.write(values.format === 'csv' ? formatCsv(output.areas) : `${JSON.stringify(output, null, 2)}\n`);
+    if (values.format === 'csv') io.stdout.write(formatCsv(output.areas));
+    else writeJsonDocument(io, { ...documentHeader('changes'), ...output });
     return ExitCode.ok;
   },
 };

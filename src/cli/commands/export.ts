@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { UsageError } from '../../errors.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { exportDisk } from '../../jobs/export.ts';
 import { resolvePointId } from '../../jobs/restore-points.ts';
 import type { NbdServerOptions } from '../../nbd/server.ts';
@@ -56,10 +58,9 @@ export const exportCommand: Command = {
       const running = await exportDisk({ repository, pointId: await resolvePointId(repository, point, vm), deviceKey, listen, exportName: values.name });
       try {
         const description = { uri: running.uri, exportName: running.exportName, pointId: running.pointId, deviceKey: running.deviceKey, label: running.label, capacityBytes: running.capacityBytes };
-        io.stdout.write(
-          values.json
-            ? `${JSON.stringify(description)}\n`
-            : `serving restore point ${running.pointId} disk ${running.deviceKey} (${running.label}, ${running.capacityBytes} bytes) read-only at\n${running.uri}\n(Ctrl-C to stop)\n`,
+        if (values.json) writeJsonDocument(io, { ...documentHeader('export'), ...description }, { compact: true });
+        else io.stdout.write(
+          `serving restore point ${running.pointId} disk ${running.deviceKey} (${running.label}, ${running.capacityBytes} bytes) read-only at\n${running.uri}\n(Ctrl-C to stop)\n`,
         );
         if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
       } finally {

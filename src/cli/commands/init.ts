@@ -4,6 +4,8 @@ import { UsageError } from '../../errors.ts';
 import { passphraseFrom } from '../../repository/passphrase.ts';
 import { defaultChunkBytes, defaultCompressionLevel, Repository } from '../../repository/repository.ts';
 import { ExitCode, type Command } from '../command.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { parseSize } from '../flags.ts';
 
 const usage = `usage: vcbt init --repo DIR [--chunk-size SIZE] [--zstd-level N] [--encrypt [--passphrase-file FILE]] [--json]
@@ -43,10 +45,9 @@ export const initCommand: Command = {
     }
     const config = await Repository.init(values.repo, { chunkBytes, compressionLevel: level === undefined ? undefined : Number(level), passphrase });
     const summary = { repo: values.repo, id: config.id, chunkBytes: config.chunkBytes, compression: config.compression, encrypted: config.encryption !== null };
-    io.stdout.write(
-      values.json
-        ? `${JSON.stringify(summary, null, 2)}\n`
-        : `created repository ${values.repo} (id ${config.id}, chunks of ${config.chunkBytes} bytes, zstd level ${config.compression.level}, ${summary.encrypted ? 'encrypted' : 'not encrypted'})\n`,
+    if (values.json) writeJsonDocument(io, { ...documentHeader('init'), ...summary });
+    else io.stdout.write(
+      `created repository ${values.repo} (id ${config.id}, chunks of ${config.chunkBytes} bytes, zstd level ${config.compression.level}, ${summary.encrypted ? 'encrypted' : 'not encrypted'})\n`,
     );
     return ExitCode.ok;
   },

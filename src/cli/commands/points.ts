@@ -1,6 +1,8 @@
 // `vcbt points`: list the restore points in a repository.
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { vmMatches } from '../../jobs/restore-points.ts';
 
@@ -38,7 +40,7 @@ export const pointsCommand: Command = {
             deviceKey: d.deviceKey,
             label: d.label,
             capacityBytes: d.capacityBytes,
-            kind: d.kind,
+            mode: d.kind,
             basedOn: d.basedOn?.pointId ?? null,
             changeId: d.changeId,
             bytesRead: d.stats.bytesRead,
@@ -49,14 +51,14 @@ export const pointsCommand: Command = {
       return detailed;
     });
     if (values.json) {
-      io.stdout.write(`${JSON.stringify(points, null, 2)}\n`);
+      writeJsonDocument(io, { ...documentHeader('points'), points });
       return ExitCode.ok;
     }
     if (points.length === 0) io.stdout.write(`no restore points${values.vm === undefined ? '' : ` of VM "${values.vm}"`}\n`);
     for (const p of points) {
       io.stdout.write(`${p.id}  ${p.createdAt}  ${p.vm.name} (${p.vm.id})\n`);
       for (const d of p.disks) {
-        io.stdout.write(`    disk ${d.deviceKey} ${d.label}: ${d.capacityBytes} bytes, ${d.kind}, ${d.bytesRead} bytes read, ${d.bytesStored} bytes stored\n`);
+        io.stdout.write(`    disk ${d.deviceKey} ${d.label}: ${d.capacityBytes} bytes, ${d.mode}, ${d.bytesRead} bytes read, ${d.bytesStored} bytes stored\n`);
       }
     }
     return ExitCode.ok;

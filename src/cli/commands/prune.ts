@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../../errors.ts';
 import { prune } from '../../repository/prune.ts';
 import { ExitCode, type Command } from '../command.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { repositoryFlags, withRepository } from '../repository-flags.ts';
 
 const usage = `usage: vcbt prune --repo DIR [--keep-last N] [--keep-daily D] [--keep-weekly W] [--keep-monthly M]
@@ -49,7 +51,7 @@ export const pruneCommand: Command = {
     return withRepository(values, io, async (repo) => {
       const report = await prune(repo, policy, { dryRun: values['dry-run'] });
       if (values.json) {
-        io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        writeJsonDocument(io, { ...documentHeader('prune'), ...report });
         return ExitCode.ok;
       }
       const verb = report.dryRun ? 'would ' : '';

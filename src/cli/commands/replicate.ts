@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { parsePositiveInteger } from '../flags.ts';
-import { jobReporter, writeJsonResult } from '../job-reporter.ts';
+import { parseInFlight, parsePositiveInteger, parseProgressInterval } from '../flags.ts';
+import { jobReporter } from '../job-reporter.ts';
+import { replicateDocument, writeJsonDocument } from '../json-output.ts';
 import { parsePairs, parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { isNbdUri } from '../../nbd/uri.ts';
@@ -31,7 +32,7 @@ targets (file paths or NBD URIs; files are created sparse when missing):
                          $XDG_STATE_HOME/vcbt/replicas for NBD targets)
 
 ${transportUsage}
-  --in-flight N          reads in flight (default: what the transport prefers)
+  --in-flight N          pieces of 256 KiB read and written at once, 1 to 1024 (default 32)
 
   --full                 copy everything even if an incremental is possible
 ${snapshotJobUsage}
@@ -72,6 +73,7 @@ export const replicateCommand: Command = {
     if (values.to && values.disk?.length) throw new UsageError('give either --to or --disk KEY=TARGET, not both');
     const perDisk = new Map(parsePairs(values.disk, '--disk').map(([key, target]) => [parsePositiveInteger(key, '--disk KEY'), target] as const));
     const transportOptions = await parseTransportFlags(values, io);
+    const maxInFlight = parseInFlight(values['in-flight']);
     const to = values.to;
     const toIsDirectory = to !== undefined && !isNbdUri(to) && (await isDirectory(to));
     const targets = (disks: readonly VirtualDiskInfo[], vm: VmInfo): ReadonlyMap<number, string> => {
@@ -83,7 +85,7 @@ export const replicateCommand: Command = {
       return new Map([[disks[0].key, to]]);
     };
 
-    const reporter = jobReporter(io, values.json);
+    const reporter = jobReporter(io, values.json, { progressIntervalMs: parseProgressInterval(values['progress-interval']) });
     const result = await withSession(values, io, (session) =>
       replicate({
         session,
@@ -93,7 +95,7 @@ export const replicateCommand: Command = {
         stateDir: values['state-dir'],
         env: io.env,
         ...snapshotJobOptions(values),
-        maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
+        maxInFlight,
         signal: io.signal,
         onEvent: reporter.onEvent,
         onProgress: reporter.onProgress,
@@ -101,7 +103,7 @@ export const replicateCommand: Command = {
     );
     reporter.finish();
     if (values.json) {
-      writeJsonResult(io, result);
+      writeJsonDocument(io, replicateDocument(result));
     } else {
       for (const d of result.disks) {
         io.stdout.write(`disk ${d.deviceKey} (${d.label}) -> ${d.target}: ${d.mode}, ${d.areas} areas, ${d.bytesCopied} bytes copied; ChangeId ${d.changeId}\n`);

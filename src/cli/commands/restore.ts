@@ -2,7 +2,9 @@
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
-import { writeJsonResult } from '../job-reporter.ts';
+import { parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { restore } from '../../jobs/restore.ts';
@@ -20,6 +22,7 @@ file stays sparse.
   --disk KEY             device key of the disk (vcbt points lists them)
   --to TARGET            file path or NBD URI
   --json                 machine-readable summary on stdout
+${progressUsage}
 
 ${repositoryUsage}`;
 
@@ -36,12 +39,13 @@ export const restoreCommand: Command = {
         ...restorePointDiskFlags,
         to: { type: 'string' },
         json: { type: 'boolean', default: false },
+        ...progressFlags,
       },
     });
     if (!values.to) throw new UsageError(`restore needs --to TARGET\n\n${usage}`);
     const { point, vm, deviceKey } = parseRestorePointDisk(values, 'restore', usage);
     const target = values.to;
-    const bar = createProgress(`disk ${deviceKey}`, io.stderr, { quiet: values.json });
+    const bar = createProgress(`disk ${deviceKey}`, io.stderr, { quiet: values.json, progressIntervalMs: parseProgressInterval(values['progress-interval']) });
     const result = await withRepository(values, io, async (repository) =>
       restore({
         repository,
@@ -54,7 +58,7 @@ export const restoreCommand: Command = {
     );
     bar.finish();
     if (values.json) {
-      writeJsonResult(io, result);
+      writeJsonDocument(io, { ...documentHeader('restore'), ...result });
     } else {
       io.stdout.write(
         `restored restore point ${result.pointId} disk ${result.deviceKey} (${result.label}, ${result.capacityBytes} bytes) to ${result.target}${result.created ? ' (new sparse file)' : ''}: ` +

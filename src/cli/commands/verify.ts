@@ -2,13 +2,19 @@
 import { parseArgs } from 'node:util';
 import { verifyRepository } from '../../repository/verify.ts';
 import { ExitCode, type Command } from '../command.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { repositoryFlags, withRepository } from '../repository-flags.ts';
+import { parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
+import { createProgress } from '../progress.ts';
 
 const usage = `usage: vcbt verify --repo DIR [--point ID]... [--read-data] [--passphrase-file FILE] [--json]
 
 Checks every restore point (or the ones named): manifests, indexes, and that every chunk
 they reference exists with its full length. --read-data also decodes and re-hashes every
-chunk. Each problem is printed with every restore point it affects; exit code 1 if any.`;
+chunk. Each problem is printed with every restore point it affects; exit code 1 if any.
+
+${progressUsage}`;
 
 export const verifyCommand: Command = {
   name: 'verify',
@@ -23,12 +29,15 @@ export const verifyCommand: Command = {
         point: { type: 'string', multiple: true },
         'read-data': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
+        ...progressFlags,
       },
     });
+    const bar = createProgress('verify: chunks', io.stderr, { quiet: values.json, progressIntervalMs: parseProgressInterval(values['progress-interval']), unit: 'count' });
     return withRepository(values, io, async (repo) => {
-      const report = await verifyRepository(repo, { pointIds: values.point, readData: values['read-data'] });
+      const report = await verifyRepository(repo, { pointIds: values.point, readData: values['read-data'], onProgress: ({ chunks, of }) => bar.update(chunks, of) });
+      bar.finish();
       if (values.json) {
-        io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        writeJsonDocument(io, { ...documentHeader('verify'), ...report });
       } else {
         for (const c of report.corruptions) {
           io.stdout.write(`CORRUPT ${c.object} ${c.name}: ${c.code}: ${c.message}\n  affects restore points: ${c.affectedPoints.join(', ') || '(none)'}\n`);

@@ -1,6 +1,8 @@
 // `vcbt vms`: the VMs a server has, with power state, CBT state and disks.
 import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader } from '../json-documents.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { listVms, type VmInfo } from '../../vsphere/vsphere.ts';
 
@@ -48,7 +50,8 @@ export const vmsCommand: Command = {
   async run(args, io) {
     const { values } = parseArgs({ args, strict: true, options: { ...connectionFlags, json: { type: 'boolean', default: false } } });
     const vms = await withSession(values, io, (session) => listVms(session));
-    io.stdout.write(values.json ? `${JSON.stringify(vms.map(toJson), null, 2)}\n` : formatText(vms));
+    if (values.json) writeJsonDocument(io, { ...documentHeader('vms'), vms: vms.map(toJson) });
+    else io.stdout.write(formatText(vms));
     return ExitCode.ok;
   },
 };

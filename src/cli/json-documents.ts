@@ -1,0 +1,175 @@
+// The types of the --json documents vcbt prints: one per command, and the error document.
+// These types are the contract: docs/json/<type>.schema.json are generated from them by
+// scripts/json-schemas.ts, and test/cli/json-schemas.test.ts fails when the checked-in
+// schemas drift from the types. Rules every document follows (docs/json.md):
+// - `version` and `type` first; `version` changes only for an incompatible change.
+// - one name per fact across documents: `mode` (full | incremental), `deviceKey` for a
+//   disk's device key inside restore points and jobs, sizes in `...Bytes`, times in `...Ms`
+//   or ISO 8601 strings (`createdAt`), a prose `reason` next to a stable `reasonCode`.
+import type { ErrorCode } from '../errors.ts';
+import type { Extent } from '../extents/extent.ts';
+import type { ApplyResult } from '../jobs/apply.ts';
+import type { BackupResult } from '../jobs/backup.ts';
+import type { ReplicateResult } from '../jobs/replicate.ts';
+import type { RestoreResult } from '../jobs/restore.ts';
+import type { PruneReport } from '../repository/prune.ts';
+import type { VerifyReport } from '../repository/verify.ts';
+import type { VmInfo } from '../vsphere/vsphere.ts';
+
+/** The format version of every --json document; bumped only by an incompatible change. */
+export const JSON_FORMAT_VERSION = 1;
+
+/** The fields every document starts with. */
+export interface DocumentHeader<Type extends string> {
+  /** Format version of the document (1). */
+  version: typeof JSON_FORMAT_VERSION;
+  /** Which document this is. */
+  type: Type;
+}
+
+/** Printed on stdout instead of the command's document when a command fails under --json. */
+export interface ErrorDocument extends DocumentHeader<'error'> {
+  /** The command that failed (backup, points, ...). */
+  command: string;
+  /** A stable code (docs/errors.md); INTERNAL means a bug. */
+  code: ErrorCode;
+  message: string;
+  /** What was wrong, as fields: server, vm, diskKey, path, offsetBytes, ... (varies by code). */
+  context: Record<string, unknown>;
+  /** The process's exit code (1 failure, 2 usage, 130/143 after a signal). */
+  exitCode: number;
+}
+
+/** One VM of `vcbt vms`. */
+export interface VmJson {
+  name: string;
+  moref: string;
+  instanceUuid: string | null;
+  powerState: VmInfo['powerState'];
+  cbtEnabled: boolean;
+  consolidationNeeded: boolean;
+  disks: Array<{
+    /** Device key (2000, 2001, ...): what --disk takes. */
+    key: number;
+    label: string;
+    capacityBytes: number;
+    /** Datastore path of the disk's current backing file. */
+    fileName: string;
+    /** Datastore paths from the current backing file down to the base disk. */
+    backingChain: string[];
+    /** The disk's current ChangeId, null while CBT is off or not yet active. */
+    changeId: string | null;
+  }>;
+}
+
+export interface VmsDocument extends DocumentHeader<'vms'> {
+  vms: VmJson[];
+}
+
+export interface CbtDocument extends DocumentHeader<'cbt'> {
+  vm: string;
+  moref: string;
+  action: 'enable' | 'disable' | 'reset';
+  /** CBT state after the action. */
+  cbtEnabled: boolean;
+  disks: Array<{ key: number; label: string; changeId: string | null }>;
+}
+
+export interface ChangesDocument extends DocumentHeader<'changes'> {
+  server: string;
+  vm: { name: string; moref: string };
+  disk: { key: number; label: string; capacityBytes: number };
+  /** The ChangeId the areas are relative to, or "*" for the allocated areas (--all). */
+  since: string;
+  /** Snapshot moref queried at, null for the live disk. */
+  snapshot: string | null;
+  /** Whether vcbt took the snapshot (--take-snapshot) and removed it again. */
+  snapshotRemoved: boolean;
+  /** Changed (or allocated) byte ranges, sorted, not overlapping. */
+  areas: Extent[];
+  changedBytes: number;
+  /** With --take-snapshot: every disk's ChangeId at the snapshot, to pass as --since next time. */
+  changeIds?: Array<{ key: number; label: string; changeId: string | null }>;
+}
+
+export type ApplyDocument = DocumentHeader<'apply'> & ApplyResult;
+
+/** A per-disk reason as a stable code next to the prose (see src/jobs/copy-reason.ts). */
+export type BackupDocument = DocumentHeader<'backup'> & BackupResult;
+
+export type ReplicateDocument = DocumentHeader<'replicate'> & ReplicateResult;
+
+export type RestoreDocument = DocumentHeader<'restore'> & RestoreResult;
+
+/** Printed once the export serves (one line, so a script can read it while vcbt runs). */
+export interface ExportDocument extends DocumentHeader<'export'> {
+  /** The NBD URI to give a client (nbd://host:port/name or nbd+unix:///name?socket=PATH). */
+  uri: string;
+  exportName: string;
+  pointId: string;
+  deviceKey: number;
+  label: string;
+  capacityBytes: number;
+}
+
+export interface InitDocument extends DocumentHeader<'init'> {
+  repo: string;
+  id: string;
+  chunkBytes: number;
+  compression: { algorithm: string; level: number };
+  encrypted: boolean;
+}
+
+/** One restore point of `vcbt points`. */
+export interface PointJson {
+  id: string;
+  /** ISO 8601. */
+  createdAt: string;
+  vm: { id: string; name: string; [key: string]: unknown };
+  /** The snapshot the point was read from, as vSphere described it. */
+  snapshot: unknown;
+  disks: Array<{
+    deviceKey: number;
+    label: string;
+    capacityBytes: number;
+    mode: 'full' | 'incremental';
+    /** The restore point an incremental was built on. */
+    basedOn: string | null;
+    /** The disk's ChangeId at the snapshot (null when CBT gave none). */
+    changeId: string | null;
+    bytesRead: number;
+    bytesStored: number;
+  }>;
+}
+
+export interface PointsDocument extends DocumentHeader<'points'> {
+  points: PointJson[];
+}
+
+export type PruneDocument = DocumentHeader<'prune'> & PruneReport;
+
+export type VerifyDocument = DocumentHeader<'verify'> & VerifyReport;
+
+/** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
+export interface JsonDocuments {
+  error: ErrorDocument;
+  vms: VmsDocument;
+  cbt: CbtDocument;
+  changes: ChangesDocument;
+  apply: ApplyDocument;
+  backup: BackupDocument;
+  replicate: ReplicateDocument;
+  restore: RestoreDocument;
+  export: ExportDocument;
+  init: InitDocument;
+  points: PointsDocument;
+  prune: PruneDocument;
+  verify: VerifyDocument;
+}
+
+export type JsonDocument = JsonDocuments[keyof JsonDocuments];
+
+/** The header of a document of `type`. */
+export function documentHeader<Type extends keyof JsonDocuments>(type: Type): DocumentHeader<Type> {
+  return { version: JSON_FORMAT_VERSION, type };
+}
