@@ -200,9 +200,12 @@ export async function runSnapshotJob<B extends CopyBaseline, D>(options: Snapsho
         try {
           const disks: D[] = [];
           for (const [key, baseline] of baselines) {
+            // An interrupt stops the job even where no read would notice it (nothing to copy).
+            taken.signal.throwIfAborted();
             const [disk] = selectDisks(session, vm, [key], taken.disks);
             disks.push(await copyOneDisk(options, sink, taken, disk, baseline, owned.confirmIntact));
           }
+          taken.signal.throwIfAborted();
           await owned.confirmIntact();
           await sink.commit?.(taken);
           return { taken, disks, leftovers: owned.leftoversRemoved };

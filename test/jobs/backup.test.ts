@@ -72,11 +72,22 @@ interface Summary {
   bytesStored: number;
 }
 
+/** The newest backup of this process into the main repository (none yet when a test runs alone). */
+let newestPoint: Summary | undefined;
+
+/** A restore point to build on: the one the tests before made, or (a test run alone) a new full. */
+async function ensureBaseline(): Promise<Summary> {
+  if (newestPoint) return newestPoint;
+  for (const disk of disks()) await lab.write(vm, disk.key, 1024 * 1024, randomBytes(2 * 1024 * 1024));
+  return backup();
+}
+
 async function backup(extra: string[] = [], repoFlags: string[] = ['--repo', repo], env: NodeJS.ProcessEnv = {}): Promise<Summary> {
   const result = await runCli(['backup', '--vm', vm, ...repoFlags, '--json', ...extra, ...connection.flags], { ...connection.env, ...env });
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual(await lab.snapshots(vm), [], 'the backup snapshot is removed');
   const summary = JSON.parse(result.stdout) as Summary;
+  if (repoFlags[1] === repo) newestPoint = summary;
   const shas = new Map<number, string>();
   for (const d of summary.disks) shas.set(d.deviceKey, (await lab.sha256(vm, d.deviceKey)).sha256);
   expected.set(summary.pointId, shas);
@@ -151,6 +162,7 @@ test('rounds of writes and backups: every restore point restores byte-identical;
 });
 
 test('a resized disk gets a full; a refused ChangeId gets a full with the reason; both restore exactly', async () => {
+  await ensureBaseline();
   const [first, second] = disks();
   await lab.resize(vm, second.key, second.capacityBytes + 1024 * 1024);
   await lab.write(vm, second.key, second.capacityBytes + 5000, randomBytes(70_000));
@@ -195,8 +207,7 @@ test('a resized disk gets a full; a refused ChangeId gets a full with the reason
 });
 
 test('errors: unknown point, unknown disk, target too small, wrong passphrase - each with its code', async () => {
-  const points = await runCli(['points', '--repo', repo, '--json']);
-  const pointId = (JSON.parse(points.stdout) as { points: Array<{ id: string }> }).points[0].id;
+  const { pointId } = await ensureBaseline();
 
   const noPoint = await restore('20200101T000000Z-deadbeef', 2000, join(dir, 'x.raw'));
   assert.equal(noPoint.code, 1);
@@ -234,6 +245,7 @@ test('errors: unknown point, unknown disk, target too small, wrong passphrase - 
 });
 
 test('a failing backup commits nothing and still removes its snapshot', async () => {
+  await ensureBaseline();
   const before = (JSON.parse((await runCli(['points', '--repo', repo, '--json'])).stdout) as { points: unknown[] }).points.length;
   await randomGuestWrites(7);
   const failed = await runCli(['backup', '--vm', vm, '--repo', repo, '--transport', 'nbd', '--nbd-uri', 'nbd+unix:///?socket=/nonexistent.sock', ...connection.flags], connection.env);
@@ -254,6 +266,7 @@ test('a failing backup commits nothing and still removes its snapshot', async ()
 });
 
 test('Ctrl-C right after the snapshot and in the middle of a disk: nothing committed, snapshot removed', async () => {
+  await ensureBaseline();
   const session = await connect({ server: lab.info.sdk, username: lab.info.username, password: lab.info.password, thumbprint: lab.info.thumbprintSha1 });
   const repository = await Repository.open(repo);
   try {

@@ -136,6 +136,9 @@ child.on('exit', (code) => process.exit(code ?? 0));
 
 test('a refused ChangeId falls back to a full copy and says why; a resized disk gets a full copy', async () => {
   const flags = ['--transport', 'http'];
+  // Its own baseline: the targets hold a replica with a ChangeId to refuse.
+  await randomGuestWrites(98);
+  await replicate(flags);
   await randomGuestWrites(99);
   await lab.faults({ queryChangedDiskAreas: { fault: 'FileFault', count: 1 } });
   const refused = await replicate(flags);
