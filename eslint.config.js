@@ -1,7 +1,45 @@
 // Lint rules: typescript-eslint's recommended set plus the type-aware rules that catch
-// the async mistakes style.md forbids (floating promises, misused promises).
+// the async mistakes style.md forbids (floating promises, misused promises), and the layer
+// rules: which folder of src/ may import which (docs/architecture.md). Arrows point one way:
+//   cli -> jobs -> (vsphere, transport, vddk, repository) -> (extents, nbd, pipeline) -> errors.ts
+// The CLI reaches everything through src/jobs (values); it may name any type.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+
+const folders = ['cli', 'jobs', 'vsphere', 'transport', 'vddk', 'repository', 'pipeline', 'nbd', 'extents'];
+/** Per folder of src/: the folders it may import from (besides itself and src/errors.ts). */
+const allowed = {
+  cli: ['jobs'],
+  jobs: ['vsphere', 'transport', 'vddk', 'repository', 'pipeline', 'nbd', 'extents'],
+  vsphere: ['extents'],
+  transport: ['nbd', 'extents'],
+  vddk: ['nbd'],
+  repository: ['pipeline', 'extents'],
+  pipeline: [],
+  nbd: ['extents'],
+  extents: [],
+};
+const layerRules = Object.entries(allowed).map(([folder, may]) => {
+  const forbidden = folders.filter((f) => f !== folder && !may.includes(f));
+  return {
+    files: [`src/${folder}/**/*.ts`],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: forbidden.map((f) => `**/${f}/*`),
+              message: `src/${folder} may import only from ${may.length ? may.map((f) => `src/${f}`).join(', ') : 'itself'} and src/errors.ts (layer rules in eslint.config.js, docs/architecture.md)`,
+              // The CLI may name any type; its values come through src/jobs.
+              allowTypeImports: folder === 'cli',
+            },
+          ],
+        },
+      ],
+    },
+  };
+});
 
 export default tseslint.config(
   { ignores: ['node_modules/**', 'test/lab/go/**', '.lab-cache/**'] },
@@ -23,5 +61,6 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  ...layerRules,
   { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked },
 );

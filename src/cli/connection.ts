@@ -3,7 +3,8 @@
 // The password is never a flag value, so it never appears in argv or `ps`.
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../errors.ts';
-import { connect, type VsphereSession } from '../vsphere/vsphere.ts';
+import { openVsphereSession } from '../jobs/vsphere-admin.ts';
+import type { VsphereSession } from '../vsphere/vsphere.ts';
 import type { CommandIo } from './command.ts';
 
 export const connectionFlags = {
@@ -46,7 +47,7 @@ export async function readPassword(values: ConnectionValues, io: CommandIo): Pro
 /** Logs in with the command's flags; the caller must `logout()` in a finally. */
 export async function connectFromFlags(values: ConnectionValues, io: CommandIo): Promise<VsphereSession> {
   if (!values.server || !values.user) throw new UsageError('--server and --user are required');
-  return connect({
+  return openVsphereSession({
     server: values.server,
     username: values.user,
     password: await readPassword(values, io),

@@ -2,6 +2,7 @@
 // of a VM, optionally at a snapshot this job takes and always removes - the seed's Go program.
 // The CBT checks are the snapshot jobs' own (snapshot-job.ts: CBT on, a ChangeId on the disk);
 // a powered-on VM is only asked at a snapshot.
+import { formatCsv } from '../extents/csv.ts';
 import { totalBytes, type Extent } from '../extents/extent.ts';
 import {
   ALLOCATED_AREAS,
@@ -18,6 +19,9 @@ import { findTrackedVm, JobError, requireChangeId, selectDisks } from './snapsho
 import { withOwnedSnapshot } from './snapshot-owner.ts';
 
 export { ALLOCATED_AREAS };
+
+/** The areas as the seed's CSV: one `offset,length` line per area, in bytes. */
+export const formatAreasCsv = formatCsv;
 
 export interface ChangesOptions {
   session: VsphereSession;

@@ -14,6 +14,8 @@ import { dirname } from 'node:path';
 import { VcbtError } from '../errors.ts';
 import { extent, subtract } from '../extents/extent.ts';
 import { isNbdUri } from '../nbd/uri.ts';
+
+export { isNbdUri };
 import type { Disk } from '../transport/disk.ts';
 import { openDisk } from '../transport/open-disk.ts';
 import type { VirtualDiskInfo, VmInfo } from '../vsphere/vsphere.ts';

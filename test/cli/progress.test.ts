@@ -77,12 +77,13 @@ test('progress off a TTY: every line has an ISO timestamp and progress prints at
   assert.doesNotMatch(text(), /\r|\x1b/, 'no terminal control characters in a log file');
 });
 
-test('progress: with --json (quiet) nothing is written; counts for verify', () => {
+test('progress: with --json (quiet) no bar is drawn, event lines still are; counts for verify', () => {
   const { stream, text } = capture(true);
   const terminal = createTerminal(stream, { quiet: true });
-  terminal.log('hidden');
   terminal.progress('disk 2000').update(1, 2);
   assert.equal(text(), '');
+  terminal.log('snapshot taken');
+  assert.equal(text(), 'snapshot taken\n');
   const counted = capture(false);
   createTerminal(counted.stream, { progressIntervalMs: 0, now: () => new Date(0) }).progress('verify: chunks', { unit: 'count' }).update(256, 1024);
   assert.match(counted.text(), /^1970-01-01T00:00:00\.000Z verify: chunks 256 \/ 1024 25\.0% /);

@@ -10,7 +10,7 @@ import { repositoryFlags, repositoryUsage, withRepository } from '../repository-
 import { parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
 import { backup } from '../../jobs/backup.ts';
-import { parseVmSelector } from '../../vsphere/vsphere.ts';
+import { parseVmSelector } from '../../jobs/vsphere-admin.ts';
 
 const usage = `usage: vcbt backup --vm VM --repo DIR [--disk KEY ...] [--transport http|nbd|vddk|file]
                    [--full] [--quiesce] [--json] --server URL --user USER [--thumbprint FP]

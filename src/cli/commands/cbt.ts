@@ -5,7 +5,7 @@ import { connectionFlags, connectionUsage, withSession } from '../connection.ts'
 import { UsageError } from '../../errors.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
-import { disableCbt, enableCbt, findVm, parseVmSelector, resetCbt } from '../../vsphere/vsphere.ts';
+import { changeCbt, parseVmSelector } from '../../jobs/vsphere-admin.ts';
 
 const usage = `usage: vcbt cbt enable|disable|reset --vm VM --server URL --user USER [--thumbprint FP] [--json]
 
@@ -19,7 +19,6 @@ prefix with name:, path:, moref: or uuid: to be explicit.
 
 ${connectionUsage}`;
 
-const actions = { enable: enableCbt, disable: disableCbt, reset: resetCbt } as const;
 
 export const cbtCommand: Command = {
   name: 'cbt',
@@ -38,11 +37,7 @@ export const cbtCommand: Command = {
     }
     if (!values.vm) throw new UsageError(`cbt needs --vm\n\n${usage}`);
     const selector = parseVmSelector(values.vm);
-    const vm = await withSession(values, io, async (session) => {
-      const found = await findVm(session, selector);
-      await actions[action](session, found);
-      return findVm(session, { moref: found.moref.value });
-    });
+    const vm = await withSession(values, io, (session) => changeCbt(session, selector, action));
     const disks = vm.disks.map((d) => ({ key: d.key, label: d.label, changeId: d.changeId ?? null }));
     if (values.json) writeJsonDocument(io, { ...documentHeader('cbt'), vm: vm.name, moref: vm.moref.value, action, cbtEnabled: vm.cbtEnabled, disks });
     else io.stdout.write(`${vm.name} (${vm.moref.value}): cbt ${action} done, CBT is ${vm.cbtEnabled ? 'on' : 'off'}\n`);

@@ -6,9 +6,8 @@ import { parsePositiveInteger } from '../flags.ts';
 import { UsageError } from '../../errors.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
-import { formatCsv } from '../../extents/csv.ts';
-import { ALLOCATED_AREAS, listChanges } from '../../jobs/changes.ts';
-import { parseVmSelector } from '../../vsphere/vsphere.ts';
+import { ALLOCATED_AREAS, formatAreasCsv, listChanges } from '../../jobs/changes.ts';
+import { parseVmSelector } from '../../jobs/vsphere-admin.ts';
 
 const usage = `usage: vcbt changes --vm VM --disk KEY (--since CHANGEID | --all)
                     [--snapshot MOREF | --take-snapshot] [--format csv|json]
@@ -57,7 +56,7 @@ export const changesCommand: Command = {
       listChanges({ session, vm, diskKey, since: values.since ?? ALLOCATED_AREAS, snapshot: values.snapshot, takeSnapshot: values['take-snapshot'], signal: io.signal, onEvent: (line) => io.stderr.write(`${line}
 `) }),
     );
-    if (values.format === 'csv') io.stdout.write(formatCsv(output.areas));
+    if (values.format === 'csv') io.stdout.write(formatAreasCsv(output.areas));
     else writeJsonDocument(io, { ...documentHeader('changes'), ...output });
     return ExitCode.ok;
   },

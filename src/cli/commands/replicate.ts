@@ -10,9 +10,9 @@ import { jobReporter } from '../job-reporter.ts';
 import { replicateDocument, writeJsonDocument } from '../json-output.ts';
 import { parsePairs, parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
 import { UsageError } from '../../errors.ts';
-import { isNbdUri } from '../../nbd/uri.ts';
-import { replicate } from '../../jobs/replicate.ts';
-import { parseVmSelector, type VirtualDiskInfo, type VmInfo } from '../../vsphere/vsphere.ts';
+import { isNbdUri, replicate } from '../../jobs/replicate.ts';
+import { parseVmSelector } from '../../jobs/vsphere-admin.ts';
+import type { VirtualDiskInfo, VmInfo } from '../../vsphere/vsphere.ts';
 
 const usage = `usage: vcbt replicate --vm VM (--to TARGET | --disk KEY=TARGET ...)
                       [--transport http|nbd|vddk|file] [--full] [--quiesce] [--json]

@@ -4,7 +4,8 @@ import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { listVms, type VmInfo } from '../../vsphere/vsphere.ts';
+import { listVms } from '../../jobs/vsphere-admin.ts';
+import type { VmInfo } from '../../vsphere/vsphere.ts';
 
 const usage = `usage: vcbt vms --server URL --user USER [--thumbprint FP] [--json]
 
