@@ -1,6 +1,6 @@
 // What a CLI command is: a name, a one-line summary, usage text and a run function that
 // receives the arguments after the command name and returns an exit code.
-// Commands parse their flags with node:util parseArgs (strict) and hold no business logic:
+// Commands parse their flags with parseFlags (node:util parseArgs, strict, one value per non-repeatable flag) and hold no business logic:
 // they call into src/jobs (or the layer a job would call) and format the result.
 
 export const ExitCode = {

@@ -1,5 +1,22 @@
-// Parsing of flag values shared by commands: numbers and sizes with clear usage errors.
+// Parsing of command lines and flag values shared by commands: numbers and sizes with clear
+// usage errors, and one rule for repeated flags.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.ts';
+
+/**
+ * parseArgs, strict, plus the rule for repeated flags: a flag declared `multiple` takes every
+ * value given; any other flag given twice is a usage error (never "the last one wins").
+ */
+export function parseFlags<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  const parsed = parseArgs({ ...config, strict: true, tokens: true });
+  const seen = new Set<string>();
+  for (const token of parsed.tokens ?? []) {
+    if (token.kind !== 'option' || config.options?.[token.name]?.multiple) continue;
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} was given more than once; it takes one value`, { flag: `--${token.name}` });
+    seen.add(token.name);
+  }
+  return parsed as unknown as ReturnType<typeof parseArgs<T>>;
+}
 
 export function parsePositiveInteger(text: string, flag: string, maxValue = Number.MAX_SAFE_INTEGER): number {
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) <= 0) {

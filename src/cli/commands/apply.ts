@@ -1,13 +1,12 @@
 // `vcbt apply`: copy the areas listed in a CSV (the seed's `offset,length` bytes) from a
 // source disk to a target disk. SRC/DST are file paths or NBD URIs.
-import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { applyAreas } from '../../jobs/apply.ts';
 import { createProgress } from '../progress.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
 import { UsageError } from '../../errors.ts';
-import { parseInFlight, parsePositiveInteger, parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
+import { parseFlags, parseInFlight, parsePositiveInteger, parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
 
 const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N] [--json]
 
@@ -25,7 +24,7 @@ export const applyCommand: Command = {
   summary: 'copy the changed areas listed in a CSV from one disk to another',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

@@ -1,9 +1,8 @@
 // `vcbt backup`: snapshot a VM, store what changed since its last restore point (or the
 // allocated blocks) as a new restore point in the repository, remove the snapshot.
-import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { parsePositiveInteger, parseProgressInterval } from '../flags.ts';
+import { parseFlags, parsePositiveInteger, parseProgressInterval } from '../flags.ts';
 import { jobReporter } from '../job-reporter.ts';
 import { backupDocument, writeJsonDocument } from '../json-output.ts';
 import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
@@ -37,7 +36,7 @@ export const backupCommand: Command = {
   summary: 'store a restore point of a VM in a repository (incremental with CBT)',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

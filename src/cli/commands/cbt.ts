@@ -1,5 +1,5 @@
 // `vcbt cbt enable|disable|reset --vm VM`: switch Changed Block Tracking on a VM.
-import { parseArgs } from 'node:util';
+import { parseFlags } from '../flags.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
 import { UsageError } from '../../errors.ts';
@@ -25,7 +25,7 @@ export const cbtCommand: Command = {
   summary: 'enable, disable or reset Changed Block Tracking on a VM',
   usage,
   async run(args, io) {
-    const { values, positionals } = parseArgs({
+    const { values, positionals } = parseFlags({
       args,
       strict: true,
       allowPositionals: true,

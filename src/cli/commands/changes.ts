@@ -1,8 +1,7 @@
 // `vcbt changes`: the changed (or allocated) areas of one disk, as the seed's CSV or JSON.
-import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { parsePositiveInteger } from '../flags.ts';
+import { parseFlags, parsePositiveInteger } from '../flags.ts';
 import { UsageError } from '../../errors.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
@@ -30,7 +29,7 @@ export const changesCommand: Command = {
   summary: 'print the changed or allocated areas of a disk (CSV or JSON)',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

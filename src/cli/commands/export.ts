@@ -1,5 +1,5 @@
 // `vcbt export`: serve one disk of a restore point read-only over NBD until Ctrl-C/SIGTERM.
-import { parseArgs } from 'node:util';
+import { parseFlags } from '../flags.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
 import { UsageError } from '../../errors.ts';
@@ -40,7 +40,7 @@ export const exportCommand: Command = {
   summary: 'serve a restore point\'s disk read-only over NBD',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

@@ -1,12 +1,11 @@
 // `vcbt init`: create a backup repository.
-import { parseArgs } from 'node:util';
 import { UsageError } from '../../errors.ts';
 import { passphraseFrom } from '../../repository/passphrase.ts';
 import { defaultChunkBytes, defaultCompressionLevel, Repository } from '../../repository/repository.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
-import { parseSize } from '../flags.ts';
+import { parseFlags, parseSize } from '../flags.ts';
 
 const usage = `usage: vcbt init --repo DIR [--chunk-size SIZE] [--zstd-level N] [--encrypt [--passphrase-file FILE]] [--json]
 
@@ -20,7 +19,7 @@ export const initCommand: Command = {
   summary: 'create a backup repository (chunk size, compression, optional encryption)',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

@@ -1,5 +1,5 @@
 // `vcbt points`: list the restore points in a repository.
-import { parseArgs } from 'node:util';
+import { parseFlags } from '../flags.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
@@ -21,7 +21,7 @@ export const pointsCommand: Command = {
   summary: 'list restore points in a repository',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: { ...repositoryFlags, vm: { type: 'string' }, json: { type: 'boolean', default: false } },

@@ -1,7 +1,7 @@
 // `vcbt prune`: apply a retention policy and collect garbage.
-import { parseArgs } from 'node:util';
 import { UsageError } from '../../errors.ts';
 import { prune } from '../../repository/prune.ts';
+import { parseFlags } from '../flags.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
@@ -26,7 +26,7 @@ export const pruneCommand: Command = {
   summary: 'delete restore points a retention policy drops, then collect garbage',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

@@ -2,10 +2,9 @@
 // onto the target disk(s), record the new ChangeId next to each target, remove the snapshot.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { connectionFlags, connectionUsage, withSession } from '../connection.ts';
-import { parseInFlight, parsePositiveInteger, parseProgressInterval } from '../flags.ts';
+import { parseFlags, parseInFlight, parsePositiveInteger, parseProgressInterval } from '../flags.ts';
 import { jobReporter } from '../job-reporter.ts';
 import { replicateDocument, writeJsonDocument } from '../json-output.ts';
 import { parsePairs, parseTransportFlags, snapshotJobFlags, snapshotJobOptions, snapshotJobUsage, transportFlags, transportUsage } from '../transport-flags.ts';
@@ -54,7 +53,7 @@ export const replicateCommand: Command = {
   summary: 'replicate a VM\'s changed blocks onto target disks (snapshot, CBT, copy, record)',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

@@ -1,8 +1,7 @@
 // `vcbt restore`: write one disk of a restore point to a file or an NBD export.
-import { parseArgs } from 'node:util';
 import { ExitCode, type Command } from '../command.ts';
 import { createProgress } from '../progress.ts';
-import { parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
+import { parseFlags, parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
 import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
@@ -31,7 +30,7 @@ export const restoreCommand: Command = {
   summary: 'restore one disk of a restore point to a file or NBD export',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

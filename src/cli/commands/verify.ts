@@ -1,11 +1,10 @@
 // `vcbt verify`: check that restore points restore; exit 1 on any corruption.
-import { parseArgs } from 'node:util';
 import { verifyRepository } from '../../repository/verify.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
 import { repositoryFlags, withRepository } from '../repository-flags.ts';
-import { parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
+import { parseFlags, parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
 import { createProgress } from '../progress.ts';
 
 const usage = `usage: vcbt verify --repo DIR [--point ID]... [--read-data] [--passphrase-file FILE] [--json]
@@ -21,7 +20,7 @@ export const verifyCommand: Command = {
   summary: 'check restore points (structure, or every chunk with --read-data)',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({
+    const { values } = parseFlags({
       args,
       strict: true,
       options: {

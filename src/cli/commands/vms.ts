@@ -1,5 +1,5 @@
 // `vcbt vms`: the VMs a server has, with power state, CBT state and disks.
-import { parseArgs } from 'node:util';
+import { parseFlags } from '../flags.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
@@ -49,7 +49,7 @@ export const vmsCommand: Command = {
   summary: 'list VMs with power state, CBT state and disks',
   usage,
   async run(args, io) {
-    const { values } = parseArgs({ args, strict: true, options: { ...connectionFlags, json: { type: 'boolean', default: false } } });
+    const { values } = parseFlags({ args, strict: true, options: { ...connectionFlags, json: { type: 'boolean', default: false } } });
     const vms = await withSession(values, io, (session) => listVms(session));
     if (values.json) writeJsonDocument(io, { ...documentHeader('vms'), vms: vms.map(toJson) });
     else io.stdout.write(formatText(vms));
