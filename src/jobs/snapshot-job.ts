@@ -5,7 +5,8 @@
 // For one VM:
 //   1. find it and insist CBT is on;
 //   2. ask the sink for the disks and their baselines (read once, before the snapshot; the
-//      sink checks there everything it can before a snapshot exists: targets, repository);
+//      sink checks there everything it can before a snapshot exists: targets, repository;
+//      the transport's own needs - VDDK, mounted datastores - are checked before that);
 //   3. when a disk grew since its baseline, reset CBT first (KB 2090639: changed-block data
 //      across a resize cannot be trusted); the new epoch makes every disk's copy full;
 //   4. claim the VM with an owned snapshot (snapshot-owner.ts: leftovers of dead runs go, a
@@ -34,7 +35,7 @@ import {
 import { areasToCopy, type AreasToCopy } from './areas-to-copy.ts';
 import { diskResized, planCopy, type BaselineWords, type CopyBaseline, type DiskNow, type VmRef } from './copy-plan.ts';
 import { withOwnedSnapshot } from './snapshot-owner.ts';
-import { openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
+import { checkTransport, openSnapshotDisk, type TransportOptions } from './snapshot-source.ts';
 
 /** Codes: CBT_NOT_ENABLED, VM_NO_DISKS, SNAPSHOT_REQUIRED. */
 export class JobError extends VcbtError {}
@@ -167,6 +168,7 @@ export async function runSnapshotJob<B extends CopyBaseline, D>(options: Snapsho
   const started = performance.now();
   const { session } = options;
   const log = options.onEvent ?? (() => {});
+  await checkTransport(options.transport);
   let vm = await findTrackedVm(session, options.vm);
   try {
     const baselines = await sink.prepare(vm);

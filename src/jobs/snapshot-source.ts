@@ -8,7 +8,7 @@
 // - vddk: vcbt starts nbdkit's vddk plugin for the disk (src/vddk) and reads its export.
 // - file: the datastore is mounted on this host (NFS, or a hot-added disk): the flat
 //   extent is read as a local file; `--datastore-dir NAME=PATH` maps datastores to mounts.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VcbtError } from '../errors.ts';
 import type { DiskReader } from '../transport/disk.ts';
@@ -17,7 +17,7 @@ import { openDisk } from '../transport/open-disk.ts';
 import { openReconnectingReader } from '../transport/reconnecting-reader.ts';
 import { openFileDisk } from '../transport/file-disk.ts';
 import { parseDatastorePath, parseVmdkDescriptor } from '../transport/vmdk-descriptor.ts';
-import { launchVddk } from '../vddk/launcher.ts';
+import { checkVddk, launchVddk } from '../vddk/launcher.ts';
 import type { MoRef, VsphereSession } from '../vsphere/vsphere.ts';
 import type { VirtualDiskInfo, VmIdentity } from '../vsphere/inventory.ts';
 
@@ -114,6 +114,23 @@ function withExtraClose(disk: DiskReader, extra: () => Promise<void>): DiskReade
       }
     },
   };
+}
+
+/**
+ * What a transport needs that can be checked before a snapshot exists: the vddk transport's
+ * VDDK and nbdkit, the file transport's mounted datastore directories.
+ */
+export async function checkTransport(options: TransportOptions): Promise<void> {
+  if (options.transport === 'vddk') {
+    if (!options.vddk) throw new TransportError('TRANSPORT_OPTIONS', 'the vddk transport needs --vddk-libdir', {});
+    await checkVddk(options.vddk.libdir, options.vddk.nbdkitPath);
+  }
+  if (options.transport === 'file') {
+    for (const [datastore, dir] of options.datastoreDirs ?? []) {
+      const info = await stat(dir).catch(() => undefined);
+      if (!info?.isDirectory()) throw new TransportError('TRANSPORT_OPTIONS', `--datastore-dir ${datastore}=${dir}: not a directory here`, { datastore, dir });
+    }
+  }
 }
 
 /** Opens the disk at the snapshot for reading with the chosen transport. */

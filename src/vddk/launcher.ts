@@ -12,7 +12,8 @@
 // directory that is deleted as soon as nbdkit is ready (it reads the password at start-up),
 // so it never appears in argv, the environment or a log.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdtemp, rm, writeFile, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -91,6 +92,23 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Starts nbdkit-vddk for one disk and waits until it accepts connections. */
+/**
+ * What can be checked before any snapshot exists: `libdir` is an unpacked VDDK (it holds
+ * lib64/) and the nbdkit executable can be run. Throws VDDK_OPTIONS / VDDK_START_FAILED.
+ */
+export async function checkVddk(libdir: string, nbdkitPath = 'nbdkit'): Promise<void> {
+  const lib64 = join(libdir, 'lib64');
+  const info = await stat(lib64).catch(() => undefined);
+  if (!info?.isDirectory()) {
+    throw new VddkError('VDDK_OPTIONS', `--vddk-libdir ${libdir} is not an unpacked VDDK: it has no lib64/ directory (see docs/vddk.md)`, { libdir });
+  }
+  const candidates = nbdkitPath.includes('/') ? [nbdkitPath] : (process.env.PATH ?? '').split(':').filter(Boolean).map((dir) => join(dir, nbdkitPath));
+  for (const candidate of candidates) {
+    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return;
+  }
+  throw new VddkError('VDDK_START_FAILED', `nbdkit (${nbdkitPath}) is not installed or not executable; the vddk transport needs nbdkit and its vddk plugin (see docs/vddk.md)`, { nbdkitPath });
+}
+
 export async function launchVddk(disk: VddkDisk, options: VddkLaunchOptions = {}): Promise<VddkExport> {
   const dir = await mkdtemp(join(tmpdir(), 'vcbt-vddk-'));
   const paths = { socketPath: join(dir, 'nbd.sock'), pidFile: join(dir, 'nbdkit.pid'), passwordFile: join(dir, 'password') };

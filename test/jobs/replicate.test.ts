@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLab, type Lab } from '../lab/lab.ts';
@@ -128,7 +128,14 @@ child.on('exit', (code) => process.exit(code ?? 0));
   await chmod(wrapper, 0o755);
   // The cut lands between nbdkit and the lab (where ESXi would be): nbdkit's retry filter,
   // which the launcher always adds, reopens the connection.
-  await rounds(['--transport', 'vddk', '--vddk-libdir', '/opt/vmware-vix-disklib-distrib', '--nbdkit', wrapper], () => lab.faults({ nbdCutAfterBytes: 300_000 }));
+  // An unpacked VDDK's shape (lib64/) is checked before any snapshot; the stand-in needs no more.
+  const libdir = join(dir, 'vmware-vix-disklib-distrib');
+  await mkdir(join(libdir, 'lib64'), { recursive: true });
+  const missing = await runCli(['replicate', '--vm', vm, '--to', dir, '--transport', 'vddk', '--vddk-libdir', join(dir, 'nowhere'), ...connection.flags], connection.env);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /VDDK_OPTIONS: --vddk-libdir .*nowhere is not an unpacked VDDK: it has no lib64/);
+  assert.deepEqual(await lab.snapshots(vm), [], 'no snapshot was taken');
+  await rounds(['--transport', 'vddk', '--vddk-libdir', libdir, '--nbdkit', wrapper], () => lab.faults({ nbdCutAfterBytes: 300_000 }));
   const args = JSON.parse(await readFile(join(dir, 'vddk-args.json'), 'utf8')) as string[];
   assert.ok(args.includes('vddk') && args.includes(`thumbprint=${lab.info.thumbprintSha1}`), args.join(' '));
   assert.ok(!args.join(' ').includes(lab.info.password), 'password never in argv');
