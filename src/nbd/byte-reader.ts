@@ -3,11 +3,15 @@
 // when it holds the whole header (no copy); payload reads copy straight from received chunks
 // into the caller's buffer as they arrive, so a 32 MiB read never sits in an extra buffer.
 // While nobody is waiting and too much is buffered, the socket is paused (backpressure).
+// Consumed chunks are skipped with a head index (compacted now and then), never shifted off
+// one by one, so consuming is linear however small the peer's segments are.
 
 import type { Duplex } from 'node:stream';
 
 /** How much unread input we hold before pausing the socket. */
 const PAUSE_ABOVE_BYTES = 8 * 1024 * 1024;
+/** Consumed chunk slots kept before the array is compacted (amortised O(1) per chunk). */
+const COMPACT_ABOVE_CHUNKS = 1024;
 
 type Waiter =
   | { kind: 'exact'; lengthBytes: number; resolve(view: Buffer): void; reject(error: Error): void }
@@ -15,7 +19,9 @@ type Waiter =
 
 export class ByteReader {
   readonly #stream: Duplex;
-  readonly #chunks: Buffer[] = [];
+  /** Received chunks; those before #headIndex are consumed. */
+  #chunks: Buffer[] = [];
+  #headIndex = 0;
   #headOffsetBytes = 0;
   #availableBytes = 0;
   #waiter: Waiter | null = null;
@@ -116,14 +122,15 @@ export class ByteReader {
    * loop turn in between to consume it.)
    */
   release(buffer: Uint8Array): void {
-    for (let i = 0; i < this.#chunks.length; i++) {
+    const head = this.#headIndex;
+    for (let i = head; i < this.#chunks.length; i++) {
       const chunk = this.#chunks[i];
       if (chunk.buffer !== buffer.buffer) continue;
-      const from = i === 0 ? this.#headOffsetBytes : 0;
+      const from = i === head ? this.#headOffsetBytes : 0;
       const copy = Buffer.allocUnsafe(chunk.length - from);
       chunk.copy(copy, 0, from);
       this.#chunks[i] = copy;
-      if (i === 0) this.#headOffsetBytes = 0;
+      if (i === head) this.#headOffsetBytes = 0;
     }
   }
 
@@ -161,7 +168,7 @@ export class ByteReader {
   #fill(waiter: Waiter & { kind: 'into' }): boolean {
     const target = waiter.target;
     while (waiter.filledBytes < target.length && this.#availableBytes > 0) {
-      const head = this.#chunks[0];
+      const head = this.#chunks[this.#headIndex];
       const n = Math.min(head.length - this.#headOffsetBytes, target.length - waiter.filledBytes);
       target.set(head.subarray(this.#headOffsetBytes, this.#headOffsetBytes + n), waiter.filledBytes);
       waiter.filledBytes += n;
@@ -171,7 +178,7 @@ export class ByteReader {
   }
 
   #take(lengthBytes: number): Buffer {
-    const head = this.#chunks[0];
+    const head = this.#chunks[this.#headIndex];
     if (head && head.length - this.#headOffsetBytes >= lengthBytes) {
       const view = head.subarray(this.#headOffsetBytes, this.#headOffsetBytes + lengthBytes);
       this.#consume(lengthBytes);
@@ -186,9 +193,18 @@ export class ByteReader {
   #consume(lengthBytes: number): void {
     this.#availableBytes -= lengthBytes;
     this.#headOffsetBytes += lengthBytes;
-    while (this.#chunks.length > 0 && this.#headOffsetBytes >= this.#chunks[0].length) {
-      this.#headOffsetBytes -= this.#chunks[0].length;
-      this.#chunks.shift();
+    const chunks = this.#chunks;
+    while (this.#headIndex < chunks.length && this.#headOffsetBytes >= chunks[this.#headIndex].length) {
+      this.#headOffsetBytes -= chunks[this.#headIndex].length;
+      this.#headIndex++;
+    }
+    if (this.#headIndex === chunks.length) {
+      // Everything consumed: start over (drops references to the consumed chunks).
+      chunks.length = 0;
+      this.#headIndex = 0;
+    } else if (this.#headIndex > COMPACT_ABOVE_CHUNKS && this.#headIndex * 2 > chunks.length) {
+      this.#chunks = chunks.slice(this.#headIndex);
+      this.#headIndex = 0;
     }
     if (this.#availableBytes <= PAUSE_ABOVE_BYTES && this.#stream.isPaused() && !this.#endError) this.#stream.resume();
   }
