@@ -8,6 +8,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { ByteReader } from './byte-reader.ts';
+import { ReadCoverage, MAX_DISJOINT_RANGES, type CoverageProblem } from './read-coverage.ts';
 import { negotiate, type HandshakeIo, type NegotiatedExport } from './client-handshake.ts';
 import { NbdError, NbdServerError } from './errors.ts';
 import { startClientTls, type NbdTlsOptions } from './tls.ts';
@@ -70,7 +71,8 @@ interface Pending {
   lengthBytes: number;
   /** Where read data goes; null once the caller gave up (the data is then discarded). */
   target: Uint8Array | null;
-  coveredBytes: number;
+  /** Which bytes of a READ the reply has covered (every byte exactly once, or it fails). */
+  coverage: ReadCoverage | null;
   extents: BlockStatusExtent[];
   error: Error | null;
   abandoned: boolean;
@@ -212,7 +214,8 @@ export class NbdConnection {
     return new Promise<BlockStatusExtent[]>((resolve, reject) => {
       const pending: Pending = {
         command, offsetBytes, lengthBytes, target,
-        coveredBytes: 0, extents: [], error: null, abandoned: false,
+        coverage: command === Command.read ? new ReadCoverage(lengthBytes) : null,
+        extents: [], error: null, abandoned: false,
         resolve: () => resolve(pending.extents),
         reject,
       };
@@ -276,7 +279,7 @@ export class NbdConnection {
       if (this.negotiated.structuredReplies) throw this.#protocolError('simple reply with data to a READ after structured replies were negotiated');
       if (pending.target) await this.#reader.readInto(pending.target);
       else await this.#reader.skip(pending.lengthBytes);
-      pending.coveredBytes = pending.lengthBytes;
+      if (pending.lengthBytes > 0) pending.coverage!.add(0, pending.lengthBytes);
     } else if (pending.command === Command.blockStatus) {
       throw this.#protocolError('simple reply to BLOCK_STATUS');
     }
@@ -298,17 +301,17 @@ export class NbdConnection {
       if (pending.command !== Command.read || lengthBytes <= 8) throw this.#protocolError('unexpected OFFSET_DATA chunk');
       const chunkOffsetBytes = await this.#readOffset();
       const dataBytes = lengthBytes - 8;
-      const at = this.#checkWithin(pending, chunkOffsetBytes, dataBytes);
+      // Checked before a byte lands in the caller's buffer: an overlapping chunk never
+      // overwrites data already received.
+      const at = this.#cover(pending, 'OFFSET_DATA', chunkOffsetBytes, dataBytes);
       if (pending.target) await this.#reader.readInto(pending.target.subarray(at, at + dataBytes));
       else await this.#reader.skip(dataBytes);
-      pending.coveredBytes += dataBytes;
     } else if (type === ChunkType.offsetHole) {
       if (pending.command !== Command.read || lengthBytes !== 12) throw this.#protocolError('unexpected OFFSET_HOLE chunk');
       const body = Buffer.from(this.#reader.tryReadExact(12) ?? (await this.#reader.readExact(12)));
       const holeBytes = body.readUInt32BE(8);
-      const at = this.#checkWithin(pending, Number(body.readBigUInt64BE(0)), holeBytes);
+      const at = this.#cover(pending, 'OFFSET_HOLE', Number(body.readBigUInt64BE(0)), holeBytes);
       pending.target?.fill(0, at, at + holeBytes);
-      pending.coveredBytes += holeBytes;
     } else if (type === ChunkType.blockStatus) {
       if (pending.command !== Command.blockStatus || lengthBytes < 12 || (lengthBytes - 4) % 8 !== 0 || lengthBytes > MAX_BLOCK_STATUS_PAYLOAD_BYTES) {
         throw this.#protocolError('unexpected BLOCK_STATUS chunk');
@@ -331,11 +334,13 @@ export class NbdConnection {
 
     if (done) {
       let error = pending.error;
-      if (!error && pending.command === Command.read && pending.coveredBytes !== pending.lengthBytes) {
-        error = new NbdError(
-          'NBD_SHORT_READ',
-          `${this.server}: short read at offset ${pending.offsetBytes}: got ${pending.coveredBytes} of ${pending.lengthBytes} bytes`,
-          { server: this.server, offsetBytes: pending.offsetBytes, lengthBytes: pending.lengthBytes, receivedBytes: pending.coveredBytes },
+      if (!error && pending.coverage && !pending.coverage.complete) {
+        // A gap: the server ended the reply without sending some bytes. The connection
+        // fails like on any other violation; a server that does this is not to be trusted.
+        const coverage = pending.coverage;
+        throw this.#protocolError(
+          `READ of ${pending.lengthBytes} bytes at offset ${pending.offsetBytes} ended with ${pending.lengthBytes - coverage.coveredBytes} bytes not covered (first gap at offset ${pending.offsetBytes + coverage.firstGapBytes()!})`,
+          { offsetBytes: pending.offsetBytes, lengthBytes: pending.lengthBytes, coveredBytes: coverage.coveredBytes },
         );
       }
       if (!error && pending.command === Command.blockStatus && pending.extents.length === 0) {
@@ -350,11 +355,25 @@ export class NbdConnection {
     return Number(view.readBigUInt64BE(0));
   }
 
-  /** Position of [offsetBytes, +lengthBytes) inside the request, or a protocol error. */
-  #checkWithin(pending: Pending, offsetBytes: number, lengthBytes: number): number {
+  /**
+   * Record that a chunk covers [offsetBytes, +lengthBytes) of a READ and return its position
+   * inside the request; a chunk that is empty, outside the request, or overlaps bytes an
+   * earlier chunk covered is a protocol error.
+   */
+  #cover(pending: Pending, chunkName: string, offsetBytes: number, lengthBytes: number): number {
     const at = offsetBytes - pending.offsetBytes;
-    if (at < 0 || at + lengthBytes > pending.lengthBytes) {
-      throw this.#protocolError(`chunk [${offsetBytes}, +${lengthBytes}) lies outside the request [${pending.offsetBytes}, +${pending.lengthBytes})`);
+    const problem = pending.coverage!.add(at, lengthBytes);
+    if (problem) {
+      const why: Record<CoverageProblem, string> = {
+        empty: 'is empty',
+        outside: 'lies outside the request',
+        overlap: 'overlaps bytes an earlier chunk already covered',
+        fragmented: `leaves the reply in more than ${MAX_DISJOINT_RANGES} separate pieces`,
+      };
+      throw this.#protocolError(
+        `${chunkName} chunk [${offsetBytes}, +${lengthBytes}) ${why[problem]} (READ [${pending.offsetBytes}, +${pending.lengthBytes}))`,
+        { offsetBytes: pending.offsetBytes, lengthBytes: pending.lengthBytes, chunkOffsetBytes: offsetBytes, chunkLengthBytes: lengthBytes },
+      );
     }
     return at;
   }
@@ -407,8 +426,8 @@ export class NbdConnection {
     );
   }
 
-  #protocolError(what: string): NbdError {
-    return new NbdError('NBD_PROTOCOL', `${this.server}: protocol violation: ${what}`, { server: this.server });
+  #protocolError(what: string, context: Record<string, unknown> = {}): NbdError {
+    return new NbdError('NBD_PROTOCOL', `${this.server}: protocol violation: ${what}`, { server: this.server, ...context });
   }
 
   #fail(error: Error): void {

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCli } from '../vsphere/cli-runner.ts';
+import { startFakeServer } from '../nbd/fake-server.ts';
+import { hostileReplies } from '../nbd/hostile-replies.ts';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -94,3 +96,22 @@ test('bad areas are refused before anything is written', async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+for (const [name, reply] of Object.entries(hostileReplies)) {
+  test(`apply from an NBD server whose read reply has ${name} fails with NBD_PROTOCOL and writes nothing wrong`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+    const fake = await startFakeServer(dir, 1024 * 1024, reply);
+    try {
+      const before = randomBytes(1024 * 1024);
+      await writeFile(join(dir, 'dst.raw'), before);
+      await writeFile(join(dir, 'areas.csv'), '65536,65536\n');
+      const result = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', fake.uri, '--to', join(dir, 'dst.raw')]);
+      assert.equal(result.code, 1, result.err);
+      assert.match(result.err, /NBD_PROTOCOL: .*protocol violation/);
+      assert.equal(sha(await readFile(join(dir, 'dst.raw'))), sha(before), 'target untouched');
+    } finally {
+      await fake.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
