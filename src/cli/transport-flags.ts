@@ -61,7 +61,7 @@ export function parsePairs(items: readonly string[] | undefined, flag: string): 
   });
 }
 
-function parseIoTimeout(value: string | undefined): number {
+export function parseIoTimeout(value: string | undefined): number {
   if (value === undefined) return DEFAULT_IO_TIMEOUT_MS;
   const seconds = Number(value);
   if (!/^\d+(\.\d+)?$/.test(value) || !(seconds > 0) || seconds > 86_400) throw new UsageError(`--io-timeout wants seconds between 0 and 86400, got "${value}"`);

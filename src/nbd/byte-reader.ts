@@ -24,6 +24,7 @@ export class ByteReader {
   #headIndex = 0;
   #headOffsetBytes = 0;
   #availableBytes = 0;
+  #receivedBytes = 0;
   #waiter: Waiter | null = null;
   #endError: Error | null = null;
   readonly #makeEndError: (cause?: Error) => Error;
@@ -40,6 +41,11 @@ export class ByteReader {
 
   get bufferedBytes(): number {
     return this.#availableBytes;
+  }
+
+  /** Every byte received so far (a progress counter for inactivity deadlines). */
+  get receivedBytes(): number {
+    return this.#receivedBytes;
   }
 
   /** The next `lengthBytes` bytes. The view is only valid until the next read call. */
@@ -100,6 +106,7 @@ export class ByteReader {
   readonly #onData = (chunk: Buffer): void => {
     this.#chunks.push(chunk);
     this.#availableBytes += chunk.length;
+    this.#receivedBytes += chunk.length;
     this.#serveWaiter();
     if (!this.#waiter && this.#availableBytes > PAUSE_ABOVE_BYTES) this.#stream.pause();
   };
@@ -112,6 +119,7 @@ export class ByteReader {
   pushBorrowed(chunk: Buffer): boolean {
     this.#chunks.push(chunk);
     this.#availableBytes += chunk.length;
+    this.#receivedBytes += chunk.length;
     this.#serveWaiter();
     return this.#waiter !== null || this.#availableBytes <= PAUSE_ABOVE_BYTES;
   }

@@ -3,6 +3,11 @@
 // settles the matching request. Read payloads are copied from the socket straight into the
 // caller's buffer. If the connection breaks, or the peer breaks the protocol, every pending
 // request rejects at once with that error, and so does every later one.
+//
+// Deadlines (`ioTimeoutMs`, the inactivity deadline): connecting plus the whole handshake
+// must finish within it, and while requests are in flight some reply byte must arrive within
+// it; otherwise the connection fails with NBD_TIMEOUT (naming the server, export and the
+// oldest waiting request). A server that accepts and then says nothing never hangs a job.
 
 import net from 'node:net';
 import { once } from 'node:events';
@@ -45,7 +50,18 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Negotiate structured replies (default true; false only to exercise simple replies). */
   structuredReplies?: boolean;
+  /**
+   * Inactivity deadline: connect + handshake must finish within it, and while requests
+   * wait, some reply byte must arrive within it (default DEFAULT_NBD_IO_TIMEOUT_MS).
+   */
+  ioTimeoutMs?: number;
 }
+
+/** Default inactivity deadline; the CLI's `--io-timeout` default is the same 60 s. */
+export const DEFAULT_NBD_IO_TIMEOUT_MS = 60_000;
+
+/** How often (as a fraction of the deadline) a connection with requests in flight checks for progress. */
+const PROGRESS_CHECKS_PER_DEADLINE = 4;
 
 const COMMAND_NAMES: Record<number, string> = {
   [Command.read]: 'READ',
@@ -91,22 +107,47 @@ export class NbdConnection {
   #failure: Error | null = null;
   #closing = false;
   readonly #receiveDone: Promise<void>;
+  readonly #ioTimeoutMs: number;
+  /** Checks for reply progress while requests are in flight; null when idle. */
+  #watchdog: NodeJS.Timeout | null = null;
+  #watchedReceivedBytes = 0;
+  #lastProgressMs = 0;
 
-  private constructor(io: HandshakeIo, negotiated: NegotiatedExport, server: string) {
+  private constructor(io: HandshakeIo, negotiated: NegotiatedExport, server: string, ioTimeoutMs: number) {
     this.#stream = io.stream;
     this.#reader = io.reader;
     this.negotiated = negotiated;
     this.server = server;
+    this.#ioTimeoutMs = ioTimeoutMs;
     this.#receiveDone = this.#receiveLoop();
   }
 
   static async open(target: NbdTarget, options: ConnectOptions = {}): Promise<NbdConnection> {
     const server = formatNbdUri(target);
+    const ioTimeoutMs = options.ioTimeoutMs ?? DEFAULT_NBD_IO_TIMEOUT_MS;
+    // Connecting and the handshake share one deadline: a peer that accepts and then says
+    // nothing (or trickles) is dropped, and the error says so rather than "disconnected".
+    const deadline = new AbortController();
+    const timeoutError = new NbdError(
+      'NBD_TIMEOUT',
+      `${server}: no complete NBD handshake within ${formatSeconds(ioTimeoutMs)} (export "${target.exportName}"); the server accepted the connection but stalled (--io-timeout)`,
+      { server, exportName: target.exportName, phase: 'handshake', timeoutMs: ioTimeoutMs },
+    );
+    const timer = setTimeout(() => deadline.abort(timeoutError), ioTimeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal;
+    const rethrow = (error: unknown): never => {
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (deadline.signal.aborted) throw timeoutError;
+      throw error;
+    };
     let plainReader: ByteReader | null = null;
     // TLS needs the socket's ordinary stream; plain connections read into our own buffers.
-    const socket = await connectSocket(target, server, options.signal, target.tls ? undefined : () => plainReader);
+    const socket = await connectSocket(target, server, signal, target.tls ? undefined : () => plainReader).catch((error: unknown) => {
+      clearTimeout(timer);
+      return rethrow(error);
+    });
     const onAbort = () => socket.destroy();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    signal.addEventListener('abort', onAbort, { once: true });
     let phase = 'during the handshake';
     const endError = (cause?: Error) => disconnected(server, phase, cause);
     try {
@@ -125,13 +166,13 @@ export class NbdConnection {
       // A peer that vanishes without a FIN (host down, cable pulled) is noticed by TCP
       // keepalive rather than never.
       socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
-      return new NbdConnection(io, negotiated, server);
+      return new NbdConnection(io, negotiated, server, ioTimeoutMs);
     } catch (error) {
       socket.destroy();
-      if (options.signal?.aborted) throw options.signal.reason;
-      throw error;
+      return rethrow(error);
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
     }
   }
 
@@ -232,6 +273,7 @@ export class NbdConnection {
         pending.reject = (error) => (settle(), reject(error));
       }
       this.#pending.set(cookie, pending);
+      this.#startWatchdog();
       const header = Buffer.allocUnsafe(REQUEST_HEADER_BYTES);
       header.writeUInt32BE(REQUEST_MAGIC, 0);
       header.writeUInt16BE(flags, 4);
@@ -405,8 +447,47 @@ export class NbdConnection {
   #finish(cookie: number, pending: Pending, error: Error | null): void {
     this.#pending.delete(cookie);
     this.#settle(pending, error);
-    if (this.#pending.size === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+    if (this.#pending.size === 0) {
+      this.#stopWatchdog();
+      for (const wake of this.#idleWaiters.splice(0)) wake();
+    }
   }
+
+  /** Start watching for reply progress (when the first request of a busy period is sent). */
+  #startWatchdog(): void {
+    if (this.#watchdog) return;
+    this.#watchedReceivedBytes = this.#reader.receivedBytes;
+    this.#lastProgressMs = performance.now();
+    this.#watchdog = setInterval(this.#checkProgress, Math.max(1, Math.floor(this.#ioTimeoutMs / PROGRESS_CHECKS_PER_DEADLINE)));
+    // The socket keeps the process alive while it matters; the watchdog alone must not.
+    this.#watchdog.unref();
+  }
+
+  #stopWatchdog(): void {
+    if (this.#watchdog) clearInterval(this.#watchdog);
+    this.#watchdog = null;
+  }
+
+  /** Fail the connection when no reply byte arrived for ioTimeoutMs while requests waited. */
+  readonly #checkProgress = (): void => {
+    const received = this.#reader.receivedBytes;
+    const now = performance.now();
+    if (received !== this.#watchedReceivedBytes) {
+      this.#watchedReceivedBytes = received;
+      this.#lastProgressMs = now;
+      return;
+    }
+    if (now - this.#lastProgressMs < this.#ioTimeoutMs || this.#pending.size === 0) return;
+    // Map order is insertion order: the first entry is the request waiting longest.
+    const oldest = this.#pending.values().next().value!;
+    const command = COMMAND_NAMES[oldest.command] ?? String(oldest.command);
+    this.#fail(new NbdError(
+      'NBD_TIMEOUT',
+      `${this.server}: no reply for ${formatSeconds(this.#ioTimeoutMs)} to ${command} of ${oldest.lengthBytes} bytes at offset ${oldest.offsetBytes} (${this.#pending.size} requests waiting); the server stalled (--io-timeout)`,
+      { server: this.server, command, offsetBytes: oldest.offsetBytes, lengthBytes: oldest.lengthBytes, waitingRequests: this.#pending.size, timeoutMs: this.#ioTimeoutMs },
+    ));
+    this.#stream.destroy();
+  };
 
   #settle(pending: Pending, error: Error | null): void {
     if (pending.abandoned) return;
@@ -434,11 +515,16 @@ export class NbdConnection {
     if (!this.#failure) {
       this.#failure = error;
     }
+    this.#stopWatchdog();
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of pending) this.#settle(p, this.#failure);
     for (const wake of this.#idleWaiters.splice(0)) wake();
   }
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 function disconnected(server: string, when: string, cause?: Error): NbdError {

@@ -115,3 +115,20 @@ for (const [name, reply] of Object.entries(hostileReplies)) {
     }
   });
 }
+
+test('apply against an NBD server that stalls in the handshake ends with NBD_TIMEOUT after --io-timeout', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+  const fake = await startFakeServer(dir, 1024 * 1024, () => {}, { stall: 'after-greeting' });
+  try {
+    await writeFile(join(dir, 'dst.raw'), Buffer.alloc(1024 * 1024));
+    await writeFile(join(dir, 'areas.csv'), '0,4096\n');
+    const result = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', fake.uri, '--to', join(dir, 'dst.raw'), '--io-timeout', '0.3']);
+    assert.equal(result.code, 1, result.err);
+    assert.match(result.err, /NBD_TIMEOUT: nbd\+unix:.*no complete NBD handshake within 0\.3 s/);
+    const bad = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', fake.uri, '--to', join(dir, 'dst.raw'), '--io-timeout', 'soon']);
+    assert.equal(bad.code, 2, bad.err);
+  } finally {
+    await fake.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

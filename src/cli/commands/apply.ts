@@ -7,14 +7,19 @@ import { createProgress } from '../progress.ts';
 import { writeJsonResult } from '../job-reporter.ts';
 import { UsageError } from '../../errors.ts';
 import { parsePositiveInteger } from '../flags.ts';
+import { parseIoTimeout } from '../transport-flags.ts';
+import { DEFAULT_IO_TIMEOUT_MS } from '../../jobs/snapshot-source.ts';
 
-const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N] [--json]
+const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N]
+                  [--io-timeout SECONDS] [--json]
 
 Copies every area listed in FILE.csv (one "offset,length" line per area, in bytes, as
 \`vcbt changes --format csv\` prints) from SRC to DST. SRC and DST are file paths or NBD
 URIs (nbd://host:port/export, nbds://..., nbd+unix:///export?socket=PATH). DST must exist
 and be at least as large as SRC. Areas are checked against both disks and against the
-sector size before anything is written.`;
+sector size before anything is written. An NBD server that does not finish the handshake,
+or answers no request, within --io-timeout seconds (default ${DEFAULT_IO_TIMEOUT_MS / 1000}) ends the
+run with NBD_TIMEOUT.`;
 
 export const applyCommand: Command = {
   name: 'apply',
@@ -30,6 +35,7 @@ export const applyCommand: Command = {
         to: { type: 'string' },
         'sector-size': { type: 'string', default: '512' },
         'in-flight': { type: 'string' },
+        'io-timeout': { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
@@ -41,6 +47,7 @@ export const applyCommand: Command = {
       to: values.to,
       sectorBytes: parsePositiveInteger(values['sector-size'], '--sector-size'),
       maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
+      ioTimeoutMs: parseIoTimeout(values['io-timeout']),
       signal: io.signal,
       onProgress: (done, total) => progress.update(done, total),
     });
