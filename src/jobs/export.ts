@@ -18,6 +18,10 @@ export interface ExportOptions {
   listen: NbdServerOptions['listen'];
   /** NBD export name; default `<pointId>-<deviceKey>`. */
   exportName?: string;
+  /** Clients served at once (default 16; more are refused). */
+  maxConnections?: number;
+  /** Handshake deadline, and how long queued replies may wait for a client to read them (default 60 s). */
+  ioTimeoutMs?: number;
 }
 
 export interface RunningExport {
@@ -39,6 +43,8 @@ export async function exportDisk(options: ExportOptions): Promise<RunningExport>
     server = await NbdServer.listen({
       exports: [{ name: exportName, description: `vcbt restore point ${disk.pointId} disk ${disk.disk.deviceKey} (${disk.disk.label})`, disk, writable: false }],
       listen: options.listen,
+      maxConnections: options.maxConnections,
+      ioTimeoutMs: options.ioTimeoutMs,
     });
   } catch (error) {
     await disk.close();

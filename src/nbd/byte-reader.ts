@@ -8,7 +8,7 @@
 
 import type { Duplex } from 'node:stream';
 
-/** How much unread input we hold before pausing the socket. */
+/** How much unread input we hold before pausing the socket (default). */
 const PAUSE_ABOVE_BYTES = 8 * 1024 * 1024;
 /** Consumed chunk slots kept before the array is compacted (amortised O(1) per chunk). */
 const COMPACT_ABOVE_CHUNKS = 1024;
@@ -28,11 +28,16 @@ export class ByteReader {
   #waiter: Waiter | null = null;
   #endError: Error | null = null;
   readonly #makeEndError: (cause?: Error) => Error;
+  readonly #pauseAboveBytes: number;
 
-  /** `makeEndError` builds the error readers get once the stream ends or fails. */
-  constructor(stream: Duplex, makeEndError: (cause?: Error) => Error) {
+  /**
+   * `makeEndError` builds the error readers get once the stream ends or fails;
+   * `pauseAboveBytes` is how much unread input is held before the stream is paused.
+   */
+  constructor(stream: Duplex, makeEndError: (cause?: Error) => Error, pauseAboveBytes = PAUSE_ABOVE_BYTES) {
     this.#stream = stream;
     this.#makeEndError = makeEndError;
+    this.#pauseAboveBytes = pauseAboveBytes;
     stream.on('data', this.#onData);
     stream.on('end', this.#onEnd);
     stream.on('close', this.#onEnd);
@@ -108,7 +113,7 @@ export class ByteReader {
     this.#availableBytes += chunk.length;
     this.#receivedBytes += chunk.length;
     this.#serveWaiter();
-    if (!this.#waiter && this.#availableBytes > PAUSE_ABOVE_BYTES) this.#stream.pause();
+    if (!this.#waiter && this.#availableBytes > this.#pauseAboveBytes) this.#stream.pause();
   };
 
   /**
@@ -121,7 +126,7 @@ export class ByteReader {
     this.#availableBytes += chunk.length;
     this.#receivedBytes += chunk.length;
     this.#serveWaiter();
-    return this.#waiter !== null || this.#availableBytes <= PAUSE_ABOVE_BYTES;
+    return this.#waiter !== null || this.#availableBytes <= this.#pauseAboveBytes;
   }
 
   /**
@@ -214,6 +219,6 @@ export class ByteReader {
       this.#chunks = chunks.slice(this.#headIndex);
       this.#headIndex = 0;
     }
-    if (this.#availableBytes <= PAUSE_ABOVE_BYTES && this.#stream.isPaused() && !this.#endError) this.#stream.resume();
+    if (this.#availableBytes <= this.#pauseAboveBytes && this.#stream.isPaused() && !this.#endError) this.#stream.resume();
   }
 }
