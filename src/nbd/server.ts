@@ -72,7 +72,7 @@ export interface NbdServerOptions {
    * socket must take some bytes within this long; otherwise it is dropped (default 60 s).
    */
   ioTimeoutMs?: number;
-  /** Payload bytes (replies being produced or sent, write payloads) held for all clients together (default 128 MiB). */
+  /** Payload bytes (replies being produced or sent, write payloads) held for all clients together (default 64 MiB). */
   maxQueuedBytes?: number;
 }
 
@@ -80,9 +80,9 @@ export interface NbdServerOptions {
 export const DEFAULT_SERVER_LIMITS = {
   maxConnections: 16,
   ioTimeoutMs: 60_000,
-  maxQueuedBytes: 128 * 1024 * 1024,
+  maxQueuedBytes: 64 * 1024 * 1024,
   /** Idle reply buffers kept for reuse, all connections together. */
-  cachedReplyBytes: 64 * 1024 * 1024,
+  cachedReplyBytes: 32 * 1024 * 1024,
 } as const;
 
 export interface ServerSettings {
