@@ -73,6 +73,9 @@ export class FileDisk implements Disk {
       if (info.isBlockDevice()) {
         throw new VcbtError('FILE_OPEN', `${path} is a block device; vcbt reads and writes regular files only`, { file: path });
       }
+      if (!info.isFile()) {
+        throw new VcbtError('FILE_OPEN', `${path} is ${info.isDirectory() ? 'a directory' : 'not a regular file'}; vcbt reads and writes regular files only`, { file: path });
+      }
       let sizeBytes = info.size;
       let knownZero: Extent[] = [];
       if (writable && options.sizeBytes !== undefined && options.sizeBytes !== sizeBytes) {

@@ -132,3 +132,24 @@ test('apply against an NBD server that stalls in the handshake ends with NBD_TIM
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('apply: an absurd --in-flight is a usage error; a directory as --from or --to is a named error, not INTERNAL', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+  try {
+    const { older } = await fixture(dir);
+    const areas = join(dir, 'areas.csv');
+    const huge = await vcbt(['apply', '--areas', areas, '--from', join(dir, 'src.raw'), '--to', join(dir, 'dst.raw'), '--in-flight', '99999999999']);
+    assert.equal(huge.code, 2, huge.err);
+    assert.match(huge.err, /--in-flight must be at most 1024/);
+    const fromDir = await vcbt(['apply', '--areas', areas, '--from', dir, '--to', join(dir, 'dst.raw')]);
+    assert.equal(fromDir.code, 1, fromDir.err);
+    assert.match(fromDir.err, /FILE_OPEN: .* is a directory; vcbt reads and writes regular files only/);
+    const toDir = await vcbt(['apply', '--areas', areas, '--from', join(dir, 'src.raw'), '--to', dir]);
+    assert.equal(toDir.code, 1, toDir.err);
+    assert.match(toDir.err, /FILE_OPEN: /);
+    for (const result of [huge, fromDir, toDir]) assert.doesNotMatch(result.err, /INTERNAL|\n\s+at /);
+    assert.equal(sha(await readFile(join(dir, 'dst.raw'))), sha(older), 'target untouched');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -9,6 +9,10 @@ import { UsageError } from '../../errors.ts';
 import { parsePositiveInteger } from '../flags.ts';
 import { parseIoTimeout } from '../transport-flags.ts';
 import { DEFAULT_IO_TIMEOUT_MS } from '../../jobs/snapshot-source.ts';
+import { defaultMaxInFlight, defaultPieceBytes } from '../../jobs/copy-areas.ts';
+
+/** Largest --in-flight: each piece in flight holds a buffer (256 KiB: 1024 of them are 256 MiB). */
+const MAX_IN_FLIGHT = 1024;
 
 const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N]
                   [--io-timeout SECONDS] [--json]
@@ -19,7 +23,15 @@ URIs (nbd://host:port/export, nbds://..., nbd+unix:///export?socket=PATH). DST m
 and be at least as large as SRC. Areas are checked against both disks and against the
 sector size before anything is written. An NBD server that does not finish the handshake,
 or answers no request, within --io-timeout seconds (default ${DEFAULT_IO_TIMEOUT_MS / 1000}) ends the
-run with NBD_TIMEOUT.`;
+run with NBD_TIMEOUT.
+
+  --in-flight N          pieces of ${defaultPieceBytes / 1024} KiB copied at once (default ${defaultMaxInFlight}, at most ${MAX_IN_FLIGHT})`;
+
+function parseInFlight(text: string): number {
+  const inFlight = parsePositiveInteger(text, '--in-flight');
+  if (inFlight > MAX_IN_FLIGHT) throw new UsageError(`--in-flight must be at most ${MAX_IN_FLIGHT} (each piece in flight holds a buffer), got ${text}`, { flag: '--in-flight' });
+  return inFlight;
+}
 
 export const applyCommand: Command = {
   name: 'apply',
@@ -46,7 +58,7 @@ export const applyCommand: Command = {
       from: values.from,
       to: values.to,
       sectorBytes: parsePositiveInteger(values['sector-size'], '--sector-size'),
-      maxInFlight: values['in-flight'] === undefined ? undefined : parsePositiveInteger(values['in-flight'], '--in-flight'),
+      maxInFlight: values['in-flight'] === undefined ? undefined : parseInFlight(values['in-flight']),
       ioTimeoutMs: parseIoTimeout(values['io-timeout']),
       signal: io.signal,
       onProgress: (done, total) => progress.update(done, total),
