@@ -414,7 +414,8 @@ export class NbdSession {
     // dropped with the reply unsent), or other connections would wait for them forever.
     try {
       if (signal.aborted) return;
-      this.#unsentReplies++;
+      // The reply deadline runs from when the first of the waiting replies was handed over.
+      if (this.#unsentReplies++ === 0) this.#lastProgressMs = performance.now();
       try {
         await this.#reply(request, errno, message, errno === 0 ? data : null, descriptors);
       } finally {
