@@ -66,7 +66,7 @@ export const errorCodes = [
   'VMDK_NOT_FLAT',
   'VMDK_DESCRIPTOR',
   'VMDK_PATH',
-  'NBD_SHORT_READ',
+  'NBD_TIMEOUT',
   'NBD_PROTOCOL',
   'NBD_DISCONNECTED',
   'NBD_CONNECT',

@@ -79,7 +79,7 @@ export function parseDurationMs(value: string, flag: string, options: { allowZer
   return ms;
 }
 
-function parseIoTimeout(value: string | undefined): number {
+export function parseIoTimeout(value: string | undefined): number {
   return value === undefined ? DEFAULT_IO_TIMEOUT_MS : parseDurationMs(value, '--io-timeout');
 }
 

@@ -16,6 +16,8 @@ export interface ApplyOptions {
   to: string;
   sectorBytes?: number;
   maxInFlight?: number;
+  /** NBD source/target: inactivity deadline of the handshake and of every request. */
+  ioTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
@@ -46,9 +48,9 @@ export async function applyAreas(options: ApplyOptions): Promise<ApplyResult> {
     throw new VcbtError('APPLY_AREAS_UNREADABLE', `cannot read areas file ${options.areasFile}: ${(error as Error).message}`, { file: options.areasFile });
   });
   const listed = parseCsv(text, options.areasFile);
-  const source = await openDisk(options.from, { signal: options.signal });
+  const source = await openDisk(options.from, { ioTimeoutMs: options.ioTimeoutMs, signal: options.signal });
   try {
-    const target = await openDisk(options.to, { writable: true, signal: options.signal });
+    const target = await openDisk(options.to, { writable: true, ioTimeoutMs: options.ioTimeoutMs, signal: options.signal });
     try {
       if (target.sizeBytes < source.sizeBytes) {
         throw new VcbtError('APPLY_TARGET_SMALLER', `target ${options.to} has ${target.sizeBytes} bytes, less than source ${options.from} with ${source.sizeBytes}: it cannot be a copy of the source`, { from: options.from, to: options.to, sourceBytes: source.sizeBytes, targetBytes: target.sizeBytes });

@@ -5,7 +5,10 @@
 // shared lock is held while the export runs (prune cannot collect its chunks).
 import { VcbtError } from '../errors.ts';
 import type { NbdServerOptions } from '../nbd/server.ts';
-import { NbdServer } from '../nbd/server.ts';
+import { DEFAULT_SERVER_LIMITS, NbdServer } from '../nbd/server.ts';
+
+/** The export's bounds under hostile clients (docs/nbd.md): connections, deadlines, memory. */
+export const EXPORT_LIMITS = DEFAULT_SERVER_LIMITS;
 import type { Repository } from '../repository/repository.ts';
 import type { RestoredDisk } from '../repository/restored-disk.ts';
 
@@ -18,6 +21,10 @@ export interface ExportOptions {
   listen: NbdServerOptions['listen'];
   /** NBD export name; default `<pointId>-<deviceKey>`. */
   exportName?: string;
+  /** Clients served at once (default 16; more are refused). */
+  maxConnections?: number;
+  /** Handshake deadline, and how long queued replies may wait for a client to read them (default 60 s). */
+  ioTimeoutMs?: number;
 }
 
 export interface RunningExport {
@@ -39,6 +46,8 @@ export async function exportDisk(options: ExportOptions): Promise<RunningExport>
     server = await NbdServer.listen({
       exports: [{ name: exportName, description: `vcbt restore point ${disk.pointId} disk ${disk.disk.deviceKey} (${disk.disk.label})`, disk, writable: false }],
       listen: options.listen,
+      maxConnections: options.maxConnections,
+      ioTimeoutMs: options.ioTimeoutMs,
     });
   } catch (error) {
     await disk.close();

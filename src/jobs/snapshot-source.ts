@@ -161,7 +161,7 @@ export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportO
       if (!options.nbdUriTemplate) throw new TransportError('TRANSPORT_OPTIONS', 'the nbd transport needs --nbd-uri (a template such as nbd://proxy/{snapshot}/{disk})', {});
       const uri = expandNbdTemplate(options.nbdUriTemplate, ref);
       // A cut NBD connection is reopened and the failed reads repeated (reads are idempotent).
-      reader = await openReconnectingReader((signal) => openDisk(uri, { connections: options.connections, signal: signal ?? ref.signal }), { onReconnect: options.onReconnect });
+      reader = await openReconnectingReader((signal) => openDisk(uri, { connections: options.connections, ioTimeoutMs: options.ioTimeoutMs, signal: signal ?? ref.signal }), { onReconnect: options.onReconnect });
       break;
     }
     case 'vddk': {
@@ -182,7 +182,7 @@ export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportO
         { nbdkitPath: vddk.nbdkitPath, signal: ref.signal },
       );
       try {
-        const disk = await openReconnectingReader((signal) => openDisk(exported.uri, { connections: options.connections, signal: signal ?? ref.signal }), { onReconnect: options.onReconnect });
+        const disk = await openReconnectingReader((signal) => openDisk(exported.uri, { connections: options.connections, ioTimeoutMs: options.ioTimeoutMs, signal: signal ?? ref.signal }), { onReconnect: options.onReconnect });
         reader = withExtraClose(disk, () => exported.close());
       } catch (error) {
         await exported.close();

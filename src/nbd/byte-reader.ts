@@ -3,11 +3,15 @@
 // when it holds the whole header (no copy); payload reads copy straight from received chunks
 // into the caller's buffer as they arrive, so a 32 MiB read never sits in an extra buffer.
 // While nobody is waiting and too much is buffered, the socket is paused (backpressure).
+// Consumed chunks are skipped with a head index (compacted now and then), never shifted off
+// one by one, so consuming is linear however small the peer's segments are.
 
 import type { Duplex } from 'node:stream';
 
-/** How much unread input we hold before pausing the socket. */
+/** How much unread input we hold before pausing the socket (default). */
 const PAUSE_ABOVE_BYTES = 8 * 1024 * 1024;
+/** Consumed chunk slots kept before the array is compacted (amortised O(1) per chunk). */
+const COMPACT_ABOVE_CHUNKS = 1024;
 
 type Waiter =
   | { kind: 'exact'; lengthBytes: number; resolve(view: Buffer): void; reject(error: Error): void }
@@ -15,17 +19,25 @@ type Waiter =
 
 export class ByteReader {
   readonly #stream: Duplex;
-  readonly #chunks: Buffer[] = [];
+  /** Received chunks; those before #headIndex are consumed. */
+  #chunks: Buffer[] = [];
+  #headIndex = 0;
   #headOffsetBytes = 0;
   #availableBytes = 0;
+  #receivedBytes = 0;
   #waiter: Waiter | null = null;
   #endError: Error | null = null;
   readonly #makeEndError: (cause?: Error) => Error;
+  readonly #pauseAboveBytes: number;
 
-  /** `makeEndError` builds the error readers get once the stream ends or fails. */
-  constructor(stream: Duplex, makeEndError: (cause?: Error) => Error) {
+  /**
+   * `makeEndError` builds the error readers get once the stream ends or fails;
+   * `pauseAboveBytes` is how much unread input is held before the stream is paused.
+   */
+  constructor(stream: Duplex, makeEndError: (cause?: Error) => Error, pauseAboveBytes = PAUSE_ABOVE_BYTES) {
     this.#stream = stream;
     this.#makeEndError = makeEndError;
+    this.#pauseAboveBytes = pauseAboveBytes;
     stream.on('data', this.#onData);
     stream.on('end', this.#onEnd);
     stream.on('close', this.#onEnd);
@@ -34,6 +46,11 @@ export class ByteReader {
 
   get bufferedBytes(): number {
     return this.#availableBytes;
+  }
+
+  /** Every byte received so far (a progress counter for inactivity deadlines). */
+  get receivedBytes(): number {
+    return this.#receivedBytes;
   }
 
   /** The next `lengthBytes` bytes. The view is only valid until the next read call. */
@@ -94,8 +111,9 @@ export class ByteReader {
   readonly #onData = (chunk: Buffer): void => {
     this.#chunks.push(chunk);
     this.#availableBytes += chunk.length;
+    this.#receivedBytes += chunk.length;
     this.#serveWaiter();
-    if (!this.#waiter && this.#availableBytes > PAUSE_ABOVE_BYTES) this.#stream.pause();
+    if (!this.#waiter && this.#availableBytes > this.#pauseAboveBytes) this.#stream.pause();
   };
 
   /**
@@ -106,8 +124,9 @@ export class ByteReader {
   pushBorrowed(chunk: Buffer): boolean {
     this.#chunks.push(chunk);
     this.#availableBytes += chunk.length;
+    this.#receivedBytes += chunk.length;
     this.#serveWaiter();
-    return this.#waiter !== null || this.#availableBytes <= PAUSE_ABOVE_BYTES;
+    return this.#waiter !== null || this.#availableBytes <= this.#pauseAboveBytes;
   }
 
   /**
@@ -116,14 +135,15 @@ export class ByteReader {
    * loop turn in between to consume it.)
    */
   release(buffer: Uint8Array): void {
-    for (let i = 0; i < this.#chunks.length; i++) {
+    const head = this.#headIndex;
+    for (let i = head; i < this.#chunks.length; i++) {
       const chunk = this.#chunks[i];
       if (chunk.buffer !== buffer.buffer) continue;
-      const from = i === 0 ? this.#headOffsetBytes : 0;
+      const from = i === head ? this.#headOffsetBytes : 0;
       const copy = Buffer.allocUnsafe(chunk.length - from);
       chunk.copy(copy, 0, from);
       this.#chunks[i] = copy;
-      if (i === 0) this.#headOffsetBytes = 0;
+      if (i === head) this.#headOffsetBytes = 0;
     }
   }
 
@@ -161,7 +181,7 @@ export class ByteReader {
   #fill(waiter: Waiter & { kind: 'into' }): boolean {
     const target = waiter.target;
     while (waiter.filledBytes < target.length && this.#availableBytes > 0) {
-      const head = this.#chunks[0];
+      const head = this.#chunks[this.#headIndex];
       const n = Math.min(head.length - this.#headOffsetBytes, target.length - waiter.filledBytes);
       target.set(head.subarray(this.#headOffsetBytes, this.#headOffsetBytes + n), waiter.filledBytes);
       waiter.filledBytes += n;
@@ -171,7 +191,7 @@ export class ByteReader {
   }
 
   #take(lengthBytes: number): Buffer {
-    const head = this.#chunks[0];
+    const head = this.#chunks[this.#headIndex];
     if (head && head.length - this.#headOffsetBytes >= lengthBytes) {
       const view = head.subarray(this.#headOffsetBytes, this.#headOffsetBytes + lengthBytes);
       this.#consume(lengthBytes);
@@ -186,10 +206,19 @@ export class ByteReader {
   #consume(lengthBytes: number): void {
     this.#availableBytes -= lengthBytes;
     this.#headOffsetBytes += lengthBytes;
-    while (this.#chunks.length > 0 && this.#headOffsetBytes >= this.#chunks[0].length) {
-      this.#headOffsetBytes -= this.#chunks[0].length;
-      this.#chunks.shift();
+    const chunks = this.#chunks;
+    while (this.#headIndex < chunks.length && this.#headOffsetBytes >= chunks[this.#headIndex].length) {
+      this.#headOffsetBytes -= chunks[this.#headIndex].length;
+      this.#headIndex++;
     }
-    if (this.#availableBytes <= PAUSE_ABOVE_BYTES && this.#stream.isPaused() && !this.#endError) this.#stream.resume();
+    if (this.#headIndex === chunks.length) {
+      // Everything consumed: start over (drops references to the consumed chunks).
+      chunks.length = 0;
+      this.#headIndex = 0;
+    } else if (this.#headIndex > COMPACT_ABOVE_CHUNKS && this.#headIndex * 2 > chunks.length) {
+      this.#chunks = chunks.slice(this.#headIndex);
+      this.#headIndex = 0;
+    }
+    if (this.#availableBytes <= this.#pauseAboveBytes && this.#stream.isPaused() && !this.#endError) this.#stream.resume();
   }
 }

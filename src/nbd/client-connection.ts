@@ -3,11 +3,17 @@
 // settles the matching request. Read payloads are copied from the socket straight into the
 // caller's buffer. If the connection breaks, or the peer breaks the protocol, every pending
 // request rejects at once with that error, and so does every later one.
+//
+// Deadlines (`ioTimeoutMs`, the inactivity deadline): connecting plus the whole handshake
+// must finish within it, and while requests are in flight some reply byte must arrive within
+// it; otherwise the connection fails with NBD_TIMEOUT (naming the server, export and the
+// oldest waiting request). A server that accepts and then says nothing never hangs a job.
 
 import net from 'node:net';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { ByteReader } from './byte-reader.ts';
+import { ReadCoverage, MAX_DISJOINT_RANGES, type CoverageProblem } from './read-coverage.ts';
 import { negotiate, type HandshakeIo, type NegotiatedExport } from './client-handshake.ts';
 import { NbdError, NbdServerError } from './errors.ts';
 import { startClientTls, type NbdTlsOptions } from './tls.ts';
@@ -44,7 +50,18 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Negotiate structured replies (default true; false only to exercise simple replies). */
   structuredReplies?: boolean;
+  /**
+   * Inactivity deadline: connect + handshake must finish within it, and while requests
+   * wait, some reply byte must arrive within it (default DEFAULT_NBD_IO_TIMEOUT_MS).
+   */
+  ioTimeoutMs?: number;
 }
+
+/** Default inactivity deadline; the CLI's `--io-timeout` default is the same 60 s. */
+export const DEFAULT_NBD_IO_TIMEOUT_MS = 60_000;
+
+/** How often (as a fraction of the deadline) a connection with requests in flight checks for progress. */
+const PROGRESS_CHECKS_PER_DEADLINE = 4;
 
 const COMMAND_NAMES: Record<number, string> = {
   [Command.read]: 'READ',
@@ -70,7 +87,8 @@ interface Pending {
   lengthBytes: number;
   /** Where read data goes; null once the caller gave up (the data is then discarded). */
   target: Uint8Array | null;
-  coveredBytes: number;
+  /** Which bytes of a READ the reply has covered (every byte exactly once, or it fails). */
+  coverage: ReadCoverage | null;
   extents: BlockStatusExtent[];
   error: Error | null;
   abandoned: boolean;
@@ -89,22 +107,47 @@ export class NbdConnection {
   #failure: Error | null = null;
   #closing = false;
   readonly #receiveDone: Promise<void>;
+  readonly #ioTimeoutMs: number;
+  /** Checks for reply progress while requests are in flight; null when idle. */
+  #watchdog: NodeJS.Timeout | null = null;
+  #watchedReceivedBytes = 0;
+  #lastProgressMs = 0;
 
-  private constructor(io: HandshakeIo, negotiated: NegotiatedExport, server: string) {
+  private constructor(io: HandshakeIo, negotiated: NegotiatedExport, server: string, ioTimeoutMs: number) {
     this.#stream = io.stream;
     this.#reader = io.reader;
     this.negotiated = negotiated;
     this.server = server;
+    this.#ioTimeoutMs = ioTimeoutMs;
     this.#receiveDone = this.#receiveLoop();
   }
 
   static async open(target: NbdTarget, options: ConnectOptions = {}): Promise<NbdConnection> {
     const server = formatNbdUri(target);
+    const ioTimeoutMs = options.ioTimeoutMs ?? DEFAULT_NBD_IO_TIMEOUT_MS;
+    // Connecting and the handshake share one deadline: a peer that accepts and then says
+    // nothing (or trickles) is dropped, and the error says so rather than "disconnected".
+    const deadline = new AbortController();
+    const timeoutError = new NbdError(
+      'NBD_TIMEOUT',
+      `${server}: no complete NBD handshake within ${formatSeconds(ioTimeoutMs)} (export "${target.exportName}"); the server accepted the connection but stalled (--io-timeout)`,
+      { server, exportName: target.exportName, phase: 'handshake', timeoutMs: ioTimeoutMs },
+    );
+    const timer = setTimeout(() => deadline.abort(timeoutError), ioTimeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal;
+    const rethrow = (error: unknown): never => {
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (deadline.signal.aborted) throw timeoutError;
+      throw error;
+    };
     let plainReader: ByteReader | null = null;
     // TLS needs the socket's ordinary stream; plain connections read into our own buffers.
-    const socket = await connectSocket(target, server, options.signal, target.tls ? undefined : () => plainReader);
+    const socket = await connectSocket(target, server, signal, target.tls ? undefined : () => plainReader).catch((error: unknown) => {
+      clearTimeout(timer);
+      return rethrow(error);
+    });
     const onAbort = () => socket.destroy();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    signal.addEventListener('abort', onAbort, { once: true });
     let phase = 'during the handshake';
     const endError = (cause?: Error) => disconnected(server, phase, cause);
     try {
@@ -123,13 +166,13 @@ export class NbdConnection {
       // A peer that vanishes without a FIN (host down, cable pulled) is noticed by TCP
       // keepalive rather than never.
       socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
-      return new NbdConnection(io, negotiated, server);
+      return new NbdConnection(io, negotiated, server, ioTimeoutMs);
     } catch (error) {
       socket.destroy();
-      if (options.signal?.aborted) throw options.signal.reason;
-      throw error;
+      return rethrow(error);
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
     }
   }
 
@@ -212,7 +255,8 @@ export class NbdConnection {
     return new Promise<BlockStatusExtent[]>((resolve, reject) => {
       const pending: Pending = {
         command, offsetBytes, lengthBytes, target,
-        coveredBytes: 0, extents: [], error: null, abandoned: false,
+        coverage: command === Command.read ? new ReadCoverage(lengthBytes) : null,
+        extents: [], error: null, abandoned: false,
         resolve: () => resolve(pending.extents),
         reject,
       };
@@ -229,6 +273,7 @@ export class NbdConnection {
         pending.reject = (error) => (settle(), reject(error));
       }
       this.#pending.set(cookie, pending);
+      this.#startWatchdog();
       const header = Buffer.allocUnsafe(REQUEST_HEADER_BYTES);
       header.writeUInt32BE(REQUEST_MAGIC, 0);
       header.writeUInt16BE(flags, 4);
@@ -276,7 +321,7 @@ export class NbdConnection {
       if (this.negotiated.structuredReplies) throw this.#protocolError('simple reply with data to a READ after structured replies were negotiated');
       if (pending.target) await this.#reader.readInto(pending.target);
       else await this.#reader.skip(pending.lengthBytes);
-      pending.coveredBytes = pending.lengthBytes;
+      if (pending.lengthBytes > 0) pending.coverage!.add(0, pending.lengthBytes);
     } else if (pending.command === Command.blockStatus) {
       throw this.#protocolError('simple reply to BLOCK_STATUS');
     }
@@ -298,17 +343,17 @@ export class NbdConnection {
       if (pending.command !== Command.read || lengthBytes <= 8) throw this.#protocolError('unexpected OFFSET_DATA chunk');
       const chunkOffsetBytes = await this.#readOffset();
       const dataBytes = lengthBytes - 8;
-      const at = this.#checkWithin(pending, chunkOffsetBytes, dataBytes);
+      // Checked before a byte lands in the caller's buffer: an overlapping chunk never
+      // overwrites data already received.
+      const at = this.#cover(pending, 'OFFSET_DATA', chunkOffsetBytes, dataBytes);
       if (pending.target) await this.#reader.readInto(pending.target.subarray(at, at + dataBytes));
       else await this.#reader.skip(dataBytes);
-      pending.coveredBytes += dataBytes;
     } else if (type === ChunkType.offsetHole) {
       if (pending.command !== Command.read || lengthBytes !== 12) throw this.#protocolError('unexpected OFFSET_HOLE chunk');
       const body = Buffer.from(this.#reader.tryReadExact(12) ?? (await this.#reader.readExact(12)));
       const holeBytes = body.readUInt32BE(8);
-      const at = this.#checkWithin(pending, Number(body.readBigUInt64BE(0)), holeBytes);
+      const at = this.#cover(pending, 'OFFSET_HOLE', Number(body.readBigUInt64BE(0)), holeBytes);
       pending.target?.fill(0, at, at + holeBytes);
-      pending.coveredBytes += holeBytes;
     } else if (type === ChunkType.blockStatus) {
       if (pending.command !== Command.blockStatus || lengthBytes < 12 || (lengthBytes - 4) % 8 !== 0 || lengthBytes > MAX_BLOCK_STATUS_PAYLOAD_BYTES) {
         throw this.#protocolError('unexpected BLOCK_STATUS chunk');
@@ -331,11 +376,13 @@ export class NbdConnection {
 
     if (done) {
       let error = pending.error;
-      if (!error && pending.command === Command.read && pending.coveredBytes !== pending.lengthBytes) {
-        error = new NbdError(
-          'NBD_SHORT_READ',
-          `${this.server}: short read at offset ${pending.offsetBytes}: got ${pending.coveredBytes} of ${pending.lengthBytes} bytes`,
-          { server: this.server, offsetBytes: pending.offsetBytes, lengthBytes: pending.lengthBytes, receivedBytes: pending.coveredBytes },
+      if (!error && pending.coverage && !pending.coverage.complete) {
+        // A gap: the server ended the reply without sending some bytes. The connection
+        // fails like on any other violation; a server that does this is not to be trusted.
+        const coverage = pending.coverage;
+        throw this.#protocolError(
+          `READ of ${pending.lengthBytes} bytes at offset ${pending.offsetBytes} ended with ${pending.lengthBytes - coverage.coveredBytes} bytes not covered (first gap at offset ${pending.offsetBytes + coverage.firstGapBytes()!})`,
+          { offsetBytes: pending.offsetBytes, lengthBytes: pending.lengthBytes, coveredBytes: coverage.coveredBytes },
         );
       }
       if (!error && pending.command === Command.blockStatus && pending.extents.length === 0) {
@@ -350,11 +397,25 @@ export class NbdConnection {
     return Number(view.readBigUInt64BE(0));
   }
 
-  /** Position of [offsetBytes, +lengthBytes) inside the request, or a protocol error. */
-  #checkWithin(pending: Pending, offsetBytes: number, lengthBytes: number): number {
+  /**
+   * Record that a chunk covers [offsetBytes, +lengthBytes) of a READ and return its position
+   * inside the request; a chunk that is empty, outside the request, or overlaps bytes an
+   * earlier chunk covered is a protocol error.
+   */
+  #cover(pending: Pending, chunkName: string, offsetBytes: number, lengthBytes: number): number {
     const at = offsetBytes - pending.offsetBytes;
-    if (at < 0 || at + lengthBytes > pending.lengthBytes) {
-      throw this.#protocolError(`chunk [${offsetBytes}, +${lengthBytes}) lies outside the request [${pending.offsetBytes}, +${pending.lengthBytes})`);
+    const problem = pending.coverage!.add(at, lengthBytes);
+    if (problem) {
+      const why: Record<CoverageProblem, string> = {
+        empty: 'is empty',
+        outside: 'lies outside the request',
+        overlap: 'overlaps bytes an earlier chunk already covered',
+        fragmented: `leaves the reply in more than ${MAX_DISJOINT_RANGES} separate pieces`,
+      };
+      throw this.#protocolError(
+        `${chunkName} chunk [${offsetBytes}, +${lengthBytes}) ${why[problem]} (READ [${pending.offsetBytes}, +${pending.lengthBytes}))`,
+        { offsetBytes: pending.offsetBytes, lengthBytes: pending.lengthBytes, chunkOffsetBytes: offsetBytes, chunkLengthBytes: lengthBytes },
+      );
     }
     return at;
   }
@@ -386,8 +447,47 @@ export class NbdConnection {
   #finish(cookie: number, pending: Pending, error: Error | null): void {
     this.#pending.delete(cookie);
     this.#settle(pending, error);
-    if (this.#pending.size === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+    if (this.#pending.size === 0) {
+      this.#stopWatchdog();
+      for (const wake of this.#idleWaiters.splice(0)) wake();
+    }
   }
+
+  /** Start watching for reply progress (when the first request of a busy period is sent). */
+  #startWatchdog(): void {
+    if (this.#watchdog) return;
+    this.#watchedReceivedBytes = this.#reader.receivedBytes;
+    this.#lastProgressMs = performance.now();
+    this.#watchdog = setInterval(this.#checkProgress, Math.max(1, Math.floor(this.#ioTimeoutMs / PROGRESS_CHECKS_PER_DEADLINE)));
+    // The socket keeps the process alive while it matters; the watchdog alone must not.
+    this.#watchdog.unref();
+  }
+
+  #stopWatchdog(): void {
+    if (this.#watchdog) clearInterval(this.#watchdog);
+    this.#watchdog = null;
+  }
+
+  /** Fail the connection when no reply byte arrived for ioTimeoutMs while requests waited. */
+  readonly #checkProgress = (): void => {
+    const received = this.#reader.receivedBytes;
+    const now = performance.now();
+    if (received !== this.#watchedReceivedBytes) {
+      this.#watchedReceivedBytes = received;
+      this.#lastProgressMs = now;
+      return;
+    }
+    if (now - this.#lastProgressMs < this.#ioTimeoutMs || this.#pending.size === 0) return;
+    // Map order is insertion order: the first entry is the request waiting longest.
+    const oldest = this.#pending.values().next().value!;
+    const command = COMMAND_NAMES[oldest.command] ?? String(oldest.command);
+    this.#fail(new NbdError(
+      'NBD_TIMEOUT',
+      `${this.server}: no reply for ${formatSeconds(this.#ioTimeoutMs)} to ${command} of ${oldest.lengthBytes} bytes at offset ${oldest.offsetBytes} (${this.#pending.size} requests waiting); the server stalled (--io-timeout)`,
+      { server: this.server, command, offsetBytes: oldest.offsetBytes, lengthBytes: oldest.lengthBytes, waitingRequests: this.#pending.size, timeoutMs: this.#ioTimeoutMs },
+    ));
+    this.#stream.destroy();
+  };
 
   #settle(pending: Pending, error: Error | null): void {
     if (pending.abandoned) return;
@@ -407,19 +507,24 @@ export class NbdConnection {
     );
   }
 
-  #protocolError(what: string): NbdError {
-    return new NbdError('NBD_PROTOCOL', `${this.server}: protocol violation: ${what}`, { server: this.server });
+  #protocolError(what: string, context: Record<string, unknown> = {}): NbdError {
+    return new NbdError('NBD_PROTOCOL', `${this.server}: protocol violation: ${what}`, { server: this.server, ...context });
   }
 
   #fail(error: Error): void {
     if (!this.#failure) {
       this.#failure = error;
     }
+    this.#stopWatchdog();
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of pending) this.#settle(p, this.#failure);
     for (const wake of this.#idleWaiters.splice(0)) wake();
   }
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 function disconnected(server: string, when: string, cause?: Error): NbdError {

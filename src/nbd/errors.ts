@@ -1,8 +1,8 @@
 // Errors raised by the NBD client and server. Codes (stable, for scripts and tests):
 // - NBD_E<errno>  (NBD_EIO, NBD_EPERM, NBD_EINVAL, NBD_ENOSPC, ...): the server answered a
 //   request with that error; context names the command, offset and length.
-// - NBD_SHORT_READ: a read reply finished without covering every requested byte.
-// - NBD_PROTOCOL: the peer broke the protocol (bad magic, unknown cookie, chunk out of range).
+// - NBD_PROTOCOL: the peer broke the protocol (bad magic, unknown cookie; read reply chunks
+//   that overlap, leave a gap, or lie outside the request).
 // - NBD_DISCONNECTED: the connection ended while requests were pending or a new one was made.
 // - NBD_CONNECT: the TCP/unix connection could not be made.
 // - NBD_HANDSHAKE: the server refused an option we need (unknown export, TLS required, ...).

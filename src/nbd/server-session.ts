@@ -3,6 +3,12 @@
 // bounded number of payload bytes), and each is answered when it completes, so replies
 // leave out of order. A reply's slot is released only once the socket has taken its bytes,
 // so a client that stops reading replies stops the server reading its requests.
+//
+// Bounds (see server.ts): the handshake must finish within ioTimeoutMs and its replies are
+// sent with backpressure (a client that sends options without reading the answers is not
+// answered faster than it reads); payload bytes come from the server-wide budget; while
+// replies wait for the client, it must take one within ioTimeoutMs or it is dropped;
+// READ/WRITE longer than the advertised maximum payload get EINVAL.
 
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -40,6 +46,12 @@ const ALLOCATION_CONTEXT_ID = 1;
 const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 /** Block status descriptors in one reply. */
 const MAX_DESCRIPTORS = 65536;
+/** Unread client input held before the socket is paused (requests are 28 bytes each). */
+const PAUSE_ABOVE_BYTES = 256 * 1024;
+/** Handshake replies queued for a client before we wait for it to read them. */
+const HANDSHAKE_QUEUE_BYTES = 64 * 1024;
+/** Checks per ioTimeoutMs of whether a client takes its replies. */
+const PROGRESS_CHECKS_PER_DEADLINE = 4;
 
 interface Request {
   flags: number;
@@ -48,6 +60,8 @@ interface Request {
   offsetBytes: number;
   lengthBytes: number;
   payload: Buffer | null;
+  /** READ/WRITE longer than the advertised maximum payload: answered with EINVAL. */
+  tooLarge: boolean;
 }
 
 /** Ends the session without a reply (hard disconnect). */
@@ -67,8 +81,13 @@ export class NbdSession {
   #inFlight = 0;
   #inFlightBytes = 0;
   #slotWaiter: (() => void) | null = null;
-  /** Reply buffers by size, for reuse (reads of one size repeat millions of times). */
-  readonly #freeBuffers = new Map<number, Buffer[]>();
+  /** Replies handed to the socket and not yet taken by it. */
+  #unsentReplies = 0;
+  /** Replies the socket has taken (progress, for the reply deadline). */
+  #sentReplies = 0;
+  #watchedSentReplies = 0;
+  #lastProgressMs = 0;
+  #watchdog: NodeJS.Timeout | null = null;
 
   constructor(socket: net.Socket, settings: ServerSettings) {
     this.#rawSocket = socket;
@@ -78,27 +97,58 @@ export class NbdSession {
     // Socket errors surface to the reader as the stream ending; this keeps them from being
     // unhandled once TLS owns the stream.
     socket.on('error', () => {});
-    this.#reader = new ByteReader(socket, (cause) => new HangUp(cause?.message ?? 'client closed the connection'));
+    this.#reader = new ByteReader(socket, (cause) => new HangUp(cause?.message ?? 'client closed the connection'), PAUSE_ABOVE_BYTES);
     this.done = this.#run();
   }
 
+  /** Drop the client now, whatever it has not read (server closing, or a deadline passed). */
   destroy(): void {
-    this.#abort.abort(new NbdError('NBD_DISCONNECTED', 'server is closing', {}));
+    this.#abort.abort(new HangUp('connection dropped by the server'));
     this.#stream.destroy();
     this.#rawSocket.destroy();
+    this.#wakeSlotWaiter();
   }
 
   async #run(): Promise<void> {
+    const handshakeDeadline = setTimeout(() => this.destroy(), this.#settings.ioTimeoutMs);
     try {
-      const chosen = await this.#handshake();
-      if (chosen) await this.#transmit(chosen);
+      const chosen = await this.#handshake().finally(() => clearTimeout(handshakeDeadline));
+      if (chosen) {
+        this.#startWatchdog();
+        await this.#transmit(chosen);
+      }
     } catch (error) {
       if (!(error instanceof HangUp)) throw error;
     } finally {
-      this.#abort.abort(new NbdError('NBD_DISCONNECTED', 'client connection ended', {}));
+      if (this.#watchdog) clearInterval(this.#watchdog);
+      this.#abort.abort(new HangUp('client connection ended'));
       this.#stream.destroy();
       this.#rawSocket.destroy();
+      this.#wakeSlotWaiter();
     }
+  }
+
+  /** While replies wait for the client, it must take one within ioTimeoutMs or it is dropped. */
+  #startWatchdog(): void {
+    this.#lastProgressMs = performance.now();
+    this.#watchdog = setInterval(() => {
+      const now = performance.now();
+      if (this.#unsentReplies === 0 || this.#sentReplies !== this.#watchedSentReplies) {
+        this.#watchedSentReplies = this.#sentReplies;
+        this.#lastProgressMs = now;
+      } else if (now - this.#lastProgressMs >= this.#settings.ioTimeoutMs) {
+        this.destroy();
+      }
+    }, Math.max(1, Math.floor(this.#settings.ioTimeoutMs / PROGRESS_CHECKS_PER_DEADLINE)));
+    this.#watchdog.unref();
+  }
+
+  /** Handshake replies are small, but a client can ask for them faster than it reads them. */
+  async #drainHandshakeReplies(): Promise<void> {
+    if (this.#stream.writableLength <= HANDSHAKE_QUEUE_BYTES) return;
+    await once(this.#stream, 'drain', { signal: this.#abort.signal }).catch(() => {
+      throw new HangUp('connection dropped while the client was not reading');
+    });
   }
 
   // ---- handshake ----
@@ -165,6 +215,7 @@ export class NbdSession {
       } else {
         reply(OptionReply.errUnsupported);
       }
+      await this.#drainHandshakeReplies();
     }
   }
 
@@ -228,7 +279,7 @@ export class NbdSession {
     this.#reader.detach();
     const secure = new tls.TLSSocket(this.#rawSocket, { isServer: true, secureContext: this.#settings.tls!.context });
     this.#stream = secure;
-    this.#reader = new ByteReader(secure, (cause) => new HangUp(cause?.message ?? 'client closed the connection'));
+    this.#reader = new ByteReader(secure, (cause) => new HangUp(cause?.message ?? 'client closed the connection'), PAUSE_ABOVE_BYTES);
     await once(secure, 'secure');
     this.#tlsActive = true;
   }
@@ -264,36 +315,57 @@ export class NbdSession {
         offsetBytes: Number(header.readBigUInt64BE(16)),
         lengthBytes: header.readUInt32BE(24),
         payload: null,
+        tooLarge: false,
       };
       if (request.command === Command.disconnect) break;
-      const payloadBytes = request.command === Command.write || request.command === Command.read ? request.lengthBytes : 0;
-      if (payloadBytes > this.#settings.maxPayloadBytes) throw new HangUp('payload too large');
+      let payloadBytes = request.command === Command.write || request.command === Command.read ? request.lengthBytes : 0;
+      if (payloadBytes > this.#settings.maxPayloadBytes) {
+        // Beyond the advertised maximum block size: EINVAL (NBD protocol), never a buffer of
+        // that size. A write's payload is skipped in small pieces to stay in step.
+        request.tooLarge = true;
+        if (request.command === Command.write) await this.#reader.skip(request.lengthBytes);
+        payloadBytes = 0;
+      }
       await this.#acquire(payloadBytes);
-      if (request.command === Command.write) {
+      if (request.command === Command.write && !request.tooLarge) {
         request.payload = Buffer.allocUnsafe(request.lengthBytes);
         await this.#reader.readInto(request.payload);
       }
       this.#serve(chosen, request, allocation, payloadBytes).catch(() => this.destroy());
     }
     // NBD_CMD_DISC: finish what is in progress, then close.
-    while (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#slotWaiter = resolve));
+    while (this.#inFlight > 0) await this.#waitForSlot();
     await new Promise<void>((resolve) => this.#stream.end(resolve));
   }
 
+  /** A request slot on this connection, then its payload bytes from the server-wide budget. */
   async #acquire(payloadBytes: number): Promise<void> {
     while (this.#inFlight >= this.#settings.maxInFlight || (this.#inFlight > 0 && this.#inFlightBytes + payloadBytes > MAX_IN_FLIGHT_BYTES)) {
-      await new Promise<void>((resolve) => (this.#slotWaiter = resolve));
+      await this.#waitForSlot();
     }
+    if (payloadBytes > 0) await this.#settings.budget.acquire(payloadBytes, this.#abort.signal);
     this.#inFlight++;
     this.#inFlightBytes += payloadBytes;
+  }
+
+  /** Resolves when a request finishes; throws HangUp once the session is being dropped. */
+  async #waitForSlot(): Promise<void> {
+    if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+    await new Promise<void>((resolve) => (this.#slotWaiter = resolve));
+    if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+  }
+
+  #wakeSlotWaiter(): void {
+    const wake = this.#slotWaiter;
+    this.#slotWaiter = null;
+    wake?.();
   }
 
   #release(payloadBytes: number): void {
     this.#inFlight--;
     this.#inFlightBytes -= payloadBytes;
-    const wake = this.#slotWaiter;
-    this.#slotWaiter = null;
-    wake?.();
+    if (payloadBytes > 0) this.#settings.budget.release(payloadBytes);
+    this.#wakeSlotWaiter();
   }
 
   async #serve(chosen: NbdExport, request: Request, allocation: boolean, payloadBytes: number): Promise<void> {
@@ -307,14 +379,17 @@ export class NbdSession {
       const { command, offsetBytes, lengthBytes } = request;
       const inside = offsetBytes + lengthBytes <= disk.sizeBytes;
       const writeCommand = command === Command.write || command === Command.writeZeroes || command === Command.flush;
-      if (writeCommand && !chosen.writable) {
+      if (request.tooLarge) {
+        errno = ErrorNumber.EINVAL;
+        message = `${lengthBytes} bytes is more than the maximum block size ${this.#settings.maxPayloadBytes}`;
+      } else if (writeCommand && !chosen.writable) {
         errno = ErrorNumber.EPERM;
         message = 'export is read-only';
       } else if (!inside && command !== Command.flush) {
         errno = command === Command.write || command === Command.writeZeroes ? ErrorNumber.ENOSPC : ErrorNumber.EINVAL;
         message = `range [${offsetBytes}, +${lengthBytes}) is beyond the export size ${disk.sizeBytes}`;
       } else if (command === Command.read) {
-        data = this.#takeBuffer(lengthBytes);
+        data = this.#settings.replyBuffers.take(lengthBytes);
         await disk.read(offsetBytes, data, signal);
       } else if (command === Command.write) {
         await disk.write!(offsetBytes, request.payload!, signal);
@@ -335,27 +410,23 @@ export class NbdSession {
       errno = errnoFor(error);
       message = (error as Error).message ?? String(error);
     }
-    if (signal.aborted) return;
-    await this.#reply(request, errno, message, errno === 0 ? data : null, descriptors);
-    if (data) this.#giveBackBuffer(data);
-    this.#release(payloadBytes);
-  }
-
-  /** A read buffer of exactly lengthBytes, reused from earlier replies of the same size. */
-  #takeBuffer(lengthBytes: number): Buffer {
-    return this.#freeBuffers.get(lengthBytes)?.pop() ?? Buffer.allocUnsafe(lengthBytes);
-  }
-
-  /** Called once the socket has taken the reply, so the buffer is ours again. */
-  #giveBackBuffer(buffer: Buffer): void {
-    let free = this.#freeBuffers.get(buffer.length);
-    if (!free) {
-      // Keep buffers of a few sizes only (clients use one or two request sizes).
-      if (this.#freeBuffers.size >= 4) this.#freeBuffers.clear();
-      free = [];
-      this.#freeBuffers.set(buffer.length, free);
+    // The budget and the slot are given back however this ends (also when the client is
+    // dropped with the reply unsent), or other connections would wait for them forever.
+    try {
+      if (signal.aborted) return;
+      // The reply deadline runs from when the first of the waiting replies was handed over.
+      if (this.#unsentReplies++ === 0) this.#lastProgressMs = performance.now();
+      try {
+        await this.#reply(request, errno, message, errno === 0 ? data : null, descriptors);
+      } finally {
+        this.#unsentReplies--;
+      }
+      this.#sentReplies++;
+      // The socket has taken the reply, so the buffer is ours again.
+      if (data) this.#settings.replyBuffers.giveBack(data);
+    } finally {
+      this.#release(payloadBytes);
     }
-    if (free.length < this.#settings.maxInFlight) free.push(buffer);
   }
 
   /** Write the reply; resolves once the socket has taken it (so the slot can be reused). */

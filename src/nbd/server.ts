@@ -11,6 +11,13 @@
 // Supported: NBD_OPT_GO/INFO/LIST/ABORT/EXPORT_NAME/STRUCTURED_REPLY/SET_META_CONTEXT/
 // LIST_META_CONTEXT/STARTTLS (when given a certificate), base:allocation from the disk's
 // allocation(), read-only exports, multi-conn, WRITE/FLUSH/WRITE_ZEROES on writable exports.
+//
+// Bounded under hostile clients (defaults in DEFAULT_SERVER_LIMITS, documented in
+// docs/nbd.md): at most maxConnections sessions (more are closed at once); a handshake must
+// finish, and queued replies must be taken by the client, within ioTimeoutMs; payload bytes
+// held for replies and writes come from one server-wide budget (maxQueuedBytes), so a client
+// that stops reading stops being served instead of growing the server; idle reply buffers
+// are capped too; READ/WRITE longer than the advertised maximum get EINVAL.
 
 import net from 'node:net';
 import tls from 'node:tls';
@@ -18,6 +25,8 @@ import { once } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { NbdError } from './errors.ts';
 import { NbdSession } from './server-session.ts';
+import { ByteBudget } from './byte-budget.ts';
+import { ReplyBufferPool } from './reply-buffers.ts';
 import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PORT } from './protocol.ts';
 import { formatNbdUri, type NbdEndpoint } from './uri.ts';
 
@@ -56,7 +65,25 @@ export interface NbdServerOptions {
   maxPayloadBytes?: number;
   /** Offer STARTTLS with this certificate and key (PEM); `require` refuses clients without TLS. */
   tls?: { cert: string | Buffer; key: string | Buffer; require?: boolean };
+  /** Connections served at once; more are closed right away (default 16). */
+  maxConnections?: number;
+  /**
+   * A client must finish the handshake within this long, and while replies wait for it, its
+   * socket must take some bytes within this long; otherwise it is dropped (default 60 s).
+   */
+  ioTimeoutMs?: number;
+  /** Payload bytes (replies being produced or sent, write payloads) held for all clients together (default 64 MiB). */
+  maxQueuedBytes?: number;
 }
+
+/** The defaults of the server's bounds. */
+export const DEFAULT_SERVER_LIMITS = {
+  maxConnections: 16,
+  ioTimeoutMs: 60_000,
+  maxQueuedBytes: 64 * 1024 * 1024,
+  /** Idle reply buffers kept for reuse, all connections together. */
+  cachedReplyBytes: 32 * 1024 * 1024,
+} as const;
 
 export interface ServerSettings {
   exports: ReadonlyMap<string, NbdExport>;
@@ -64,6 +91,9 @@ export interface ServerSettings {
   maxInFlight: number;
   maxPayloadBytes: number;
   tls: { context: tls.SecureContext; require: boolean } | null;
+  ioTimeoutMs: number;
+  budget: ByteBudget;
+  replyBuffers: ReplyBufferPool;
 }
 
 export class NbdServer {
@@ -71,6 +101,7 @@ export class NbdServer {
   readonly #server: net.Server;
   readonly #sessions = new Set<NbdSession>();
   readonly #tls: boolean;
+  #refusedConnections = 0;
 
   private constructor(server: net.Server, endpoint: NbdEndpoint, tlsOffered: boolean) {
     this.#server = server;
@@ -86,16 +117,25 @@ export class NbdServer {
       }
       exports.set(e.name, e);
     }
+    const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     const settings: ServerSettings = {
       exports,
       multiConn: options.multiConn ?? true,
       maxInFlight: Math.max(1, options.maxInFlightPerConnection ?? 16),
-      maxPayloadBytes: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+      maxPayloadBytes,
       tls: options.tls ? { context: tls.createSecureContext({ cert: options.tls.cert, key: options.tls.key }), require: options.tls.require ?? false } : null,
+      ioTimeoutMs: options.ioTimeoutMs ?? DEFAULT_SERVER_LIMITS.ioTimeoutMs,
+      // At least one maximum-size request must fit.
+      budget: new ByteBudget(Math.max(maxPayloadBytes, options.maxQueuedBytes ?? DEFAULT_SERVER_LIMITS.maxQueuedBytes)),
+      replyBuffers: new ReplyBufferPool(DEFAULT_SERVER_LIMITS.cachedReplyBytes),
     };
+    const maxConnections = Math.max(1, options.maxConnections ?? DEFAULT_SERVER_LIMITS.maxConnections);
     let nbdServer: NbdServer | null = null;
     const server = net.createServer((socket) => {
-      if (!nbdServer) {
+      if (!nbdServer || nbdServer.#sessions.size >= maxConnections) {
+        // Refused before the greeting: the client sees the connection close at once.
+        if (nbdServer) nbdServer.#refusedConnections++;
+        socket.on('error', () => {});
         socket.destroy();
         return;
       }
@@ -127,6 +167,11 @@ export class NbdServer {
 
   get sessionCount(): number {
     return this.#sessions.size;
+  }
+
+  /** Connections closed at once because maxConnections were being served. */
+  get refusedConnections(): number {
+    return this.#refusedConnections;
   }
 
   /** Stop listening and drop every connection. */

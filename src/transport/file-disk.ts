@@ -74,6 +74,9 @@ export class FileDisk implements Disk {
         const kind = info.isDirectory() ? 'a directory' : info.isBlockDevice() ? 'a block device' : 'not a regular file';
         throw new VcbtError('FILE_OPEN', `${path} is ${kind}; vcbt reads and writes regular files only`, { file: path });
       }
+      if (!info.isFile()) {
+        throw new VcbtError('FILE_OPEN', `${path} is ${info.isDirectory() ? 'a directory' : 'not a regular file'}; vcbt reads and writes regular files only`, { file: path });
+      }
       let sizeBytes = info.size;
       let knownZero: Extent[] = [];
       if (writable && options.sizeBytes !== undefined && options.sizeBytes !== sizeBytes) {

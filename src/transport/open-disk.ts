@@ -18,6 +18,8 @@ export interface OpenDiskOptions {
   tls?: NbdTlsOptions;
   /** NBD: connections to open when the server allows multi-conn. */
   connections?: number;
+  /** NBD: inactivity deadline of the handshake and of every request (default 60 s). */
+  ioTimeoutMs?: number;
   signal?: AbortSignal;
 }
 
@@ -25,7 +27,7 @@ export function openDisk(uriOrPath: string, options: OpenDiskOptions & { writabl
 export function openDisk(uriOrPath: string, options?: OpenDiskOptions): Promise<DiskReader>;
 export async function openDisk(uriOrPath: string, options: OpenDiskOptions = {}): Promise<DiskReader> {
   if (isNbdUri(uriOrPath)) {
-    return openNbdDisk(uriOrPath, { writable: options.writable, tls: options.tls, connections: options.connections, signal: options.signal });
+    return openNbdDisk(uriOrPath, { writable: options.writable, tls: options.tls, connections: options.connections, ioTimeoutMs: options.ioTimeoutMs, signal: options.signal });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uriOrPath)) {
     throw new VcbtError('DISK_URI', `cannot open "${uriOrPath}": unsupported scheme (use a file path, nbd://, nbds:// or nbd+unix://)`, { uri: uriOrPath });

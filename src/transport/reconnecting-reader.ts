@@ -1,7 +1,7 @@
 // A reader that survives a cut connection: when a read fails because the transport went
-// away (NBD_DISCONNECTED, NBD_CONNECT, NBD_ESHUTDOWN, or what `isTransient` accepts), it
-// opens the disk again and repeats the read - reads are idempotent, and the caller's buffer
-// is only ever filled by a read that succeeded. Concurrent failures share one reopen.
+// away or stalled (NBD_DISCONNECTED, NBD_CONNECT, NBD_ESHUTDOWN, NBD_TIMEOUT, or what
+// `isTransient` accepts), it opens the disk again and repeats the read - reads are
+// idempotent, and the caller's buffer is only ever filled by a read that succeeded. Concurrent failures share one reopen.
 // Errors that are not about the transport (NBD_EIO, DISK_RANGE, a bad certificate) and the
 // last failed attempt are passed through unchanged.
 
@@ -19,7 +19,8 @@ export interface ReconnectOptions {
   onReconnect?: (cause: unknown, attempt: number) => void;
 }
 
-const TRANSIENT_CODES = new Set(['NBD_DISCONNECTED', 'NBD_CONNECT', 'NBD_ESHUTDOWN']);
+/** A stalled server (NBD_TIMEOUT) is treated like a cut one: the connection is dropped and reopened. */
+const TRANSIENT_CODES = new Set(['NBD_DISCONNECTED', 'NBD_CONNECT', 'NBD_ESHUTDOWN', 'NBD_TIMEOUT']);
 
 export function isTransportCut(error: unknown): boolean {
   return error instanceof VcbtError && TRANSIENT_CODES.has(error.code);

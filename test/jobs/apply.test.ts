@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCli } from '../vsphere/cli-runner.ts';
+import { startFakeServer } from '../nbd/fake-server.ts';
+import { hostileReplies } from '../nbd/hostile-replies.ts';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -90,6 +92,63 @@ test('bad areas are refused before anything is written', async () => {
     assert.match(small.err, /APPLY_TARGET_SMALLER/);
     const missing = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', join(dir, 'src.raw')]);
     assert.equal(missing.code, 2);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+for (const [name, reply] of Object.entries(hostileReplies)) {
+  test(`apply from an NBD server whose read reply has ${name} fails with NBD_PROTOCOL and writes nothing wrong`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+    const fake = await startFakeServer(dir, 1024 * 1024, reply);
+    try {
+      const before = randomBytes(1024 * 1024);
+      await writeFile(join(dir, 'dst.raw'), before);
+      await writeFile(join(dir, 'areas.csv'), '65536,65536\n');
+      const result = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', fake.uri, '--to', join(dir, 'dst.raw')]);
+      assert.equal(result.code, 1, result.err);
+      assert.match(result.err, /NBD_PROTOCOL: .*protocol violation/);
+      assert.equal(sha(await readFile(join(dir, 'dst.raw'))), sha(before), 'target untouched');
+    } finally {
+      await fake.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test('apply against an NBD server that stalls in the handshake ends with NBD_TIMEOUT after --io-timeout', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+  const fake = await startFakeServer(dir, 1024 * 1024, () => {}, { stall: 'after-greeting' });
+  try {
+    await writeFile(join(dir, 'dst.raw'), Buffer.alloc(1024 * 1024));
+    await writeFile(join(dir, 'areas.csv'), '0,4096\n');
+    const result = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', fake.uri, '--to', join(dir, 'dst.raw'), '--io-timeout', '0.3']);
+    assert.equal(result.code, 1, result.err);
+    assert.match(result.err, /NBD_TIMEOUT: nbd\+unix:.*no complete NBD handshake within 0\.3 s/);
+    const bad = await vcbt(['apply', '--areas', join(dir, 'areas.csv'), '--from', fake.uri, '--to', join(dir, 'dst.raw'), '--io-timeout', 'soon']);
+    assert.equal(bad.code, 2, bad.err);
+  } finally {
+    await fake.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('apply: an absurd --in-flight is a usage error; a directory as --from or --to is a named error, not INTERNAL', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vcbt-apply-'));
+  try {
+    const { older } = await fixture(dir);
+    const areas = join(dir, 'areas.csv');
+    const huge = await vcbt(['apply', '--areas', areas, '--from', join(dir, 'src.raw'), '--to', join(dir, 'dst.raw'), '--in-flight', '99999999999']);
+    assert.equal(huge.code, 2, huge.err);
+    assert.match(huge.err, /--in-flight must be at most 1024/);
+    const fromDir = await vcbt(['apply', '--areas', areas, '--from', dir, '--to', join(dir, 'dst.raw')]);
+    assert.equal(fromDir.code, 1, fromDir.err);
+    assert.match(fromDir.err, /FILE_OPEN: .* is a directory; vcbt reads and writes regular files only/);
+    const toDir = await vcbt(['apply', '--areas', areas, '--from', join(dir, 'src.raw'), '--to', dir]);
+    assert.equal(toDir.code, 1, toDir.err);
+    assert.match(toDir.err, /FILE_OPEN: /);
+    for (const result of [huge, fromDir, toDir]) assert.doesNotMatch(result.err, /INTERNAL|\n\s+at /);
+    assert.equal(sha(await readFile(join(dir, 'dst.raw'))), sha(older), 'target untouched');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@
 // exports, served by nbdkit) are byte-identical too, and a too-small one is refused.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { exportDisk } from '../../src/jobs/export.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
 import { labConnection, runCli } from '../vsphere/cli-runner.ts';
+import { connectRaw, infoFlood, unreadReads, type RawClient } from '../nbd/hostile-clients.ts';
 
 const run = promisify(execFile);
 const vm = 'DC0_H0_VM0';
@@ -192,4 +193,67 @@ test('boot/browse with writes: a qcow2 overlay on the export takes the writes, t
   const again = join(dir, 'restored-again.raw');
   assert.equal((await runCli(['restore', '--repo', repo, '--point', pointId, '--disk', '2000', '--to', again])).code, 0);
   assert.equal(sha(await readFile(again)), sha(restored), 'the restore point is unchanged by the guest writes');
+});
+
+/** A process's memory figure from /proc (kB there), in bytes. */
+async function procMemoryBytes(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+  assert.ok(match, `${field} in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
+}
+
+/**
+ * The bound documented in docs/nbd.md: the payload budget (64 MiB), the reply buffer pool
+ * (32 MiB), per connection at most 256 KiB of unread input and 64 KiB of handshake replies,
+ * and the repository's transient buffers for the reads the budget lets through.
+ */
+const EXPORT_PEAK_GROWTH_BOUND_BYTES = 256 * 1024 * 1024;
+
+test('vcbt export under hostile clients: peak RSS stays bounded, extra connections are refused, SIGINT stops it while replies sit unread', async (t) => {
+  const socket = join(dir, 'hostile.sock');
+  const child = spawn(process.execPath, [join(import.meta.dirname, '../../bin/vcbt.ts'), 'export', '--repo', repo, '--point', pointId, '--disk', '2000', '--socket', socket, '--name', 'disk', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const clients: RawClient[] = [];
+  try {
+    await waitFor(socket);
+    const where = { socketPath: socket };
+    const baselineBytes = await procMemoryBytes(child.pid!, 'VmRSS');
+    // 35 MiB of NBD_OPT_INFO whose answers are never read, and 15 connections with 16
+    // whole-disk reads each whose replies are never read (16 connections: the default cap).
+    clients.push(await infoFlood(where, 'disk', 35 * 1024 * 1024));
+    for (let i = 0; i < 15; i++) clients.push(await unreadReads(where, 'disk', 16, restored.length));
+    // Many more connections that would never finish the handshake: refused at once.
+    const refused = await Promise.all(Array.from({ length: 100 }, () => connectRaw(where)));
+    await Promise.all(refused.map((c) => c.closed()));
+    assert.deepEqual(refused.map((c) => c.receivedBytes()), Array(100).fill(0), 'refused before the greeting');
+    // Let the server do all it will do for these clients: until its RSS stops growing.
+    let lastBytes = 0;
+    for (let i = 0; i < 40; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      const now = await procMemoryBytes(child.pid!, 'VmRSS');
+      if (now === lastBytes) break;
+      lastBytes = now;
+    }
+    const peakBytes = await procMemoryBytes(child.pid!, 'VmHWM');
+    t.diagnostic(`export RSS ${(baselineBytes / 1048576).toFixed(0)} MiB serving, peak ${(peakBytes / 1048576).toFixed(0)} MiB under the hostile clients`);
+    assert.ok(
+      peakBytes - baselineBytes < EXPORT_PEAK_GROWTH_BOUND_BYTES,
+      `export peak RSS grew by ${((peakBytes - baselineBytes) / 1048576).toFixed(0)} MiB (from ${(baselineBytes / 1048576).toFixed(0)} MiB), over the ${EXPORT_PEAK_GROWTH_BOUND_BYTES / 1048576} MiB bound`,
+    );
+    // Ctrl-C while every client still holds unread replies: export stops.
+    child.kill('SIGINT');
+    const guard = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    const { code, signal } = await exited;
+    clearTimeout(guard);
+    assert.equal(signal, null, `export did not stop on SIGINT (killed): ${stderr}`);
+    assert.ok(code === 0 || code === 130, `exit code ${code}: ${stderr}`);
+    assert.doesNotMatch(stderr, /INTERNAL|\n\s+at /);
+    await Promise.all(clients.map((c) => c.closed()));
+  } finally {
+    child.kill('SIGKILL');
+    for (const c of clients) c.socket.destroy();
+  }
 });

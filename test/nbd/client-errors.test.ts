@@ -1,6 +1,6 @@
 // NbdClient when things go wrong: server errors (nbdkit's error filter), a server that
 // disconnects mid-request (a raw-socket server and a killed nbdkit), replies out of order,
-// short reads, protocol violations, aborted requests, unknown exports, refused connections.
+// replies that end short, protocol violations, aborted requests, unknown exports, refused connections.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -92,7 +92,7 @@ test('replies out of order land in the right buffers; chunks may split a read', 
   targets.forEach((target, i) => assert.ok(target.equals(Buffer.alloc(4096, i + 1)), `buffer ${i}`));
 });
 
-test('a read reply that ends without covering the request is NBD_SHORT_READ', async (t) => {
+test('a read reply that ends without covering the request is NBD_PROTOCOL naming the gap', async (t) => {
   const dir = await tempDir(t);
   const fake = await startFakeServer(dir, MiB, (r, socket) => {
     socket.write(dataChunk(r.cookie, r.offsetBytes, Buffer.alloc(100, 9), false));
@@ -102,8 +102,8 @@ test('a read reply that ends without covering the request is NBD_SHORT_READ', as
   const client = await NbdClient.connect(fake.uri);
   t.after(() => client.close());
   await assert.rejects(client.read(8192, Buffer.alloc(4096)), {
-    code: 'NBD_SHORT_READ',
-    message: /short read at offset 8192: got 100 of 4096 bytes/,
+    code: 'NBD_PROTOCOL',
+    message: /READ of 4096 bytes at offset 8192 ended with 3996 bytes not covered \(first gap at offset 8292\)/,
   });
 });
 

@@ -21,14 +21,21 @@ export interface FakeServer {
 
 export type OnRequests = (request: FakeRequest, socket: net.Socket) => void;
 
-/** `withoutGo`: answer NBD_OPT_GO with ERR_UNSUP, like servers from before GO existed. */
-export async function startFakeServer(dir: string, sizeBytes: number, onRequest: OnRequests, options: { withoutGo?: boolean } = {}): Promise<FakeServer> {
+export interface FakeServerOptions {
+  /** Answer NBD_OPT_GO with ERR_UNSUP, like servers from before GO existed. */
+  withoutGo?: boolean;
+  /** Stall the handshake: say nothing at all, or send the greeting and ignore every option. */
+  stall?: 'silent' | 'after-greeting';
+}
+
+export async function startFakeServer(dir: string, sizeBytes: number, onRequest: OnRequests, options: FakeServerOptions = {}): Promise<FakeServer> {
   const socketPath = path.join(dir, 'fake.sock');
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
+    if (options.stall === 'silent') return;
     let input = Buffer.alloc(0);
     let phase: 'flags' | 'options' | 'requests' = 'flags';
     const greeting = Buffer.alloc(18);
@@ -44,6 +51,7 @@ export async function startFakeServer(dir: string, sizeBytes: number, onRequest:
       header.writeUInt32BE(payload.length, 16);
       socket.write(Buffer.concat([header, payload]));
     };
+    if (options.stall === 'after-greeting') return;
     socket.on('data', (chunk: Buffer) => {
       input = Buffer.concat([input, chunk]);
       for (;;) {

@@ -6,17 +6,24 @@ import { createProgress } from '../progress.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
 import { UsageError } from '../../errors.ts';
-import { parseFlags, parseInFlight, parsePositiveInteger, parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
+import { parseFlags, MAX_IN_FLIGHT, parseInFlight, parsePositiveInteger, parseProgressInterval, progressFlags, progressUsage } from '../flags.ts';
+import { parseIoTimeout } from '../transport-flags.ts';
+import { DEFAULT_IO_TIMEOUT_MS } from '../../jobs/snapshot-source.ts';
+import { defaultMaxInFlight, defaultPieceBytes } from '../../jobs/copy-areas.ts';
 
-const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N] [--json]
+const usage = `usage: vcbt apply --areas FILE.csv --from SRC --to DST [--sector-size 512] [--in-flight N]
+                  [--io-timeout DURATION] [--json]
 
 Copies every area listed in FILE.csv (one "offset,length" line per area, in bytes, as
 \`vcbt changes --format csv\` prints) from SRC to DST. SRC and DST are file paths or NBD
 URIs (nbd://host:port/export, nbds://..., nbd+unix:///export?socket=PATH). DST must exist
 and be at least as large as SRC. Areas are checked against both disks and against the
-sector size before anything is written.
+sector size before anything is written. An NBD server that does not finish the handshake,
+or answers no request, within --io-timeout (default ${DEFAULT_IO_TIMEOUT_MS / 1000}s) ends the run with
+NBD_TIMEOUT.
 
-  --in-flight N          copies in flight at once, 1 to 1024 (default 32)
+  --in-flight N          pieces of ${defaultPieceBytes / 1024} KiB copied at once (default ${defaultMaxInFlight}, at most ${MAX_IN_FLIGHT})
+  --io-timeout DURATION  inactivity deadline of the NBD peers (default ${DEFAULT_IO_TIMEOUT_MS / 1000}s)
 ${progressUsage}`;
 
 export const applyCommand: Command = {
@@ -33,6 +40,7 @@ export const applyCommand: Command = {
         to: { type: 'string' },
         'sector-size': { type: 'string', default: '512' },
         'in-flight': { type: 'string' },
+        'io-timeout': { type: 'string' },
         json: { type: 'boolean', default: false },
         ...progressFlags,
       },
@@ -45,6 +53,7 @@ export const applyCommand: Command = {
       to: values.to,
       sectorBytes: parsePositiveInteger(values['sector-size'], '--sector-size'),
       maxInFlight: parseInFlight(values['in-flight']),
+      ioTimeoutMs: parseIoTimeout(values['io-timeout']),
       signal: io.signal,
       onProgress: (done, total) => progress.update(done, total),
     });

@@ -5,12 +5,15 @@ import { parseRestorePointDisk, repositoryFlags, restorePointDiskFlags, reposito
 import { UsageError } from '../../errors.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
-import { exportDisk } from '../../jobs/export.ts';
+import { EXPORT_LIMITS, exportDisk } from '../../jobs/export.ts';
 import { resolvePointId } from '../../jobs/restore-points.ts';
 import type { NbdServerOptions } from '../../nbd/server.ts';
+import { parsePositiveInteger } from '../flags.ts';
+import { parseIoTimeout } from '../transport-flags.ts';
 
 const usage = `usage: vcbt export --repo DIR --point ID|latest [--vm VM] --disk KEY
-                   [--listen HOST:PORT | --socket PATH] [--name EXPORT] [--json]
+                   [--listen HOST:PORT | --socket PATH] [--name EXPORT]
+                   [--max-connections N] [--io-timeout SECONDS] [--json]
 
 Serves disk KEY of the restore point read-only over NBD (vcbt's own server) until
 interrupted (Ctrl-C, SIGTERM), and prints its NBD URI. Any NBD client reads it: nbdcopy,
@@ -22,6 +25,9 @@ qemu-img convert, nbdinfo --map (zero chunks show as holes), qemu, nbdfuse.
   --listen HOST:PORT     TCP address (default 127.0.0.1:10809; port 0 picks a free one)
   --socket PATH          a unix socket instead of TCP
   --name EXPORT          export name (default <point>-<key>)
+  --max-connections N    clients served at once; more are refused (default ${EXPORT_LIMITS.maxConnections})
+  --io-timeout SECONDS   a client must finish the handshake, and take each reply waiting
+                         for it, within this long or it is dropped (default ${EXPORT_LIMITS.ioTimeoutMs / 1000})
   --json                 print {"uri", ...} as JSON once serving
 
 ${repositoryUsage}`;
@@ -49,13 +55,17 @@ export const exportCommand: Command = {
         listen: { type: 'string' },
         socket: { type: 'string' },
         name: { type: 'string' },
+        'max-connections': { type: 'string' },
+        'io-timeout': { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
     const { point, vm, deviceKey } = parseRestorePointDisk(values, 'export', usage);
     const listen = parseListen(values.listen, values.socket);
+    const maxConnections = values['max-connections'] === undefined ? undefined : parsePositiveInteger(values['max-connections'], '--max-connections');
+    const ioTimeoutMs = values['io-timeout'] === undefined ? undefined : parseIoTimeout(values['io-timeout']);
     await withRepository(values, io, async (repository) => {
-      const running = await exportDisk({ repository, pointId: await resolvePointId(repository, point, vm), deviceKey, listen, exportName: values.name });
+      const running = await exportDisk({ repository, pointId: await resolvePointId(repository, point, vm), deviceKey, listen, exportName: values.name, maxConnections, ioTimeoutMs });
       try {
         const description = { uri: running.uri, exportName: running.exportName, pointId: running.pointId, deviceKey: running.deviceKey, label: running.label, capacityBytes: running.capacityBytes };
         if (values.json) writeJsonDocument(io, { ...documentHeader('export'), ...description }, { compact: true });
