@@ -22,7 +22,7 @@ import type { VirtualDiskInfo, VmInfo } from '../vsphere/vsphere.ts';
 import type { CopyReasonCode } from './copy-reason.ts';
 import { copyAreas } from './copy-areas.ts';
 import { loadReplicaState, replicaStatePath, replicaWords, saveReplicaState, type ReplicaState } from './replica-state.ts';
-import { runSnapshotJob, selectDisks, vmRef, type DiskToCopy, type SnapshotJobOptions, type SnapshotJobSink } from './snapshot-job.ts';
+import { runSnapshotJob, selectDisks, vmRef, type DiskToCopy, type FailedDisk, type SnapshotJobOptions, type SnapshotJobSink } from './snapshot-job.ts';
 
 export class ReplicateError extends VcbtError {}
 
@@ -58,6 +58,8 @@ export interface ReplicateResult {
   /** Why CBT was reset before the snapshot (a disk grew), or null. */
   cbtResetReason: string | null;
   disks: DiskReplicaResult[];
+  /** Disks whose copy failed while the others completed (exit code 3); their state says in progress. */
+  failedDisks: FailedDisk[];
   elapsedMs: number;
 }
 
@@ -93,6 +95,7 @@ async function checkTarget(target: string, capacityBytes: number, signal?: Abort
 class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult> {
   readonly purpose = 'replicate';
   readonly words = replicaWords;
+  readonly independentDisks = true;
   readonly #options: ReplicateOptions;
   /** Per device key: target and state path (the state itself is the baseline, if any). */
   readonly #targets = new Map<number, { target: string; statePath: string; state: ReplicaState | undefined }>();
@@ -193,6 +196,7 @@ export async function replicate(options: ReplicateOptions): Promise<ReplicateRes
     leftoverSnapshotsRemoved: result.leftoverSnapshotsRemoved,
     cbtResetReason: result.cbtResetReason,
     disks: result.disks,
+    failedDisks: result.failedDisks,
     elapsedMs: result.elapsedMs,
   };
 }

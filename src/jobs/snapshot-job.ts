@@ -100,6 +100,11 @@ export class BaselineDamagedError extends VcbtError {
 export interface SnapshotJobSink<B extends CopyBaseline, D> {
   /** `backup`, `replicate`, ...: names the snapshot. */
   purpose: string;
+  /**
+   * Each disk's copy stands alone (replication onto separate targets): a disk that fails is
+   * reported in `failedDisks` and the others go on. Otherwise the first failure ends the job.
+   */
+  independentDisks?: boolean;
   words: BaselineWords;
   /**
    * Before the snapshot: the device keys to copy, in order, each with its baseline (undefined:
@@ -125,7 +130,15 @@ export interface SnapshotJobResult<D> {
   /** Why CBT was reset before the snapshot (a disk grew), or null. */
   cbtResetReason: string | null;
   disks: D[];
+  /** Disks that failed while the others went on (sinks with independentDisks only). */
+  failedDisks: FailedDisk[];
   elapsedMs: number;
+}
+
+export interface FailedDisk {
+  deviceKey: number;
+  code: string;
+  message: string;
 }
 
 /** The disks a job asked for by device key (all when none named); DISK_NOT_FOUND lists the VM's disks. */
@@ -201,16 +214,29 @@ export async function runSnapshotJob<B extends CopyBaseline, D>(options: Snapsho
         await sink.begin?.(taken);
         try {
           const disks: D[] = [];
+          const failedDisks: FailedDisk[] = [];
+          let firstFailure: unknown;
           for (const [key, baseline] of baselines) {
             // An interrupt stops the job even where no read would notice it (nothing to copy).
             taken.signal.throwIfAborted();
             const [disk] = selectDisks(session, vm, [key], taken.disks);
-            disks.push(await copyOneDisk(options, sink, taken, disk, baseline, owned.confirmIntact));
+            try {
+              disks.push(await copyOneDisk(options, sink, taken, disk, baseline, owned.confirmIntact));
+            } catch (error) {
+              const lost = error instanceof VcbtError && error.code === 'SNAPSHOT_LOST';
+              if (!sink.independentDisks || taken.signal.aborted || lost) throw error;
+              firstFailure ??= error;
+              const code = error instanceof VcbtError ? error.code : 'INTERNAL';
+              const message = error instanceof Error ? error.message : String(error);
+              failedDisks.push({ deviceKey: key, code, message });
+              log(`VM "${vm.name}" disk ${key} failed (${code}: ${message}); the other disks go on`);
+            }
           }
+          if (disks.length === 0 && firstFailure !== undefined) throw firstFailure;
           taken.signal.throwIfAborted();
           await owned.confirmIntact();
           await sink.commit?.(taken);
-          return { taken, disks, leftovers: owned.leftoversRemoved };
+          return { taken, disks, failedDisks, leftovers: owned.leftoversRemoved };
         } catch (error) {
           await sink.abort?.();
           throw error;
@@ -224,6 +250,7 @@ export async function runSnapshotJob<B extends CopyBaseline, D>(options: Snapsho
       leftoverSnapshotsRemoved: claimed.leftovers,
       cbtResetReason,
       disks: claimed.disks,
+      failedDisks: claimed.failedDisks,
       elapsedMs: performance.now() - started,
     };
   } finally {

@@ -13,6 +13,7 @@ import { randomGuestWrites as guestWrites } from '../lab/guest-writes.ts';
 import { replicate as replicateJob } from '../../src/jobs/replicate.ts';
 import { connect } from '../../src/vsphere/vsphere.ts';
 import { labConnection, runCli } from '../vsphere/cli-runner.ts';
+import { startNbdkit } from '../nbd/peers.ts';
 
 const vm = 'DC0_H0_VM0';
 let lab: Lab;
@@ -202,5 +203,27 @@ test('Ctrl-C in the middle of a copy: snapshot removed, state says in progress, 
     for (const d of resumed.disks) assert.equal(sha(await readFile(d.target)), (await lab.sha256(vm, d.deviceKey)).sha256);
   } finally {
     await session.logout();
+  }
+});
+
+test('one target failing mid-copy: the other disk completes, the run exits 3 (partial) and names the failed disk', async () => {
+  const [first, second] = lab.info.vms.find((v) => v.name === vm)!.disks;
+  // A target that opens and has the right size (so it passes the checks before the
+  // snapshot) but fails every write: nbdkit's error filter on a memory disk.
+  const failing = await startNbdkit(['memory', `size=${second.capacityBytes}`, 'error-pwrite=EIO', 'error-pwrite-rate=100%', 'error-zero=EIO', 'error-zero-rate=100%'], { before: ['--filter=error'] });
+  try {
+    await randomGuestWrites(321);
+    const good = join(dir, 'partial-2000.raw');
+    const result = await runCli(['replicate', '--vm', vm, '--disk', `${first.key}=${good}`, '--disk', `${second.key}=${failing.uri}`, '--state-dir', join(dir, 'partial-state'), '--json', ...connection.flags], connection.env);
+    assert.equal(result.code, 3, result.stderr);
+    const summary = JSON.parse(result.stdout) as Summary & { failedDisks: Array<{ deviceKey: number; code: string; message: string }> };
+    assert.deepEqual(summary.disks.map((d) => d.deviceKey), [first.key]);
+    assert.deepEqual(summary.failedDisks.map((f) => f.deviceKey), [second.key]);
+    assert.match(summary.failedDisks[0].code, /^NBD_E/);
+    assert.match(result.stderr, new RegExp(`disk ${second.key} failed .*the other disks go on`));
+    assert.equal(sha(await readFile(good)), (await lab.sha256(vm, first.key)).sha256);
+    assert.deepEqual(await lab.snapshots(vm), []);
+  } finally {
+    await failing.stop();
   }
 });

@@ -107,8 +107,10 @@ export const replicateCommand: Command = {
       for (const d of result.disks) {
         io.stdout.write(`disk ${d.deviceKey} (${d.label}) -> ${d.target}: ${d.mode}, ${d.areas} areas, ${d.bytesCopied} bytes copied; ChangeId ${d.changeId}\n`);
       }
+      for (const f of result.failedDisks) io.stdout.write(`disk ${f.deviceKey}: FAILED ${f.code}: ${f.message}\n`);
       io.stdout.write(`replicated VM "${result.vm.name}" at snapshot ${result.snapshot} (removed) in ${(result.elapsedMs / 1000).toFixed(1)} s\n`);
     }
-    return ExitCode.ok;
+    // Some disks replicated, others failed: a partial failure.
+    return result.failedDisks.length > 0 ? ExitCode.partial : ExitCode.ok;
   },
 };
