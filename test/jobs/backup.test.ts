@@ -309,3 +309,19 @@ test('Ctrl-C right after the snapshot and in the middle of a disk: nothing commi
   assert.deepEqual(next.disks.map((d) => d.mode), ['incremental', 'incremental']);
   await assertRestoresMatch(next.pointId);
 });
+
+test('a datastore that stalls mid-read: the backup ends after --io-timeout and its retries with HTTP_STALLED; nothing committed, no snapshot', async () => {
+  await ensureBaseline();
+  const before = (await (await Repository.open(repo)).listPointIds()).length;
+  await randomGuestWrites(4242);
+  await lab.faults({ httpStall: { afterBytes: 1000, count: 1000 } });
+  const started = performance.now();
+  const stalled = await runCli(['backup', '--vm', vm, '--repo', repo, '--io-timeout', '0.3', ...connection.flags], connection.env);
+  const elapsedMs = performance.now() - started;
+  await lab.faults({ httpStall: { afterBytes: 0, count: 0 } });
+  assert.equal(stalled.code, 1, stalled.stderr);
+  assert.match(stalled.stderr, /(HTTP_STALLED|REPO_SOURCE_READ): .*no data for 300 ms, 6 times in a row; the server stalls/);
+  assert.ok(elapsedMs < 60_000, `bounded by the deadline and its retries (${Math.round(elapsedMs)} ms)`);
+  assert.deepEqual(await lab.snapshots(vm), [], 'the snapshot is removed');
+  assert.equal((await (await Repository.open(repo)).listPointIds()).length, before, 'no restore point');
+});

@@ -78,6 +78,11 @@ export interface LabFaults {
    */
   httpCutAfterBytes?: number;
   /**
+   * The next `count` /folder GET responses longer than `afterBytes` send exactly that many
+   * body bytes and then stall (the connection stays open, nothing more comes). Count 0 disarms.
+   */
+  httpStall?: { afterBytes: number; count: number };
+  /**
    * The first NBD connection (any export, accepted while armed) that sends more than N bytes
    * to its client is closed after exactly N; shorter connections (a size probe) leave it armed.
    */

@@ -286,6 +286,7 @@ type faultJson struct {
 type armedFaultsJson struct {
 	QueryChangedDiskAreas *faultJson           `json:"queryChangedDiskAreas,omitempty"`
 	HttpCutAfterBytes     int64                `json:"httpCutAfterBytes,omitempty"`
+	HttpStall             *httpStallJson       `json:"httpStall,omitempty"`
 	NbdCutAfterBytes      int64                `json:"nbdCutAfterBytes,omitempty"`
 	Methods               map[string]faultJson `json:"methods,omitempty"`
 	ConsolidationNeeded   bool                 `json:"consolidationNeeded,omitempty"`
@@ -300,6 +301,9 @@ func (l *lab) armedFaults() armedFaultsJson {
 		NbdCutAfterBytes:     l.exports.cut.armed(),
 		ConsolidationNeeded:  l.faults.leaveConsolidationNeeded,
 		ExpireSessionsBefore: l.calls.armed(),
+	}
+	if l.faults.httpStallCount > 0 {
+		out.HttpStall = &httpStallJson{AfterBytes: l.faults.httpStallAfterBytes, Count: l.faults.httpStallCount}
 	}
 	if l.faults.queryFaultCount > 0 {
 		out.QueryChangedDiskAreas = &faultJson{Fault: l.faults.queryFault, Count: l.faults.queryFaultCount}
@@ -317,6 +321,7 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 	var f struct {
 		QueryChangedDiskAreas *faultJson           `json:"queryChangedDiskAreas"`
 		HttpCutAfterBytes     *int64               `json:"httpCutAfterBytes"`
+		HttpStall             *httpStallJson       `json:"httpStall"`
 		NbdCutAfterBytes      *int64               `json:"nbdCutAfterBytes"`
 		Methods               map[string]faultJson `json:"methods"`
 		ConsolidationNeeded   *bool                `json:"consolidationNeeded"`
@@ -341,6 +346,12 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 	}
 	if f.HttpCutAfterBytes != nil {
 		l.faults.httpCutAfterBytes = *f.HttpCutAfterBytes
+	}
+	if s := f.HttpStall; s != nil {
+		if s.AfterBytes < 0 || s.Count < 0 {
+			return nil, errorf(http.StatusBadRequest, "httpStall.afterBytes and count must be >= 0 (count 0 disarms)")
+		}
+		l.faults.httpStallAfterBytes, l.faults.httpStallCount = s.AfterBytes, s.Count
 	}
 	for name, m := range f.Methods {
 		if m.Fault == "" {
@@ -392,4 +403,10 @@ func (l *lab) scratch(capacityBytes int64) (interface{}, error) {
 		return nil, err
 	}
 	return map[string]string{"uri": e.uri(), "path": f.Name(), "id": e.id}, nil
+}
+
+// httpStallJson arms the stalled-datastore fault (see labFaults.httpStall*).
+type httpStallJson struct {
+	AfterBytes int64 `json:"afterBytes"`
+	Count      int   `json:"count"`
 }

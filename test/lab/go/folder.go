@@ -66,7 +66,18 @@ func (l *lab) serveFolder(w http.ResponseWriter, r *http.Request) {
 	}
 	l.mu.Lock()
 	cut := l.faults.httpCutAfterBytes
+	stall := l.faults.httpStallCount > 0
+	stallAfter := l.faults.httpStallAfterBytes
 	l.mu.Unlock()
+	if stall && r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, "/") {
+		sw := &stallingWriter{ResponseWriter: w, remaining: stallAfter, claim: l.claimHttpStall}
+		l.vcsim.ServeHTTP(sw, r)
+		if sw.stalled {
+			// Send nothing more and hold the connection until the client gives up.
+			<-r.Context().Done()
+		}
+		return
+	}
 	if r.Method != http.MethodGet || cut <= 0 || strings.HasSuffix(r.URL.Path, "/") {
 		l.vcsim.ServeHTTP(w, r)
 		return
@@ -80,6 +91,49 @@ func (l *lab) serveFolder(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// claimHttpStall takes one of the armed stalls for a response about to pass its bytes.
+func (l *lab) claimHttpStall() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.faults.httpStallCount <= 0 {
+		return false
+	}
+	l.faults.httpStallCount--
+	return true
+}
+
+// stallingWriter passes a response until it is about to exceed `remaining` body bytes; then,
+// if it wins one armed stall, it writes exactly that many, flushes, and swallows the rest
+// (the handler then holds the connection open without a byte more).
+type stallingWriter struct {
+	http.ResponseWriter
+	remaining int64
+	claim     func() bool
+	passing   bool
+	stalled   bool
+}
+
+func (s *stallingWriter) Write(p []byte) (int, error) {
+	if s.stalled {
+		return len(p), nil
+	}
+	if s.passing || int64(len(p)) <= s.remaining {
+		s.remaining -= int64(len(p))
+		return s.ResponseWriter.Write(p)
+	}
+	if !s.claim() {
+		s.passing = true
+		return s.ResponseWriter.Write(p)
+	}
+	_, _ = s.ResponseWriter.Write(p[:s.remaining])
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	s.stalled = true
+	s.remaining = 0
+	return len(p), nil
 }
 
 // claimHttpCut disarms the httpCutAfterBytes fault for the response that is about to pass

@@ -76,6 +76,11 @@ type labFaults struct {
 	queryFault        string
 	queryFaultCount   int
 	httpCutAfterBytes int64 // 0 = disarmed
+	// httpStall: the next `count` /folder GET responses longer than afterBytes send exactly
+	// afterBytes body bytes and then nothing more, holding the connection open (a stalled
+	// datastore server) until the client gives up.
+	httpStallAfterBytes int64
+	httpStallCount      int
 	// methods maps a SOAP method name (e.g. "CreateSnapshot_Task") to its armed fault.
 	methods map[string]*armedFault
 	// leaveConsolidationNeeded makes the next snapshot removal leave
