@@ -122,7 +122,7 @@ function machine(dir: string): Record<string, unknown> {
     cores: cpus().length,
     memoryMiB: Math.round(totalmem() / MiB),
     kernel: release(),
-    fileSystem: versionOf('stat', ['-f', '-c', '%T', dir]),
+    fileSystem: versionOf('findmnt', ['-no', 'FSTYPE,OPTIONS', '-T', dir]),
     node: process.version,
     commit: versionOf('git', ['-C', import.meta.dirname, 'rev-parse', '--short', 'HEAD']),
     mode: quick ? 'quick' : 'full',
@@ -166,17 +166,18 @@ try {
   // Peers read disk.raw: a copy of the disk's bytes with a stable inode and mtime, so that
   // borg's files cache and restic's parent snapshot see "unchanged" when nothing changed.
   // A backup of one file alone never marks it unchanged in borg's files cache (borg skips
-  // caching the files with the newest ctime of a run), so a small `stamp` file, written after
-  // disk.raw, goes along, as other files of a VM's directory would.
+  // caching the files with the newest ctime of a run), so a small `stamp` file, written
+  // after disk.raw, goes along, as other files of a VM's directory would.
   const source = join(root, 'disk.raw');
   const stamp = join(root, 'stamp');
   const sourceFiles = ['disk.raw', 'stamp'];
   const refreshSource = async (): Promise<string> => {
     await rm(source, { force: true });
     await run('cp', ['--sparse=always', flatFile, source]);
-    await writeFile(stamp, `${new Date().toISOString()}\n`);
     const liveSha = (await lab.sha256(vm, diskKey)).sha256;
     if ((await fileSha256(source)) !== liveSha) throw new Error(`${source} differs from the lab disk (the lab wrote elsewhere than ${flatFile}?)`);
+    // Seconds after disk.raw's last change (the hashing above), never in the same clock tick.
+    await writeFile(stamp, `${new Date().toISOString()}\n`);
     return liveSha;
   };
   let liveSha = await refreshSource();
