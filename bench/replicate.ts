@@ -15,25 +15,20 @@
 //     column and ratios) and an incremental backup.
 //
 // Usage: node bench/replicate.ts [sizeMiB=1024] [fillPercent=25]
-import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { startLab, type Lab } from '../test/lab/lab.ts';
 import { labConnection, runCli } from '../test/vsphere/cli-runner.ts';
+import { allocatedBytes, fileSha256, MiB, run, sparseFile as sparseFileOf, timed, writeRandomRuns } from './harness.ts';
 
-const run = promisify(execFile);
-const MiB = 1024 * 1024;
-const blockBytes = 64 * 1024;
 const sizeMiB = Number(process.argv[2] ?? 1024);
 const fillPercent = Number(process.argv[3] ?? 25);
 const incrementalPercent = 2;
 const sizeBytes = sizeMiB * MiB;
 const vm = 'DC0_H0_VM0';
 const diskKey = 2000;
+const disk = { vm, key: diskKey, sizeBytes };
 
 interface ReplicaSummary {
   disks: Array<{ mode: string; areas: number; bytesCopied: number; bytesZeroed: number }>;
@@ -55,53 +50,8 @@ interface Row {
   note: string;
 }
 
-async function timed<T>(work: () => Promise<T>): Promise<{ value: T; seconds: number }> {
-  const start = performance.now();
-  const value = await work();
-  return { value, seconds: (performance.now() - start) / 1000 };
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-async function sparseFile(path: string): Promise<string> {
-  const handle = await open(path, 'w');
-  await handle.truncate(sizeBytes);
-  await handle.close();
-  return path;
-}
-
-async function allocatedBytes(path: string): Promise<number> {
-  const { stdout } = await run('du', ['-sB1', path]);
-  return Number(stdout.split('\t')[0]);
-}
-
-/**
- * Random data in 64 KiB-aligned runs of `minBlocks`..`maxBlocks` blocks until `percent` of the
- * disk is newly written; answers the bytes newly written and the bytes written in all
- * (rewrites of earlier blocks are changes too).
- */
-async function writeRuns(lab: Lab, written: Set<number>, percent: number, minBlocks: number, maxBlocks: number): Promise<{ newBytes: number; writtenBytes: number }> {
-  const diskBlocks = sizeBytes / blockBytes;
-  const wantedBlocks = Math.round((diskBlocks * percent) / 100);
-  let newBlocks = 0;
-  let writtenBlocks = 0;
-  while (newBlocks < wantedBlocks) {
-    const blocks = Math.min(minBlocks + Math.floor(Math.random() * (maxBlocks - minBlocks + 1)), wantedBlocks - newBlocks);
-    const first = Math.floor(Math.random() * (diskBlocks - blocks + 1));
-    for (let b = first; b < first + blocks; b++) {
-      if (written.has(b)) continue;
-      written.add(b);
-      newBlocks++;
-    }
-    await lab.write(vm, diskKey, first * blockBytes, randomBytes(blocks * blockBytes));
-    writtenBlocks += blocks;
-  }
-  return { newBytes: newBlocks * blockBytes, writtenBytes: writtenBlocks * blockBytes };
-}
+const sparseFile = (path: string) => sparseFileOf(path, sizeBytes);
+const writeRuns = (lab: Lab, written: Set<number>, percent: number, minBlocks: number, maxBlocks: number) => writeRandomRuns(lab, disk, written, percent, minBlocks, maxBlocks);
 
 async function cli(args: string[], lab: Lab): Promise<string> {
   const connection = labConnection(lab);
