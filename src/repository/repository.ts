@@ -18,7 +18,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WorkerFailure, WorkerPool } from '../pipeline/worker-pool.ts';
-import type { ChunkReply, ChunkRequest, IngestWorkerData } from '../pipeline/ingest-protocol.ts';
+import type { ChunkReply, ChunkRequest, IngestWorkerData } from './chunk-protocol.ts';
 import { allFanoutNames } from './chunk-store.ts';
 import { configPath, newConfig, readConfig, type RepositoryConfig } from './config.ts';
 import { createSealedKey, openSealedKey, type MasterKeys } from './crypto.ts';
@@ -126,7 +126,7 @@ export class Repository {
         compressionLevel: this.config.compression.level,
         keyMaterial: this.keys ? new Uint8Array(Buffer.concat([this.keys.dataKey, this.keys.idKey])) : null,
       };
-      this.#pool = new WorkerPool(new URL('../pipeline/ingest-worker.ts', import.meta.url), this.#workers, workerData);
+      this.#pool = new WorkerPool(new URL('./chunk-worker.ts', import.meta.url), this.#workers, workerData);
     }
     return this.#pool;
   }

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { totalBytes, type Extent } from '../extents/extent.ts';
 import { validateAreas } from '../extents/validate.ts';
-import type { IngestReply, IngestRequest } from '../pipeline/ingest-protocol.ts';
+import type { IngestReply, IngestRequest } from './chunk-protocol.ts';
 import { chunkIdHex, chunkPath } from './chunk-store.ts';
 import { slotsWithParts } from './chunk-slots.ts';
 import { IndexReader, IndexWriter, isZeroId, zeroChunkId } from './disk-index.ts';

@@ -4,7 +4,7 @@
 // (concurrent reads of one chunk share one decode); restoreTo keeps `readAheadChunks`
 // decodes in flight on the workers while it writes in order.
 import type { Extent } from '../extents/extent.ts';
-import type { DecodeReply, DecodeRequest } from '../pipeline/ingest-protocol.ts';
+import type { DecodeReply, DecodeRequest } from './chunk-protocol.ts';
 import { IndexReader, isZeroId } from './disk-index.ts';
 import type { DiskTarget } from './disk-source.ts';
 import { RepositoryError } from './errors.ts';

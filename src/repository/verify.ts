@@ -8,7 +8,7 @@
 // checking; chunk -> restore point attribution is computed in a second pass over the indexes
 // only when some chunk is bad, so no chunk x point table is ever built.
 import * as fsp from 'node:fs/promises';
-import type { DecodeRequest } from '../pipeline/ingest-protocol.ts';
+import type { DecodeRequest } from './chunk-protocol.ts';
 import { chunkHeaderBytes, ChunkDecodeError, parseChunkHeader } from './chunk-codec.ts';
 import { chunkIdHex, chunkPath } from './chunk-store.ts';
 import { IndexReader, isZeroId, type IndexFileRef } from './disk-index.ts';

@@ -1,4 +1,4 @@
-// Messages between the repository and the chunk workers (see ingest-worker.ts).
+// Messages between the repository and the chunk workers (see chunk-worker.ts).
 // Buffers travel as transferred ArrayBuffers and always come back in the reply.
 
 export interface IngestWorkerData {

@@ -1,16 +1,17 @@
 // The chunk worker thread: zero-detect, hash, compress, encrypt and write a chunk (ingest),
 // or read, decrypt, decompress and re-hash one (decode). Runs synchronously inside its thread;
-// the pool in worker-pool.ts keeps one request per worker.
+// the generic pool (src/pipeline/worker-pool.ts) keeps one request per worker. Messages:
+// chunk-protocol.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChunkDecodeError, decodeChunk, encodeChunk } from '../repository/chunk-codec.ts';
-import { chunkIdHex, chunkPath } from '../repository/chunk-store.ts';
-import { chunkId, type MasterKeys } from '../repository/crypto.ts';
-import { isZeroId } from '../repository/disk-index.ts';
-import { isNotFound, writeTempFileSync } from '../repository/files.ts';
-import type { ChunkRequest, DecodeReply, IngestReply, IngestRequest, DecodeRequest, IngestWorkerData } from './ingest-protocol.ts';
-import type { WorkerReply } from './worker-pool.ts';
+import { ChunkDecodeError, decodeChunk, encodeChunk } from './chunk-codec.ts';
+import { chunkIdHex, chunkPath } from './chunk-store.ts';
+import { chunkId, type MasterKeys } from './crypto.ts';
+import { isZeroId } from './disk-index.ts';
+import { isNotFound, writeTempFileSync } from './files.ts';
+import type { ChunkRequest, DecodeReply, IngestReply, IngestRequest, DecodeRequest, IngestWorkerData } from './chunk-protocol.ts';
+import type { WorkerReply } from '../pipeline/worker-pool.ts';
 
 const data = workerData as IngestWorkerData;
 const keys: MasterKeys | undefined = data.keyMaterial
