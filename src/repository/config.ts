@@ -2,15 +2,15 @@
 // Written once by init, never rewritten. Plain JSON even when encrypted (it holds only the
 // sealed key and the scrypt parameters needed to unseal it).
 import { randomBytes } from 'node:crypto';
-import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
 import type { SealedKeyConfig } from './crypto.ts';
 import { RepositoryError } from './errors.ts';
-import { isNotFound } from './files.ts';
+import { configRef, isBlobNotFound, type Storage } from './storage/storage.ts';
 
 export const repositoryVersion = 1;
 export const minChunkBytes = 4096;
 export const maxChunkBytes = 64 << 20;
+/** Far above any real config (a few hundred bytes). */
+const maxConfigBytes = 64 * 1024;
 
 export interface RepositoryConfig {
   format: 'vcbt-repository';
@@ -20,10 +20,6 @@ export interface RepositoryConfig {
   chunkBytes: number;
   compression: { algorithm: 'zstd'; level: number };
   encryption: SealedKeyConfig | null;
-}
-
-export function configPath(repoPath: string): string {
-  return path.join(repoPath, 'config.json');
 }
 
 export function newConfig(chunkBytes: number, compressionLevel: number, encryption: SealedKeyConfig | null): RepositoryConfig {
@@ -44,13 +40,14 @@ export function newConfig(chunkBytes: number, compressionLevel: number, encrypti
   };
 }
 
-export async function readConfig(repoPath: string): Promise<RepositoryConfig> {
-  const file = configPath(repoPath);
+export async function readConfig(storage: Storage): Promise<RepositoryConfig> {
+  const file = storage.describe(configRef);
+  const repoPath = storage.location;
   let text: string;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    text = (await storage.get(configRef, { maxBytes: maxConfigBytes })).toString('utf8');
   } catch (error) {
-    if (isNotFound(error)) throw new RepositoryError('REPO_NOT_FOUND', `no repository at ${repoPath} (missing ${file})`, { repoPath }, { cause: error });
+    if (isBlobNotFound(error)) throw new RepositoryError('REPO_NOT_FOUND', `no repository at ${repoPath} (missing ${file})`, { repoPath }, { cause: error });
     throw error;
   }
   let config: RepositoryConfig;

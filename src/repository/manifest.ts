@@ -7,10 +7,10 @@
 // Stored as points/<id>.json. Plain: {"format","version","sha256","point"} where sha256 is the
 // SHA-256 of JSON.stringify(point) (so a flipped byte anywhere is detected). Encrypted: the
 // 8-byte magic "VCBTENC1" followed by an AES-256-GCM box of that same JSON text.
-import * as path from 'node:path';
 import { open, seal, sha256Hex, type MasterKeys } from './crypto.ts';
 import type { IndexFileRef } from './disk-index.ts';
 import { RepositoryError } from './errors.ts';
+import type { BlobRef } from './storage/storage.ts';
 
 export const manifestVersion = 1;
 const encryptedMagic = Buffer.from('VCBTENC1');
@@ -55,8 +55,8 @@ export interface RestorePointManifest {
   disks: DiskRecord[];
 }
 
-export function manifestPath(repoPath: string, pointId: string): string {
-  return path.join(repoPath, 'points', `${pointId}.json`);
+export function pointRef(pointId: string): BlobRef {
+  return { kind: 'point', name: pointId };
 }
 
 function aad(pointId: string): Buffer {

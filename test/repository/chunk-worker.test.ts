@@ -4,20 +4,31 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { test } from 'node:test';
-import type { ChunkReply, ChunkRequest, DecodeReply, IngestReply } from '../../src/repository/chunk-protocol.ts';
-import { WorkerFailure, WorkerPool } from '../../src/pipeline/worker-pool.ts';
-import { chunkPath } from '../../src/repository/chunk-store.ts';
-import { makeDurable } from '../../src/repository/files.ts';
-import { Repository } from '../../src/repository/repository.ts';
-import { tempDir } from '../repository/helpers.ts';
+import * as path from 'node:path';
+import type { DecodeReply, IngestReply } from '../../src/repository/chunk-protocol.ts';
+import { WorkerFailure } from '../../src/pipeline/worker-pool.ts';
+import { Repository, type ChunkRunner } from '../../src/repository/repository.ts';
+import { chunkPath, tempDir } from '../repository/helpers.ts';
 
 const chunkBytes = 64 * 1024;
 
-async function pool(t: { after(fn: () => Promise<void>): void }, dir: string): Promise<WorkerPool<ChunkRequest, ChunkReply>> {
+async function pool(t: { after(fn: () => Promise<void>): void }, dir: string): Promise<ChunkRunner> {
   await Repository.init(dir, { chunkBytes });
   const repo = await Repository.open(dir, { workers: 2 });
   t.after(() => repo.close());
   return repo.pool();
+}
+
+/** What the writer does with a staged chunk: publish it under its id. */
+async function publish(dir: string, token: string, idHex: string): Promise<void> {
+  const repo = await Repository.open(dir, { workers: 1 });
+  try {
+    const batch = repo.storage.newPublishBatch();
+    await repo.storage.publish(token, { kind: 'chunk', name: idHex }, batch);
+    await batch.sync();
+  } finally {
+    await repo.close();
+  }
 }
 
 test('chunk workers hash, store, zero-detect and decode; buffers travel and come back', async (t) => {
@@ -39,9 +50,10 @@ test('chunk workers hash, store, zero-detect and decode; buffers travel and come
     if (i === 1) continue;
     const hex = Buffer.from(reply.id).toString('hex');
     assert.equal(hex, createHash('sha256').update(contents[i]).digest('hex'));
-    assert.ok(reply.tempPath && fs.statSync(reply.tempPath).size === reply.storedBytes);
+    assert.ok(reply.stagedToken && fs.statSync(path.join(dir, 'tmp', reply.stagedToken)).size === reply.storedBytes);
     assert.ok(!fs.existsSync(chunkPath(dir, hex)), 'the chunk name appears only once the caller made it durable');
-    await makeDurable(reply.tempPath, chunkPath(dir, hex));
+    await publish(dir, reply.stagedToken, hex);
+    assert.ok(fs.existsSync(chunkPath(dir, hex)));
   }
   assert.ok(replies[2].storedBytes < 100, `a run of "a" compresses (${replies[2].storedBytes} bytes)`);
   assert.equal(replies[0].storedBytes, chunkBytes + 16, 'random data is stored raw');
@@ -49,7 +61,7 @@ test('chunk workers hash, store, zero-detect and decode; buffers travel and come
   const again = new ArrayBuffer(chunkBytes);
   new Uint8Array(again).set(contents[0]);
   const dedup = (await workers.run({ kind: 'ingest', buffer: again, lengthBytes: chunkBytes, merge: null }, [again])) as IngestReply;
-  assert.deepEqual([dedup.storedBytes, dedup.tempPath], [0, null], 'a stored chunk is not written again');
+  assert.deepEqual([dedup.storedBytes, dedup.stagedToken], [0, null], 'a stored chunk is not written again');
 
   const decoded = (await workers.run({ kind: 'decode', buffer: new ArrayBuffer(chunkBytes), id: replies[3].id })) as DecodeReply;
   assert.equal(decoded.lengthBytes, 1000);
@@ -69,8 +81,8 @@ test('an incremental merge takes the untouched bytes from the previous chunk', a
   const buffer = new ArrayBuffer(chunkBytes);
   new Uint8Array(buffer).set(previous);
   const first = (await workers.run({ kind: 'ingest', buffer, lengthBytes: chunkBytes, merge: null }, [buffer])) as IngestReply;
-  assert.ok(first.tempPath);
-  await makeDurable(first.tempPath, chunkPath(dir, Buffer.from(first.id).toString('hex')));
+  assert.ok(first.stagedToken);
+  await publish(dir, first.stagedToken, Buffer.from(first.id).toString('hex'));
   const fresh = randomBytes(300);
   const next = new ArrayBuffer(chunkBytes);
   new Uint8Array(next).set(fresh, 1000); // only the fresh range is filled; the rest is garbage (zeros here)
