@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { RepositoryError } from './errors.ts';
+import { check, object, oneOf, safeInteger, string, timestamp } from './schema.ts';
 import { isBlobNotFound, type BlobRef, type Storage } from './storage/storage.ts';
 
 export type LockKind = 'shared' | 'exclusive';
@@ -48,11 +49,24 @@ export interface ObservedLock {
   reason: string;
 }
 
+const recordShape = object({ kind: oneOf('shared', 'exclusive'), pid: safeInteger(1), host: string, purpose: string, createdAt: timestamp, heartbeatAt: timestamp });
+
+/** The record, or why the file is not one. */
+function parseRecord(text: string): LockRecord | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'it is not JSON';
+  }
+  return check(value, recordShape) ?? (value as LockRecord);
+}
+
 export function lockRef(name: string): BlobRef {
   return { kind: 'lock', name };
 }
 
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -75,22 +89,34 @@ export async function listLocks(storage: Storage, timing: LockTiming = defaultLo
       mtimeMs = info.modifiedMs;
     } catch (error) {
       if (isBlobNotFound(error)) continue; // released meanwhile
+      if (error instanceof RepositoryError && error.code === 'REPO_NOT_REGULAR_FILE') {
+        observed.push({ name, file, record: undefined, stale: true, reason: 'not a regular file' });
+        continue;
+      }
       throw error;
     }
-    let record: LockRecord | undefined;
-    try {
-      record = JSON.parse(text) as LockRecord;
-    } catch {
-      record = undefined;
+    const parsed = parseRecord(text);
+    if (typeof parsed === 'string') {
+      // Lock files are written atomically, so a torn one is never seen: this is damage or a
+      // foreign file. It blocks nobody; prune and `vcbt unlock` remove it.
+      observed.push({ name, file, record: undefined, stale: true, reason: `unreadable lock file (${parsed})` });
+      continue;
     }
-    const heartbeatMs = record ? Date.parse(record.heartbeatAt) : mtimeMs;
-    const ageMs = nowMs - heartbeatMs;
-    if (record && record.host === os.hostname() && !pidAlive(record.pid)) {
+    const record = parsed;
+    let ageMs = nowMs - Date.parse(record.heartbeatAt);
+    let clock = '';
+    if (ageMs < -timing.staleAfterMs) {
+      // A heartbeat implausibly far in the future (a wrong clock, or a forged file) would never
+      // age: judge it by the file's own time instead, which a live holder renews every refresh.
+      clock = `heartbeat ${Math.round(-ageMs / 1000)} s in the future (wrong clock?), `;
+      ageMs = nowMs - mtimeMs;
+    }
+    if (record.host === os.hostname() && !pidAlive(record.pid)) {
       observed.push({ name, file, record, stale: true, reason: `process ${record.pid} on ${record.host} no longer exists` });
     } else if (!(ageMs <= timing.staleAfterMs)) {
-      observed.push({ name, file, record, stale: true, reason: `heartbeat is ${Math.round(ageMs / 1000)} s old (limit ${timing.staleAfterMs / 1000} s)` });
+      observed.push({ name, file, record, stale: true, reason: `${clock}${clock ? 'file written' : 'heartbeat is'} ${Math.round(ageMs / 1000)} s ${clock ? 'ago' : 'old'} (limit ${timing.staleAfterMs / 1000} s)` });
     } else {
-      observed.push({ name, file, record, stale: false, reason: record ? `held by pid ${record.pid} on ${record.host} for ${record.purpose}` : 'unreadable lock file with a recent time' });
+      observed.push({ name, file, record, stale: false, reason: `${clock}held by pid ${record.pid} on ${record.host} for ${record.purpose}` });
     }
   }
   return observed;

@@ -188,16 +188,21 @@ export class Repository {
     return decodeManifest(bytes, pointId, this.keys, file);
   }
 
-  /** Readable restore points, oldest first. Damaged manifests are left to verify to report. */
-  async listRestorePoints(): Promise<RestorePointSummary[]> {
+  /**
+   * Readable restore points, oldest first. A manifest that cannot be read (damaged, of an
+   * unknown version, not a regular file) is left out and passed to `onDamaged`: one bad point
+   * never stops listing, restoring or backing up the others; verify reports it.
+   */
+  async listRestorePoints(onDamaged?: (pointId: string, error: RepositoryError) => void): Promise<RestorePointSummary[]> {
     const summaries: RestorePointSummary[] = [];
     for (const id of await this.listPointIds()) {
       let manifest: RestorePointManifest;
       try {
         manifest = await this.readManifest(id);
       } catch (error) {
-        if (error instanceof RepositoryError && (error.code === 'REPO_CORRUPT' || error.code === 'REPO_POINT_NOT_FOUND')) continue;
-        throw error;
+        if (!(error instanceof RepositoryError) || error.code === 'REPO_IO') throw error;
+        if (error.code !== 'REPO_POINT_NOT_FOUND') onDamaged?.(id, error);
+        continue;
       }
       summaries.push({
         id,
@@ -225,4 +230,11 @@ export class Repository {
       throw error;
     }
   }
+}
+
+/** The storage of an existing repository (config checked), for work that needs no keys (unlock). */
+export async function openRepositoryStorage(location: RepositoryLocation): Promise<Storage> {
+  const storage = storageOf(location);
+  await readConfig(storage);
+  return storage;
 }
