@@ -5,6 +5,7 @@
 //   a file does not have its documented shape.
 // - REPO_MISSING: a file a restore point references is absent.
 // - REPO_PASSPHRASE_REQUIRED / REPO_WRONG_PASSPHRASE: encrypted repository, no or wrong passphrase.
+// - REPO_ENCRYPTION_MISMATCH: config.json says plain but the repository is encrypted (key-file.ts).
 // - REPO_LOCKED: a live lock of another process conflicts (context.locks lists them).
 // - REPO_LOCK_LOST: our own lock file vanished (someone removed it as stale) before commit.
 // - REPO_POINT_NOT_FOUND / REPO_DISK_NOT_FOUND: unknown restore point id or device key.

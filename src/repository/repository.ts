@@ -26,6 +26,7 @@ import { RepositoryError } from './errors.ts';
 import { RepositoryLock, defaultLockTiming, type LockKind, type LockTiming } from './lock.ts';
 import { decodeManifest, pointRef, type RestorePointManifest } from './manifest.ts';
 import { RestorePointWriter, type RestorePointInfo } from './restore-point-writer.ts';
+import { checkEncryptionConsistent, encodeKeyFile, keyRef } from './key-file.ts';
 import { RestoredDisk } from './restored-disk.ts';
 import { LocalStorage } from './storage/local.ts';
 import { configRef, isBlobNotFound, type Storage } from './storage/storage.ts';
@@ -105,6 +106,8 @@ export class Repository {
     const sealed = options.passphrase !== undefined ? await createSealedKey(options.passphrase, options.scryptCost) : undefined;
     const config = newConfig(options.chunkBytes ?? defaultChunkBytes, options.compressionLevel ?? defaultCompressionLevel, sealed?.config ?? null);
     await storage.create();
+    // The key file before config: config.json alone can never make this repository plain.
+    if (config.encryption) await storage.put(keyRef(config.id), encodeKeyFile(config));
     // config last: a crashed init leaves no half repository that looks valid.
     await storage.put(configRef, JSON.stringify(config, null, 2) + '\n');
     return config;
@@ -114,6 +117,7 @@ export class Repository {
     const storage = storageOf(location);
     const resolved = storage.location;
     const config = await readConfig(storage);
+    await checkEncryptionConsistent(storage, config, options.passphrase !== undefined);
     let keys: MasterKeys | undefined;
     if (config.encryption) {
       if (options.passphrase === undefined) {

@@ -91,3 +91,14 @@ test('format v1 (encrypted): a wrong passphrase is REPO_WRONG_PASSPHRASE and not
   assert.match(wrong.stderr, /REPO_WRONG_PASSPHRASE/);
   assert.equal(wrong.stdout, '');
 });
+
+test('format v1 (encrypted, made before key files): "encryption": null in config.json is REPO_ENCRYPTION_MISMATCH with or without a passphrase', async (t) => {
+  const repo = path.join(extract(t), 'encrypted');
+  const configFile = path.join(repo, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), encryption: null }));
+  for (const env of [{ VCBT_PASSPHRASE: passphrase }, {}]) {
+    const points = await runCli(['points', '--repo', repo], env);
+    assert.equal(points.code, 1);
+    assert.match(points.stderr, /REPO_ENCRYPTION_MISMATCH: .*(a passphrase was given|its restore point 20260102T100000Z-4fee570d is encrypted)/);
+  }
+});

@@ -120,7 +120,7 @@ test('local storage: the on-disk layout and modes are those of docs/format.md', 
   const storage = new LocalStorage(dir);
   await storage.create();
   await storage.put(point, 'x');
-  assert.deepEqual(fs.readdirSync(dir).sort(), ['chunks', 'indexes', 'locks', 'points', 'tmp']);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['chunks', 'indexes', 'keys', 'locks', 'points', 'tmp']);
   assert.equal(fs.readdirSync(path.join(dir, 'chunks')).length, 256);
   assert.equal(fs.statSync(path.join(dir, 'points', `${point.name}.json`)).mode & 0o777, 0o600);
   assert.equal(fs.statSync(path.join(dir, 'chunks', 'ab')).mode & 0o777, 0o700);

@@ -2,6 +2,7 @@
 // file system.
 //   config -> config.json          chunk -> chunks/<2 hex>/<64 hex>   index -> indexes/<hex>.idx
 //   point  -> points/<id>.json     lock  -> locks/<16 hex>.json       staged -> tmp/<24 hex>.tmp
+//   key    -> keys/<32 hex>.json (encrypted repositories; keys/ is absent in older ones)
 // Crash safety: put and streams write a temp file in tmp/ (same file system), fsync it, rename
 // it over the final name and fsync the final directory. Staged chunks are written unsynced
 // (on worker threads) and made durable by publish (fsync + rename) and the batch's sync (one
@@ -19,7 +20,7 @@ import { BlobNotFound, checkBlobRef, isValidBlobName, type BlobInfo, type BlobKi
 export const dirMode = 0o700;
 export const fileMode = 0o600;
 const tempPattern = /^[0-9a-f]{24}\.tmp$/;
-const subdirectories = ['chunks', 'indexes', 'points', 'locks', 'tmp'];
+const subdirectories = ['chunks', 'indexes', 'points', 'locks', 'tmp', 'keys'];
 
 export function allFanoutNames(): string[] {
   return Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
@@ -71,6 +72,8 @@ export class LocalStorage implements Storage {
     switch (ref.kind) {
       case 'config':
         return path.join(this.location, 'config.json');
+      case 'key':
+        return path.join(this.location, 'keys', `${ref.name}.json`);
       case 'chunk':
         return path.join(this.location, 'chunks', ref.name.slice(0, 2), ref.name);
       case 'index':
@@ -188,8 +191,11 @@ export class LocalStorage implements Storage {
       return;
     }
     const suffix = kind === 'index' ? '.idx' : kind === 'chunk' ? '' : '.json';
-    const dirs = kind === 'chunk' ? allFanoutNames().map((f) => path.join(this.location, 'chunks', f)) : [path.join(this.location, `${kind === 'point' ? 'points' : kind === 'lock' ? 'locks' : 'indexes'}`)];
+    const directories = { chunk: 'chunks', index: 'indexes', point: 'points', lock: 'locks', key: 'keys' } as const;
+    const dirs = kind === 'chunk' ? allFanoutNames().map((f) => path.join(this.location, 'chunks', f)) : [path.join(this.location, directories[kind])];
     for (const dir of dirs) {
+      // keys/ came after format v1's first repositories: its absence means no key files.
+      if (kind === 'key' && !(await fsp.stat(dir).catch(() => undefined))) return;
       for (const entry of await this.#readdir(dir)) {
         if (!entry.endsWith(suffix)) continue;
         const name = entry.slice(0, entry.length - suffix.length);

@@ -4,7 +4,8 @@
 //
 // Vocabulary
 // - Blob: an immutable byte string named by a kind and a name (BlobRef). Kinds: config (one,
-//   named "config"), chunk (64 hex), index (64 hex), point (restore point id), lock (16 hex).
+//   named "config"), key (32 hex: the repository id), chunk (64 hex), index (64 hex), point
+//   (restore point id), lock (16 hex).
 //   Names are checked against their kind's pattern before they reach a path or key
 //   (REPO_INVALID_NAME), so a name read from a file or typed by a user cannot escape.
 // - put: atomic and durable. When it resolves the blob is complete under its name and
@@ -24,7 +25,7 @@
 //   REPO_IO naming the blob's location and the system error.
 import { RepositoryError } from '../errors.ts';
 
-export type BlobKind = 'config' | 'chunk' | 'index' | 'point' | 'lock';
+export type BlobKind = 'config' | 'key' | 'chunk' | 'index' | 'point' | 'lock';
 
 export interface BlobRef {
   readonly kind: BlobKind;
@@ -91,6 +92,7 @@ export interface Storage {
 
 const namePatterns: Record<BlobKind, RegExp> = {
   config: /^config$/,
+  key: /^[0-9a-f]{32}$/,
   chunk: /^[0-9a-f]{64}$/,
   index: /^[0-9a-f]{64}$/,
   point: /^\d{8}T\d{6}Z-[0-9a-f]{8}$/,
