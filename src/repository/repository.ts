@@ -29,7 +29,7 @@ import { RestorePointWriter, type RestorePointInfo } from './restore-point-write
 import { checkEncryptionConsistent, encodeKeyFile, keyRef } from './key-file.ts';
 import { RestoredDisk } from './restored-disk.ts';
 import { LocalStorage } from './storage/local.ts';
-import { configRef, isBlobNotFound, type Storage } from './storage/storage.ts';
+import { configRef, isBlobNotFound, isValidBlobName, type Storage } from './storage/storage.ts';
 
 /**
  * 256 KiB: stores ~2.4 bytes per changed byte for scattered 64 KiB changes (1 MiB: ~6, 4 MiB:
@@ -181,6 +181,10 @@ export class Repository {
   }
 
   async readManifest(pointId: string): Promise<RestorePointManifest> {
+    if (!isValidBlobName('point', pointId)) {
+      // Never made a path: `--point ../config` names no restore point.
+      throw new RepositoryError('REPO_POINT_NOT_FOUND', `no restore point "${pointId}" in ${this.path} (not a restore point id: YYYYMMDDTHHMMSSZ-8 hex digits)`, { pointId });
+    }
     const file = this.storage.describe(pointRef(pointId));
     let bytes: Buffer;
     try {

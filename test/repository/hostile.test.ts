@@ -204,7 +204,7 @@ test('names from the command line or from files never become paths outside the r
   const f = await fixture(t);
   const escaped = await vcbt(['restore', '--repo', f.dir, '--point', '../config', '--disk', '2000', '--to', path.join(path.dirname(f.dir), 'x.raw')]);
   assert.equal(escaped.code, 1);
-  assert.match(escaped.stderr, /REPO_INVALID_NAME: "\.\.\/config" is not a valid point name/);
+  assert.match(escaped.stderr, /REPO_POINT_NOT_FOUND: no restore point "\.\.\/config" in .* \(not a restore point id/);
   await assert.rejects(IndexReader.open(local(f.dir), { sha256: '../../../../etc/passwd', entryCount: 1 }, undefined), { code: 'REPO_INVALID_NAME' });
   assert.ok(!fs.existsSync(path.join(path.dirname(f.dir), 'x.raw')));
 });
