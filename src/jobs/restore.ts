@@ -3,8 +3,11 @@
 // VMDK). The repository streams the disk with `windowChunks` decodes in flight on its
 // workers (bounded memory); zero chunks become zero ranges on the target, so a new file
 // stays sparse and an NBD server may punch holes. An existing target must be at least the
-// disk's size (bytes past it are left alone).
-import { stat } from 'node:fs/promises';
+// disk's size (bytes past it are left alone). A new file is created 0600 (it holds the VM's
+// data). When a restore fails, a file it created is removed (no full-size file with partial
+// content is left to be mistaken for a restored disk); an existing target is reported as
+// partially written (RESTORE_TARGET_PARTIAL, the cause attached).
+import { rm, stat } from 'node:fs/promises';
 import { VcbtError } from '../errors.ts';
 import { isNbdUri } from '../nbd/uri.ts';
 import type { Repository } from '../repository/repository.ts';
@@ -63,6 +66,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const restored = await options.repository.openDisk(options.pointId, options.deviceKey);
   try {
     const { disk: target, created } = await openTarget(options.target, restored.sizeBytes, signal);
+    let closed = false;
     try {
       let doneBytes = 0;
       const progress = (bytes: number) => options.onProgress?.((doneBytes += bytes), restored.sizeBytes);
@@ -80,6 +84,8 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         { signal },
       );
       await target.flush(signal);
+      closed = true;
+      await target.close();
       return {
         pointId: restored.pointId,
         deviceKey: restored.disk.deviceKey,
@@ -91,8 +97,19 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         ...stats,
         elapsedMs: performance.now() - started,
       };
-    } finally {
-      await target.close();
+    } catch (error) {
+      if (!closed) await target.close().catch(() => undefined);
+      if (created) {
+        await rm(options.target, { force: true });
+        throw error;
+      }
+      const cause = error as { code?: string; message?: string };
+      throw new RestoreError(
+        'RESTORE_TARGET_PARTIAL',
+        `restore into ${options.target} failed after it started writing; the target is partially written: ${cause.code ?? 'ERROR'}: ${cause.message ?? String(error)}`,
+        { target: options.target, causeCode: cause.code },
+        { cause: error },
+      );
     }
   } finally {
     await restored.close();

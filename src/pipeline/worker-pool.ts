@@ -1,5 +1,7 @@
-// Pipeline: the CPU-heavy part of moving disk bytes (zero-detect, hash, compress, encrypt,
-// decode) runs here, off the event loop, on a fixed pool of worker threads.
+// Pipeline: a fixed pool of worker threads that runs CPU-heavy work off the event loop. It is
+// generic: it knows no repository, chunk or disk (the repository's chunk worker and its
+// messages live in src/repository/chunk-worker.ts and chunk-protocol.ts); layers above import
+// it, it imports nothing of theirs.
 //
 // Vocabulary
 // - WorkerPool: `size` worker threads running one script; `run(request, transfer)` hands a

@@ -66,9 +66,14 @@ export function parseChunkHeader(bytes: Uint8Array): ChunkHeader {
   };
 }
 
-/** Decodes a whole chunk file and proves it is the chunk named `id`. */
-export function decodeChunk(file: Uint8Array, id: Uint8Array, keys: MasterKeys | undefined): Buffer {
+/**
+ * Decodes a whole chunk file and proves it is the chunk named `id`. Never produces more than
+ * `maxPlaintextBytes` (the repository's chunk size): a header claiming more, or a zstd frame
+ * that expands past what its header says, is damage, found without allocating past it.
+ */
+export function decodeChunk(file: Uint8Array, id: Uint8Array, keys: MasterKeys | undefined, maxPlaintextBytes: number): Buffer {
   const header = parseChunkHeader(file);
+  if (header.plaintextBytes > maxPlaintextBytes) throw new ChunkDecodeError(`chunk header claims ${header.plaintextBytes} bytes, more than a chunk (${maxPlaintextBytes})`);
   if (file.length !== chunkHeaderBytes + header.payloadBytes) {
     throw new ChunkDecodeError(`chunk file is ${file.length} bytes, its header says ${chunkHeaderBytes + header.payloadBytes}`);
   }
@@ -84,7 +89,7 @@ export function decodeChunk(file: Uint8Array, id: Uint8Array, keys: MasterKeys |
   let plaintext: Buffer;
   if (header.encoding === encodingZstd) {
     try {
-      plaintext = zlib.zstdDecompressSync(body);
+      plaintext = zlib.zstdDecompressSync(body, { maxOutputLength: Math.max(1, header.plaintextBytes) });
     } catch (error) {
       throw new ChunkDecodeError(`chunk zstd frame does not decode: ${(error as Error).message}`);
     }

@@ -42,8 +42,16 @@ export interface SealedKeyConfig {
 // N = 2^17, r = 8: ~128 MiB and a fraction of a second per open; deliberately slow for guessing.
 export const defaultScrypt = { N: 1 << 17, r: 8, p: 1 } as const;
 
+/** What scrypt allocates for these parameters (128 * N * r, plus p blocks); init and open both refuse more than the bound below. */
+export function scryptMemoryBytes(params: { N: number; r: number; p: number }): number {
+  return 128 * params.N * params.r + 128 * params.r * params.p;
+}
+
+/** 1 GiB: eight times the default cost; a config asking for more is refused (REPO_FORMAT), never allocated. */
+export const maxScryptMemoryBytes = 1 << 30;
+
 function deriveKey(passphrase: string, params: ScryptParams): Promise<Buffer> {
-  const maxmem = 128 * params.N * params.r * params.p + 32 * 1024 * 1024;
+  const maxmem = scryptMemoryBytes(params) + 32 * 1024 * 1024;
   return new Promise((resolve, reject) => {
     scryptCallback(passphrase, Buffer.from(params.saltBase64, 'base64'), 32, { N: params.N, r: params.r, p: params.p, maxmem }, (error, key) => {
       if (error) reject(error);
@@ -66,7 +74,12 @@ export async function createSealedKey(passphrase: string, scryptCost: { N: numbe
 }
 
 export async function openSealedKey(passphrase: string, config: SealedKeyConfig, repoPath: string): Promise<MasterKeys> {
-  const wrapKey = await deriveKey(passphrase, config.scrypt);
+  let wrapKey: Buffer;
+  try {
+    wrapKey = await deriveKey(passphrase, config.scrypt);
+  } catch (error) {
+    throw new RepositoryError('REPO_FORMAT', `repository ${repoPath}: its scrypt parameters cannot derive a key: ${(error as Error).message}`, { repoPath }, { cause: error });
+  }
   let material: Buffer;
   try {
     material = open(wrapKey, Buffer.from(config.sealedKeyBase64, 'base64'), keyAad);

@@ -12,11 +12,9 @@
 // Writers stream entries to a temp file segment by segment and readers fetch segments on
 // demand with a small cache, so neither holds a whole index of a huge disk in memory.
 import { createHash, type Hash } from 'node:crypto';
-import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
 import { boxOverheadBytes, open, seal, type MasterKeys } from './crypto.ts';
 import { RepositoryError } from './errors.ts';
-import { fileMode, fsyncDir, tempName } from './files.ts';
+import { isBlobNotFound, type BlobRef, type BlobStream, type Storage } from './storage/storage.ts';
 
 export const idBytes = 32;
 export const indexHeaderBytes = 64;
@@ -37,8 +35,8 @@ export interface IndexFileRef {
   entryCount: number;
 }
 
-export function indexPath(repoPath: string, sha256: string): string {
-  return path.join(repoPath, 'indexes', `${sha256}.idx`);
+export function indexRef(sha256: string): BlobRef {
+  return { kind: 'index', name: sha256 };
 }
 
 function segmentAad(segment: number, last: boolean): Buffer {
@@ -54,10 +52,8 @@ function logicalBytesOf(entryCount: number): number {
 }
 
 export class IndexWriter {
-  readonly #repoPath: string;
   readonly #keys: MasterKeys | undefined;
-  readonly #tempPath: string;
-  readonly #handle: fsp.FileHandle;
+  readonly #stream: BlobStream;
   readonly #entryCount: number;
   readonly #contentHash: Hash = createHash('sha256');
   readonly #fileHash: Hash = createHash('sha256');
@@ -67,20 +63,15 @@ export class IndexWriter {
   #logicalWritten = 0;
   #appended = 0;
 
-  private constructor(repoPath: string, keys: MasterKeys | undefined, tempPath: string, handle: fsp.FileHandle, entryCount: number) {
-    this.#repoPath = repoPath;
+  private constructor(keys: MasterKeys | undefined, stream: BlobStream, entryCount: number) {
     this.#keys = keys;
-    this.#tempPath = tempPath;
-    this.#handle = handle;
+    this.#stream = stream;
     this.#entryCount = entryCount;
   }
 
-  static async create(repoPath: string, keys: MasterKeys | undefined, chunkBytes: number, capacityBytes: number): Promise<IndexWriter> {
+  static async create(storage: Storage, keys: MasterKeys | undefined, chunkBytes: number, capacityBytes: number): Promise<IndexWriter> {
     const entryCount = Math.ceil(capacityBytes / chunkBytes);
-    const tempPath = path.join(repoPath, 'tmp', tempName());
-    const handle = await fsp.open(tempPath, 'wx', fileMode);
-    await handle.chmod(fileMode);
-    const writer = new IndexWriter(repoPath, keys, tempPath, handle, entryCount);
+    const writer = new IndexWriter(keys, await storage.openStream(), entryCount);
     const header = Buffer.alloc(indexHeaderBytes);
     magic.copy(header, 0);
     header.writeUInt32LE(1, 8);
@@ -108,18 +99,13 @@ export class IndexWriter {
     }
     await this.#put(this.#contentHash.copy().digest());
     if (this.#segmentFill > 0) await this.#flush();
-    await this.#handle.sync();
-    await this.#handle.close();
     const sha256 = this.#fileHash.digest('hex');
-    const finalPath = indexPath(this.#repoPath, sha256);
-    await fsp.rename(this.#tempPath, finalPath); // same content when it already exists
-    await fsyncDir(path.dirname(finalPath));
+    await this.#stream.finish(indexRef(sha256)); // same content when it already exists
     return { sha256, entryCount: this.#entryCount };
   }
 
   async abort(): Promise<void> {
-    await this.#handle.close().catch(() => undefined);
-    await fsp.rm(this.#tempPath, { force: true });
+    await this.#stream.abort();
   }
 
   async #put(bytes: Uint8Array): Promise<void> {
@@ -141,7 +127,7 @@ export class IndexWriter {
     const last = this.#logicalWritten === logicalBytesOf(this.#entryCount);
     const stored = this.#keys ? seal(this.#keys.dataKey, plain, segmentAad(this.#segmentNumber, last)) : plain;
     this.#fileHash.update(stored);
-    await this.#handle.write(stored);
+    await this.#stream.write(stored);
     this.#segmentNumber++;
     this.#segmentFill = 0;
   }
@@ -156,13 +142,15 @@ export interface IndexHeader {
 /** Random access to a verified index file. */
 export class IndexReader {
   readonly header: IndexHeader;
-  readonly #handle: fsp.FileHandle;
+  readonly #storage: Storage;
+  readonly #ref: BlobRef;
   readonly #keys: MasterKeys | undefined;
   readonly #file: string;
   readonly #cache = new Map<number, Buffer>();
 
-  private constructor(handle: fsp.FileHandle, keys: MasterKeys | undefined, file: string, header: IndexHeader) {
-    this.#handle = handle;
+  private constructor(storage: Storage, ref: BlobRef, keys: MasterKeys | undefined, file: string, header: IndexHeader) {
+    this.#storage = storage;
+    this.#ref = ref;
     this.#keys = keys;
     this.#file = file;
     this.header = header;
@@ -173,27 +161,19 @@ export class IndexReader {
    * the trailer matches, the header is consistent with what the manifest expects.
    * Throws REPO_MISSING, REPO_CORRUPT or REPO_FORMAT.
    */
-  static async open(repoPath: string, ref: IndexFileRef, keys: MasterKeys | undefined): Promise<IndexReader> {
-    const file = indexPath(repoPath, ref.sha256);
-    let handle: fsp.FileHandle;
-    try {
-      handle = await fsp.open(file, 'r');
-    } catch (error) {
-      throw new RepositoryError('REPO_MISSING', `index file ${file} is missing`, { file }, { cause: error });
-    }
-    try {
-      const reader = new IndexReader(handle, keys, file, { chunkBytes: 0, capacityBytes: 0, entryCount: ref.entryCount });
-      const header = await reader.#checkWhole(ref);
-      const checked = new IndexReader(handle, keys, file, header);
-      return checked;
-    } catch (error) {
-      await handle.close();
-      throw error;
-    }
+  static async open(storage: Storage, ref: IndexFileRef, keys: MasterKeys | undefined): Promise<IndexReader> {
+    const blob = indexRef(ref.sha256);
+    const file = storage.describe(blob);
+    const size = await storage.stat(blob);
+    if (!size) throw new RepositoryError('REPO_MISSING', `index file ${file} is missing`, { file });
+    const reader = new IndexReader(storage, blob, keys, file, { chunkBytes: 0, capacityBytes: 0, entryCount: ref.entryCount });
+    const header = await reader.#checkWhole(ref, size.sizeBytes);
+    return new IndexReader(storage, blob, keys, file, header);
   }
 
+  /** Nothing stays open between reads; kept so callers release readers explicitly. */
   async close(): Promise<void> {
-    await this.#handle.close();
+    this.#cache.clear();
   }
 
   /** The id in slot `slot` (a view into a cached segment: copy it to keep it). */
@@ -224,28 +204,37 @@ export class IndexReader {
     const plainBytes = Math.min(indexSegmentBytes, logicalTotal - segment * indexSegmentBytes);
     const overhead = this.#keys ? boxOverheadBytes : 0;
     const storedBytes = plainBytes + overhead;
-    const stored = Buffer.alloc(storedBytes);
-    const { bytesRead } = await this.#handle.read(stored, 0, storedBytes, segment * (indexSegmentBytes + overhead));
-    if (bytesRead !== storedBytes) throw this.#corrupt(`segment ${segment} is truncated`);
-    let plain: Buffer = stored;
-    if (this.#keys) {
-      try {
-        plain = open(this.#keys.dataKey, stored, segmentAad(segment, segment === segments - 1));
-      } catch {
-        throw this.#corrupt(`segment ${segment} fails authentication`);
-      }
-    }
+    const stored = await this.#read(segment * (indexSegmentBytes + overhead), storedBytes);
+    if (stored.length !== storedBytes) throw this.#corrupt(`segment ${segment} is truncated`);
+    const plain = this.#decodeSegment(stored, segment, segments);
     if (this.#cache.size >= segmentsCached) this.#cache.delete(this.#cache.keys().next().value as number);
     this.#cache.set(segment, plain);
     return plain;
   }
 
-  async #checkWhole(ref: IndexFileRef): Promise<IndexHeader> {
+  #decodeSegment(stored: Buffer, segment: number, segments: number): Buffer {
+    if (!this.#keys) return stored;
+    try {
+      return open(this.#keys.dataKey, stored, segmentAad(segment, segment === segments - 1));
+    } catch {
+      throw this.#corrupt(`segment ${segment} fails authentication`);
+    }
+  }
+
+  async #read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    try {
+      return await this.#storage.getRange(this.#ref, offsetBytes, lengthBytes);
+    } catch (error) {
+      if (isBlobNotFound(error)) throw new RepositoryError('REPO_MISSING', `index file ${this.#file} is missing`, { file: this.#file }, { cause: error });
+      throw error;
+    }
+  }
+
+  async #checkWhole(ref: IndexFileRef, size: number): Promise<IndexHeader> {
     const overhead = this.#keys ? boxOverheadBytes : 0;
     const logicalTotal = logicalBytesOf(ref.entryCount);
     const segments = Math.ceil(logicalTotal / indexSegmentBytes);
     const expectedSize = logicalTotal + segments * overhead;
-    const { size } = await this.#handle.stat();
     if (size !== expectedSize) throw this.#corrupt(`${size} bytes, expected ${expectedSize} for ${ref.entryCount} entries`);
     const fileHash = createHash('sha256');
     const contentHash = createHash('sha256');
@@ -253,10 +242,10 @@ export class IndexReader {
     let header: IndexHeader | undefined;
     for (let segment = 0; segment < segments; segment++) {
       const plainBytes = Math.min(indexSegmentBytes, logicalTotal - segment * indexSegmentBytes);
-      const stored = Buffer.alloc(plainBytes + overhead);
-      await this.#handle.read(stored, 0, stored.length, segment * (indexSegmentBytes + overhead));
+      const stored = await this.#read(segment * (indexSegmentBytes + overhead), plainBytes + overhead);
+      if (stored.length !== plainBytes + overhead) throw this.#corrupt(`segment ${segment} is truncated`);
       fileHash.update(stored);
-      const plain = await this.#segmentPlain(segment, ref.entryCount);
+      const plain = this.#decodeSegment(stored, segment, segments);
       if (segment === 0) header = this.#parseHeader(plain);
       const contentEnd = segment === segments - 1 ? plain.length - idBytes : plain.length;
       // The trailer may straddle the last two segments only if a segment boundary falls inside

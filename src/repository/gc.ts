@@ -1,5 +1,5 @@
 // Garbage collection: delete chunk and index files that no remaining manifest references,
-// and leftover temp files.
+// and left-over temp files.
 //
 // Why this never deletes a chunk a concurrent backup still needs: GC runs only under the
 // exclusive lock, which cannot be acquired while any live shared lock (every backup holds
@@ -10,19 +10,24 @@
 // swept chunks. The remaining window - a writer frozen exactly between its lock check and its
 // manifest rename while GC runs - needs a freeze longer than staleAfterMs at that instant.
 //
+// Temp files (staged blobs) are removed only when older than the lock stale time: prune must
+// never pull a temp file from under a live writer (a process taking its lock writes it
+// through tmp/ while GC may hold the exclusive lock).
+//
 // If any manifest or index cannot be read, GC marks nothing as garbage (a damaged file might
 // reference anything) and only removes temp files: run verify, fix or delete the point.
-import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
-import { allFanoutNames, chunkIdHex } from './chunk-store.ts';
-import { IndexReader, isZeroId } from './disk-index.ts';
+import { chunkIdHex, chunkRef } from './chunk-store.ts';
+import { IndexReader, indexRef, isZeroId } from './disk-index.ts';
 import type { Repository } from './repository.ts';
+import type { BlobRef } from './storage/storage.ts';
 
 export interface GcReport {
   chunksDeleted: number;
   bytesDeleted: number;
   indexesDeleted: number;
   tempFilesDeleted: number;
+  /** Temp files too young to be left-overs (a live process may be writing them). */
+  tempFilesKept: number;
   chunksKept: number;
   /** Set when sweeping was skipped; says why. */
   skippedReason: string | null;
@@ -32,17 +37,27 @@ export interface GcOptions {
   /** Restore points to treat as already deleted (a prune in progress or its dry run). */
   excludePoints?: ReadonlySet<string>;
   dryRun?: boolean;
+  /** Now, for the temp file age rule (tests). */
+  nowMs?: number;
 }
 
 /** Caller holds the exclusive lock (or, for a dry run, any lock). */
 export async function collectGarbage(repo: Repository, options: GcOptions = {}): Promise<GcReport> {
-  const report: GcReport = { chunksDeleted: 0, bytesDeleted: 0, indexesDeleted: 0, tempFilesDeleted: 0, chunksKept: 0, skippedReason: null };
-  const remove = async (file: string) => {
-    if (!options.dryRun) await fsp.rm(file, { force: true });
+  const report: GcReport = { chunksDeleted: 0, bytesDeleted: 0, indexesDeleted: 0, tempFilesDeleted: 0, tempFilesKept: 0, chunksKept: 0, skippedReason: null };
+  const storage = repo.storage;
+  const batch = storage.newPublishBatch();
+  const remove = async (ref: BlobRef) => {
+    if (!options.dryRun) await storage.delete(ref, batch);
   };
-  const tmpDir = path.join(repo.path, 'tmp');
-  for (const name of await fsp.readdir(tmpDir)) {
-    await remove(path.join(tmpDir, name));
+  // A temp file younger than a lock's stale time may belong to a live process that is just
+  // taking its lock (that write goes through a temp file too): left alone, removed by a later GC.
+  const tempCutoffMs = (options.nowMs ?? Date.now()) - repo.lockTiming.staleAfterMs;
+  for (const staged of await storage.listStaged()) {
+    if (staged.modifiedMs > tempCutoffMs) {
+      report.tempFilesKept++;
+      continue;
+    }
+    if (!options.dryRun) await storage.discard(staged.token);
     report.tempFilesDeleted++;
   }
 
@@ -55,7 +70,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       for (const disk of manifest.disks) {
         if (liveIndexes.has(disk.index.sha256)) continue;
         liveIndexes.add(disk.index.sha256);
-        const index = await IndexReader.open(repo.path, disk.index, repo.keys);
+        const index = await IndexReader.open(storage, disk.index, repo.keys);
         try {
           for await (const id of index.entries()) if (!isZeroId(id)) liveChunks.add(chunkIdHex(id));
         } finally {
@@ -68,25 +83,21 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     return report;
   }
 
-  const indexDir = path.join(repo.path, 'indexes');
-  for (const name of await fsp.readdir(indexDir)) {
-    if (!liveIndexes.has(name.replace(/\.idx$/, ''))) {
-      await remove(path.join(indexDir, name));
+  for await (const name of storage.list('index')) {
+    if (!liveIndexes.has(name)) {
+      await remove(indexRef(name));
       report.indexesDeleted++;
     }
   }
-  for (const fanout of allFanoutNames()) {
-    const dir = path.join(repo.path, 'chunks', fanout);
-    for (const name of await fsp.readdir(dir)) {
-      if (liveChunks.has(name)) {
-        report.chunksKept++;
-        continue;
-      }
-      const file = path.join(dir, name);
-      report.bytesDeleted += (await fsp.stat(file)).size;
-      await remove(file);
-      report.chunksDeleted++;
+  for await (const name of storage.list('chunk')) {
+    if (liveChunks.has(name)) {
+      report.chunksKept++;
+      continue;
     }
+    report.bytesDeleted += (await storage.stat(chunkRef(name)))?.sizeBytes ?? 0;
+    await remove(chunkRef(name));
+    report.chunksDeleted++;
   }
+  await batch.sync();
   return report;
 }

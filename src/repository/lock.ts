@@ -11,11 +11,10 @@
 // A holder refreshes heartbeatAt every refreshIntervalMs; if its file has vanished (removed
 // as stale while the process was frozen) the lock is lost and commit refuses (REPO_LOCK_LOST).
 import { randomBytes } from 'node:crypto';
-import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { RepositoryError } from './errors.ts';
-import { isNotFound, writeFileAtomic } from './files.ts';
+import { check, object, oneOf, safeInteger, string, timestamp } from './schema.ts';
+import { isBlobNotFound, type BlobRef, type Storage } from './storage/storage.ts';
 
 export type LockKind = 'shared' | 'exclusive';
 
@@ -36,7 +35,13 @@ export interface LockTiming {
 
 export const defaultLockTiming: LockTiming = { refreshIntervalMs: 60_000, staleAfterMs: 10 * 60_000 };
 
+/** Far above any real lock record (about 150 bytes). */
+const maxLockBytes = 64 * 1024;
+
 export interface ObservedLock {
+  /** The lock's blob name (16 hex). */
+  name: string;
+  /** Where it lives, for messages. */
   file: string;
   record: LockRecord | undefined;
   stale: boolean;
@@ -44,11 +49,24 @@ export interface ObservedLock {
   reason: string;
 }
 
-function lockDir(repoPath: string): string {
-  return path.join(repoPath, 'locks');
+const recordShape = object({ kind: oneOf('shared', 'exclusive'), pid: safeInteger(1), host: string, purpose: string, createdAt: timestamp, heartbeatAt: timestamp });
+
+/** The record, or why the file is not one. */
+function parseRecord(text: string): LockRecord | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'it is not JSON';
+  }
+  return check(value, recordShape) ?? (value as LockRecord);
 }
 
-function pidAlive(pid: number): boolean {
+export function lockRef(name: string): BlobRef {
+  return { kind: 'lock', name };
+}
+
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -57,79 +75,95 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-export async function listLocks(repoPath: string, timing: LockTiming = defaultLockTiming, nowMs = Date.now()): Promise<ObservedLock[]> {
-  const names = (await fsp.readdir(lockDir(repoPath))).filter((n) => n.endsWith('.json'));
+export async function listLocks(storage: Storage, timing: LockTiming = defaultLockTiming, nowMs = Date.now()): Promise<ObservedLock[]> {
   const observed: ObservedLock[] = [];
-  for (const name of names) {
-    const file = path.join(lockDir(repoPath), name);
+  for await (const name of storage.list('lock')) {
+    const ref = lockRef(name);
+    const file = storage.describe(ref);
     let text: string;
     let mtimeMs: number;
     try {
-      text = await fsp.readFile(file, 'utf8');
-      mtimeMs = (await fsp.stat(file)).mtimeMs;
+      text = (await storage.get(ref, { maxBytes: maxLockBytes })).toString('utf8');
+      const info = await storage.stat(ref);
+      if (!info) continue; // released meanwhile
+      mtimeMs = info.modifiedMs;
     } catch (error) {
-      if (isNotFound(error)) continue; // released meanwhile
+      if (isBlobNotFound(error)) continue; // released meanwhile
+      if (error instanceof RepositoryError && error.code === 'REPO_NOT_REGULAR_FILE') {
+        observed.push({ name, file, record: undefined, stale: true, reason: 'not a regular file' });
+        continue;
+      }
       throw error;
     }
-    let record: LockRecord | undefined;
-    try {
-      record = JSON.parse(text) as LockRecord;
-    } catch {
-      record = undefined;
+    const parsed = parseRecord(text);
+    if (typeof parsed === 'string') {
+      // Lock files are written atomically, so a torn one is never seen: this is damage or a
+      // foreign file. It blocks nobody; prune and `vcbt unlock` remove it.
+      observed.push({ name, file, record: undefined, stale: true, reason: `unreadable lock file (${parsed})` });
+      continue;
     }
-    const heartbeatMs = record ? Date.parse(record.heartbeatAt) : mtimeMs;
-    const ageMs = nowMs - heartbeatMs;
-    if (record && record.host === os.hostname() && !pidAlive(record.pid)) {
-      observed.push({ file, record, stale: true, reason: `process ${record.pid} on ${record.host} no longer exists` });
+    const record = parsed;
+    let ageMs = nowMs - Date.parse(record.heartbeatAt);
+    let clock = '';
+    if (ageMs < -timing.staleAfterMs) {
+      // A heartbeat implausibly far in the future (a wrong clock, or a forged file) would never
+      // age: judge it by the file's own time instead, which a live holder renews every refresh.
+      clock = `heartbeat ${Math.round(-ageMs / 1000)} s in the future (wrong clock?), `;
+      ageMs = nowMs - mtimeMs;
+    }
+    if (record.host === os.hostname() && !pidAlive(record.pid)) {
+      observed.push({ name, file, record, stale: true, reason: `process ${record.pid} on ${record.host} no longer exists` });
     } else if (!(ageMs <= timing.staleAfterMs)) {
-      observed.push({ file, record, stale: true, reason: `heartbeat is ${Math.round(ageMs / 1000)} s old (limit ${timing.staleAfterMs / 1000} s)` });
+      observed.push({ name, file, record, stale: true, reason: `${clock}${clock ? 'file written' : 'heartbeat is'} ${Math.round(ageMs / 1000)} s ${clock ? 'ago' : 'old'} (limit ${timing.staleAfterMs / 1000} s)` });
     } else {
-      observed.push({ file, record, stale: false, reason: record ? `held by pid ${record.pid} on ${record.host} for ${record.purpose}` : 'unreadable lock file with a recent time' });
+      observed.push({ name, file, record, stale: false, reason: `${clock}held by pid ${record.pid} on ${record.host} for ${record.purpose}` });
     }
   }
   return observed;
 }
 
 export function describeLock(lock: ObservedLock): string {
-  return `${path.basename(lock.file)} (${lock.record?.kind ?? 'unknown'} lock: ${lock.reason})`;
+  return `${lock.name} (${lock.record?.kind ?? 'unknown'} lock: ${lock.reason})`;
 }
 
 export class RepositoryLock {
+  readonly name: string;
   readonly file: string;
   readonly kind: LockKind;
   /** Stale locks of others seen while acquiring (report them; prune removes them). */
   readonly staleLocks: ObservedLock[];
   readonly #record: LockRecord;
-  readonly #tmpDir: string;
+  readonly #storage: Storage;
   #timer: NodeJS.Timeout | undefined;
   #lost = false;
   #refreshing: Promise<void> = Promise.resolve();
 
-  private constructor(file: string, kind: LockKind, record: LockRecord, tmpDir: string, staleLocks: ObservedLock[]) {
-    this.file = file;
+  private constructor(storage: Storage, name: string, kind: LockKind, record: LockRecord, staleLocks: ObservedLock[]) {
+    this.name = name;
+    this.file = storage.describe(lockRef(name));
     this.kind = kind;
     this.#record = record;
-    this.#tmpDir = tmpDir;
+    this.#storage = storage;
     this.staleLocks = staleLocks;
   }
 
-  static async acquire(repoPath: string, kind: LockKind, purpose: string, timing: LockTiming = defaultLockTiming): Promise<RepositoryLock> {
+  static async acquire(storage: Storage, kind: LockKind, purpose: string, timing: LockTiming = defaultLockTiming): Promise<RepositoryLock> {
     const now = new Date().toISOString();
     const record: LockRecord = { kind, pid: process.pid, host: os.hostname(), purpose, createdAt: now, heartbeatAt: now };
-    const file = path.join(lockDir(repoPath), `${randomBytes(8).toString('hex')}.json`);
-    const tmpDir = path.join(repoPath, 'tmp');
-    await writeFileAtomic(tmpDir, file, JSON.stringify(record));
-    const others = (await listLocks(repoPath, timing)).filter((l) => l.file !== file);
+    const name = randomBytes(8).toString('hex');
+    const repoPath = storage.location;
+    await storage.put(lockRef(name), JSON.stringify(record));
+    const others = (await listLocks(storage, timing)).filter((l) => l.name !== name);
     const conflicts = others.filter((l) => !l.stale && (kind === 'exclusive' || l.record?.kind !== 'shared'));
     if (conflicts.length > 0) {
-      await fsp.rm(file, { force: true });
+      await storage.delete(lockRef(name));
       throw new RepositoryError(
         'REPO_LOCKED',
         `repository ${repoPath} is locked: ${conflicts.map(describeLock).join('; ')}`,
         { repoPath, locks: conflicts.map((l) => ({ file: l.file, ...l.record, reason: l.reason })) },
       );
     }
-    const lock = new RepositoryLock(file, kind, record, tmpDir, others.filter((l) => l.stale));
+    const lock = new RepositoryLock(storage, name, kind, record, others.filter((l) => l.stale));
     lock.#timer = setInterval(() => {
       lock.#refreshing = lock.#refresh();
     }, timing.refreshIntervalMs);
@@ -137,15 +171,17 @@ export class RepositoryLock {
     return lock;
   }
 
+  async #exists(): Promise<boolean> {
+    return (await this.#storage.stat(lockRef(this.name)).catch(() => undefined)) !== undefined;
+  }
+
   async #refresh(): Promise<void> {
-    try {
-      await fsp.access(this.file);
-    } catch {
+    if (!(await this.#exists())) {
       this.#lost = true;
       return;
     }
     this.#record.heartbeatAt = new Date().toISOString();
-    await writeFileAtomic(this.#tmpDir, this.file, JSON.stringify(this.#record)).catch(() => {
+    await this.#storage.put(lockRef(this.name), JSON.stringify(this.#record)).catch(() => {
       this.#lost = true;
     });
   }
@@ -153,17 +189,13 @@ export class RepositoryLock {
   /** Throws REPO_LOCK_LOST when our lock file has been removed by someone else. */
   async assertHeld(): Promise<void> {
     await this.#refreshing;
-    try {
-      await fsp.access(this.file);
-    } catch {
-      this.#lost = true;
-    }
+    if (!(await this.#exists())) this.#lost = true;
     if (this.#lost) throw new RepositoryError('REPO_LOCK_LOST', `lock ${this.file} was removed by another process (treated as stale); refusing to commit`, { file: this.file });
   }
 
   async release(): Promise<void> {
     clearInterval(this.#timer);
     await this.#refreshing;
-    await fsp.rm(this.file, { force: true });
+    await this.#storage.delete(lockRef(this.name));
   }
 }

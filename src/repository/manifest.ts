@@ -7,10 +7,11 @@
 // Stored as points/<id>.json. Plain: {"format","version","sha256","point"} where sha256 is the
 // SHA-256 of JSON.stringify(point) (so a flipped byte anywhere is detected). Encrypted: the
 // 8-byte magic "VCBTENC1" followed by an AES-256-GCM box of that same JSON text.
-import * as path from 'node:path';
 import { open, seal, sha256Hex, type MasterKeys } from './crypto.ts';
 import type { IndexFileRef } from './disk-index.ts';
 import { RepositoryError } from './errors.ts';
+import { anything, arrayOf, check, nullable, object, oneOf, pattern, safeInteger, string, timestamp } from './schema.ts';
+import type { BlobRef } from './storage/storage.ts';
 
 export const manifestVersion = 1;
 const encryptedMagic = Buffer.from('VCBTENC1');
@@ -55,8 +56,34 @@ export interface RestorePointManifest {
   disks: DiskRecord[];
 }
 
-export function manifestPath(repoPath: string, pointId: string): string {
-  return path.join(repoPath, 'points', `${pointId}.json`);
+const pointIdShape = pattern(/^\d{8}T\d{6}Z-[0-9a-f]{8}$/, 'a restore point id');
+const statShape = safeInteger();
+
+/** The documented shape of a restore point (docs/format.md, "Manifests"). */
+const pointShape = object({
+  id: pointIdShape,
+  createdAt: timestamp,
+  vm: object({ id: string, name: string }),
+  source: anything,
+  snapshot: anything,
+  vmConfig: anything,
+  disks: arrayOf(
+    object({
+      deviceKey: safeInteger(),
+      label: string,
+      capacityBytes: safeInteger(1),
+      changeId: nullable(string),
+      chunkBytes: (v, at) => safeInteger(4096, 64 << 20)(v, at) ?? ((v as number) % 4096 === 0 ? undefined : `${at} is not a multiple of 4096`),
+      kind: oneOf('full', 'incremental'),
+      basedOn: nullable(object({ pointId: pointIdShape, deviceKey: safeInteger() })),
+      index: object({ sha256: pattern(/^[0-9a-f]{64}$/, '64 hex digits'), entryCount: safeInteger(1) }),
+      stats: object({ bytesRead: statShape, bytesStored: statShape, chunksNew: statShape, chunksReused: statShape, chunksZero: statShape }),
+    }),
+  ),
+});
+
+export function pointRef(pointId: string): BlobRef {
+  return { kind: 'point', name: pointId };
 }
 
 function aad(pointId: string): Buffer {
@@ -89,12 +116,18 @@ export function decodeManifest(bytes: Buffer, pointId: string, keys: MasterKeys 
   } catch (error) {
     throw corrupt(`not JSON (${(error as Error).message})`);
   }
+  if (typeof outer !== 'object' || outer === null || Array.isArray(outer)) throw corrupt('it is not a JSON object');
   if (outer.format !== 'vcbt-restore-point') throw corrupt('format field is not vcbt-restore-point');
   if (outer.version !== manifestVersion) throw new RepositoryError('REPO_FORMAT', `manifest ${file} has unknown version ${String(outer.version)}`, { file });
   if (typeof outer.point !== 'object' || outer.point === null) throw corrupt('it has no point object');
   if (sha256Hex(JSON.stringify(outer.point)) !== outer.sha256) throw corrupt('its checksum does not match its content');
+  const problem = check(outer.point, pointShape);
+  if (problem) throw corrupt(problem.replace(/^the document/, 'the point'));
   const point = outer.point as RestorePointManifest;
   if (point.id !== pointId) throw corrupt(`it names restore point ${String(point.id)}`);
-  if (!Array.isArray(point.disks) || typeof point.createdAt !== 'string' || typeof point.vm?.id !== 'string') throw corrupt('required fields are missing');
+  for (const disk of point.disks) {
+    if (disk.index.entryCount !== Math.ceil(disk.capacityBytes / disk.chunkBytes)) throw corrupt(`disk ${disk.deviceKey}: index entryCount ${disk.index.entryCount} does not fit its capacity and chunk size`);
+  }
+  if (new Set(point.disks.map((d) => d.deviceKey)).size !== point.disks.length) throw corrupt('a device key appears twice');
   return point;
 }

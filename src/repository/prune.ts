@@ -2,13 +2,10 @@
 // locks, then collect garbage (gc.ts) - all under the exclusive lock. A dry run takes a
 // shared lock, deletes nothing and reports what would go. Damaged manifests are never
 // removed by prune (verify reports them); they also make GC skip its sweep.
-import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
 import { RepositoryError } from './errors.ts';
-import { fsyncDir } from './files.ts';
 import { collectGarbage, type GcReport } from './gc.ts';
-import { describeLock } from './lock.ts';
-import { manifestPath } from './manifest.ts';
+import { describeLock, lockRef } from './lock.ts';
+import { pointRef } from './manifest.ts';
 import { applyRetention, validatePolicy, type RetentionCandidate, type RetentionDecision, type RetentionPolicy } from './retention.ts';
 import type { Repository } from './repository.ts';
 
@@ -42,9 +39,8 @@ export async function prune(repo: Repository, policy: RetentionPolicy, options: 
     const decision = applyRetention(candidates, policy);
     const staleLocks = lock.staleLocks.map(describeLock);
     if (!dryRun) {
-      for (const stale of lock.staleLocks) await fsp.rm(stale.file, { force: true });
-      for (const point of decision.remove) await fsp.rm(manifestPath(repo.path, point.id), { force: true });
-      await fsyncDir(path.join(repo.path, 'points'));
+      for (const stale of lock.staleLocks) await repo.storage.delete(lockRef(stale.name));
+      for (const point of decision.remove) await repo.storage.delete(pointRef(point.id));
     }
     const gc = await collectGarbage(repo, { dryRun, excludePoints: new Set(decision.remove.map((p) => p.id)) });
     return { dryRun, keep: decision.keep, remove: decision.remove, damaged, staleLocks, gc };

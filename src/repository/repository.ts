@@ -1,5 +1,6 @@
 // Repository: a deduplicating, compressed, optionally encrypted, crash-safe store of disk
-// restore points in a local directory. It knows nothing about vSphere.
+// restore points on a Storage (storage/storage.ts: a local directory today, storage/local.ts;
+// in memory for tests, storage/memory.ts). It knows nothing about vSphere.
 //
 // Vocabulary
 // - Chunk: chunkBytes of a disk at an aligned offset (the last one of a disk may be short),
@@ -14,21 +15,22 @@
 // - Lock: shared (backup, read, verify) or exclusive (prune/GC), see lock.ts.
 // - GC: deleting chunks and indexes no manifest references (gc.ts).
 // The on-disk format is specified in docs/format.md.
-import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
-import * as path from 'node:path';
+import type { Transferable } from 'node:worker_threads';
 import { WorkerFailure, WorkerPool } from '../pipeline/worker-pool.ts';
-import type { ChunkReply, ChunkRequest, IngestWorkerData } from '../pipeline/ingest-protocol.ts';
-import { allFanoutNames } from './chunk-store.ts';
-import { configPath, newConfig, readConfig, type RepositoryConfig } from './config.ts';
+import type { ChunkReply, ChunkRequest, ChunkWorkerData } from './chunk-protocol.ts';
+import { ChunkWork } from './chunk-work.ts';
+import { newConfig, readConfig, type RepositoryConfig } from './config.ts';
 import { createSealedKey, openSealedKey, type MasterKeys } from './crypto.ts';
 import { RepositoryError } from './errors.ts';
 import { isErrorCode } from '../errors.ts';
-import { isNotFound, mkdirPrivate, writeFileAtomic } from './files.ts';
 import { RepositoryLock, defaultLockTiming, type LockKind, type LockTiming } from './lock.ts';
-import { decodeManifest, manifestPath, type RestorePointManifest } from './manifest.ts';
+import { decodeManifest, pointRef, type RestorePointManifest } from './manifest.ts';
 import { RestorePointWriter, type RestorePointInfo } from './restore-point-writer.ts';
+import { checkEncryptionConsistent, encodeKeyFile, keyRef } from './key-file.ts';
 import { RestoredDisk } from './restored-disk.ts';
+import { LocalStorage } from './storage/local.ts';
+import { configRef, isBlobNotFound, isValidBlobName, type Storage } from './storage/storage.ts';
 
 /**
  * 256 KiB: stores ~2.4 bytes per changed byte for scattered 64 KiB changes (1 MiB: ~6, 4 MiB:
@@ -37,6 +39,8 @@ import { RestoredDisk } from './restored-disk.ts';
  */
 export const defaultChunkBytes = 256 * 1024;
 export const defaultCompressionLevel = 1;
+/** Far above any real manifest (a few KiB per disk, plus the caller's VM configuration). */
+const maxManifestBytes = 64 * 1024 * 1024;
 
 export interface InitOptions {
   chunkBytes?: number;
@@ -61,20 +65,34 @@ export interface RestorePointSummary {
   disks: Array<{ deviceKey: number; label: string; capacityBytes: number; kind: 'full' | 'incremental' }>;
 }
 
-const subdirectories = ['chunks', 'indexes', 'points', 'locks', 'tmp'];
+/** Runs chunk requests: the worker pool, or the calling thread for a storage threads cannot share. */
+export interface ChunkRunner {
+  run(request: ChunkRequest, transfer?: Transferable[]): Promise<ChunkReply>;
+  close(): Promise<void>;
+}
+
+/** A directory path (the local storage) or any Storage. */
+export type RepositoryLocation = string | Storage;
+
+function storageOf(location: RepositoryLocation): Storage {
+  return typeof location === 'string' ? new LocalStorage(location) : location;
+}
 
 export class Repository {
+  /** The storage's location (a directory), for messages. */
   readonly path: string;
+  readonly storage: Storage;
   readonly config: RepositoryConfig;
   readonly keys: MasterKeys | undefined;
   readonly lockTiming: LockTiming;
   /** Chunks in flight per disk stream (ingest window, restore read-ahead). */
   readonly windowChunks: number;
   readonly #workers: number;
-  #pool: WorkerPool<ChunkRequest, ChunkReply> | undefined;
+  #pool: ChunkRunner | undefined;
 
-  private constructor(repoPath: string, config: RepositoryConfig, keys: MasterKeys | undefined, options: OpenOptions) {
-    this.path = repoPath;
+  private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys | undefined, options: OpenOptions) {
+    this.storage = storage;
+    this.path = storage.location;
     this.config = config;
     this.keys = keys;
     this.lockTiming = options.lockTiming ?? defaultLockTiming;
@@ -83,27 +101,24 @@ export class Repository {
     this.windowChunks = this.#workers * 2 + 2;
   }
 
-  /** Creates a repository in an empty or absent directory. */
-  static async init(repoPath: string, options: InitOptions = {}): Promise<RepositoryConfig> {
-    const existing: string[] = await fsp.readdir(repoPath).catch((error: unknown) => {
-      if (isNotFound(error)) return [];
-      throw error;
-    });
-    if (existing.includes('config.json')) throw new RepositoryError('REPO_EXISTS', `a repository already exists at ${repoPath}`, { repoPath });
-    if (existing.length > 0) throw new RepositoryError('REPO_EXISTS', `${repoPath} is not empty; a repository needs an empty directory`, { repoPath });
+  /** Creates a repository in an empty or absent directory (or an empty storage). */
+  static async init(location: RepositoryLocation, options: InitOptions = {}): Promise<RepositoryConfig> {
+    const storage = storageOf(location);
     const sealed = options.passphrase !== undefined ? await createSealedKey(options.passphrase, options.scryptCost) : undefined;
     const config = newConfig(options.chunkBytes ?? defaultChunkBytes, options.compressionLevel ?? defaultCompressionLevel, sealed?.config ?? null);
-    await mkdirPrivate(repoPath);
-    for (const sub of subdirectories) await mkdirPrivate(path.join(repoPath, sub));
-    for (const fanout of allFanoutNames()) await mkdirPrivate(path.join(repoPath, 'chunks', fanout));
-    // config.json last: a crashed init leaves no half repository that looks valid.
-    await writeFileAtomic(path.join(repoPath, 'tmp'), configPath(repoPath), JSON.stringify(config, null, 2) + '\n');
+    await storage.create();
+    // The key file before config: config.json alone can never make this repository plain.
+    if (config.encryption) await storage.put(keyRef(config.id), encodeKeyFile(config));
+    // config last: a crashed init leaves no half repository that looks valid.
+    await storage.put(configRef, JSON.stringify(config, null, 2) + '\n');
     return config;
   }
 
-  static async open(repoPath: string, options: OpenOptions = {}): Promise<Repository> {
-    const resolved = path.resolve(repoPath);
-    const config = await readConfig(resolved);
+  static async open(location: RepositoryLocation, options: OpenOptions = {}): Promise<Repository> {
+    const storage = storageOf(location);
+    const resolved = storage.location;
+    const config = await readConfig(storage);
+    await checkEncryptionConsistent(storage, config, options.passphrase !== undefined);
     let keys: MasterKeys | undefined;
     if (config.encryption) {
       if (options.passphrase === undefined) {
@@ -111,7 +126,7 @@ export class Repository {
       }
       keys = await openSealedKey(options.passphrase, config.encryption, resolved);
     }
-    return new Repository(resolved, config, keys, options);
+    return new Repository(storage, config, keys, options);
   }
 
   /** Stops the chunk workers. */
@@ -120,26 +135,33 @@ export class Repository {
     this.#pool = undefined;
   }
 
-  pool(): WorkerPool<ChunkRequest, ChunkReply> {
+  pool(): ChunkRunner {
     if (!this.#pool) {
-      const workerData: IngestWorkerData = {
-        repoPath: this.path,
-        compressionLevel: this.config.compression.level,
-        keyMaterial: this.keys ? new Uint8Array(Buffer.concat([this.keys.dataKey, this.keys.idKey])) : null,
-      };
-      this.#pool = new WorkerPool(new URL('../pipeline/ingest-worker.ts', import.meta.url), this.#workers, workerData);
+      const descriptor = this.storage.threadDescriptor();
+      if (descriptor) {
+        const workerData: ChunkWorkerData = {
+          storage: descriptor,
+          compressionLevel: this.config.compression.level,
+          chunkBytes: this.config.chunkBytes,
+          keyMaterial: this.keys ? new Uint8Array(Buffer.concat([this.keys.dataKey, this.keys.idKey])) : null,
+        };
+        this.#pool = new WorkerPool<ChunkRequest, ChunkReply>(new URL('./chunk-worker.ts', import.meta.url), this.#workers, workerData);
+      } else {
+        const work = new ChunkWork(this.storage, this.keys, this.config.compression.level, this.config.chunkBytes);
+        this.#pool = { run: (request) => work.handle(request), close: async () => undefined };
+      }
     }
     return this.#pool;
   }
 
   /** Turns a worker's failure into a RepositoryError naming `where`. */
   workerError(error: unknown, where: string): Error {
-    if (error instanceof WorkerFailure && error.code !== undefined && isErrorCode(error.code)) return new RepositoryError(error.code, `${where}: ${error.message}`, error.context, { cause: error });
+    if ((error instanceof WorkerFailure || error instanceof RepositoryError) && error.code !== undefined && isErrorCode(error.code)) return new RepositoryError(error.code, `${where}: ${error.message}`, { ...error.context }, { cause: error });
     return error instanceof Error ? error : new Error(String(error));
   }
 
   lock(kind: LockKind, purpose: string): Promise<RepositoryLock> {
-    return RepositoryLock.acquire(this.path, kind, purpose, this.lockTiming);
+    return RepositoryLock.acquire(this.storage, kind, purpose, this.lockTiming);
   }
 
   /** Starts a restore point under a shared lock (held until commit or abort). */
@@ -154,32 +176,42 @@ export class Repository {
 
   /** Ids of every manifest file, oldest first (ids start with their UTC time). */
   async listPointIds(): Promise<string[]> {
-    const names = await fsp.readdir(path.join(this.path, 'points'));
-    return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)).sort();
+    const ids: string[] = [];
+    for await (const id of this.storage.list('point')) ids.push(id);
+    return ids.sort();
   }
 
   async readManifest(pointId: string): Promise<RestorePointManifest> {
-    const file = manifestPath(this.path, pointId);
+    if (!isValidBlobName('point', pointId)) {
+      // Never made a path: `--point ../config` names no restore point.
+      throw new RepositoryError('REPO_POINT_NOT_FOUND', `no restore point "${pointId}" in ${this.path} (not a restore point id: YYYYMMDDTHHMMSSZ-8 hex digits)`, { pointId });
+    }
+    const file = this.storage.describe(pointRef(pointId));
     let bytes: Buffer;
     try {
-      bytes = await fsp.readFile(file);
+      bytes = await this.storage.get(pointRef(pointId), { maxBytes: maxManifestBytes });
     } catch (error) {
-      if (isNotFound(error)) throw new RepositoryError('REPO_POINT_NOT_FOUND', `no restore point ${pointId} in ${this.path}`, { pointId }, { cause: error });
+      if (isBlobNotFound(error)) throw new RepositoryError('REPO_POINT_NOT_FOUND', `no restore point ${pointId} in ${this.path}`, { pointId }, { cause: error });
       throw error;
     }
     return decodeManifest(bytes, pointId, this.keys, file);
   }
 
-  /** Readable restore points, oldest first. Damaged manifests are left to verify to report. */
-  async listRestorePoints(): Promise<RestorePointSummary[]> {
+  /**
+   * Readable restore points, oldest first. A manifest that cannot be read (damaged, of an
+   * unknown version, not a regular file) is left out and passed to `onDamaged`: one bad point
+   * never stops listing, restoring or backing up the others; verify reports it.
+   */
+  async listRestorePoints(onDamaged?: (pointId: string, error: RepositoryError) => void): Promise<RestorePointSummary[]> {
     const summaries: RestorePointSummary[] = [];
     for (const id of await this.listPointIds()) {
       let manifest: RestorePointManifest;
       try {
         manifest = await this.readManifest(id);
       } catch (error) {
-        if (error instanceof RepositoryError && (error.code === 'REPO_CORRUPT' || error.code === 'REPO_POINT_NOT_FOUND')) continue;
-        throw error;
+        if (!(error instanceof RepositoryError) || error.code === 'REPO_IO') throw error;
+        if (error.code !== 'REPO_POINT_NOT_FOUND') onDamaged?.(id, error);
+        continue;
       }
       summaries.push({
         id,
@@ -207,4 +239,11 @@ export class Repository {
       throw error;
     }
   }
+}
+
+/** The storage of an existing repository (config checked), for work that needs no keys (unlock). */
+export async function openRepositoryStorage(location: RepositoryLocation): Promise<Storage> {
+  const storage = storageOf(location);
+  await readConfig(storage);
+  return storage;
 }

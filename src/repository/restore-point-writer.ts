@@ -8,24 +8,23 @@
 // flight; their ids are appended to the streaming index writer in slot order. Memory is
 // windowChunks chunk buffers plus one index segment, whatever the disk size.
 //
-// Commit order: a worker writes each new chunk to a temp file; this thread fsyncs and renames
-// it into chunks/ (up to durableInFlight at once, so the file system groups the fsyncs), then
-// fsyncs the touched fan-out directories, and only then writes the disk's index (temp,
-// fsync, rename, dir fsync); the manifest follows the same way after all indexes. A crash before the manifest's
-// rename leaves only unreferenced files, which GC removes.
+// Commit order: a worker stages each new chunk (storage.stage: locally a temp file); this
+// thread publishes it (fsync + rename, up to durableInFlight at once, so the file system
+// groups the fsyncs), syncs the batch of published names (the touched fan-out directories),
+// and only then writes the disk's index (an atomic stream); the manifest follows with an
+// atomic put after all indexes. A crash before the manifest is in place leaves only
+// unreferenced blobs, which GC removes.
 import { randomBytes } from 'node:crypto';
-import * as path from 'node:path';
 import { totalBytes, type Extent } from '../extents/extent.ts';
 import { validateAreas } from '../extents/validate.ts';
-import type { IngestReply, IngestRequest } from '../pipeline/ingest-protocol.ts';
-import { chunkIdHex, chunkPath } from './chunk-store.ts';
+import type { IngestReply, IngestRequest } from './chunk-protocol.ts';
+import { chunkIdHex, chunkRef } from './chunk-store.ts';
 import { slotsWithParts } from './chunk-slots.ts';
 import { IndexReader, IndexWriter, isZeroId, zeroChunkId } from './disk-index.ts';
 import type { DiskSource } from './disk-source.ts';
 import { RepositoryError } from './errors.ts';
-import { fsyncDir, makeDurable, writeFileAtomic } from './files.ts';
 import type { RepositoryLock } from './lock.ts';
-import { encodeManifest, manifestPath, type DiskRecord, type DiskStats, type RestorePointManifest, type VmIdentity } from './manifest.ts';
+import { encodeManifest, pointRef, type DiskRecord, type DiskStats, type RestorePointManifest, type VmIdentity } from './manifest.ts';
 import type { Repository } from './repository.ts';
 
 export interface RestorePointInfo {
@@ -57,7 +56,7 @@ export function newPointId(createdAt: Date): string {
 }
 
 interface Pending {
-  promise: Promise<{ id: Uint8Array; storedBytes: number; zero: boolean; tempPath: string | null }>;
+  promise: Promise<{ id: Uint8Array; storedBytes: number; zero: boolean; stagedToken: string | null }>;
 }
 
 // Chunk files being fsynced and renamed at once; the file system groups concurrent fsyncs.
@@ -107,7 +106,7 @@ export class RestorePointWriter {
           { deviceKey, capacityBytes, previousCapacityBytes: baseDisk.capacityBytes },
         );
       }
-      previous = await IndexReader.open(this.#repo.path, baseDisk.index, this.#repo.keys);
+      previous = await IndexReader.open(this.#repo.storage, baseDisk.index, this.#repo.keys);
       areas = validateAreas(options.changedAreas, { capacityBytes, source });
     } else {
       areas = options.allocatedAreas ? validateAreas(options.allocatedAreas, { capacityBytes, source }) : [{ offsetBytes: 0, lengthBytes: capacityBytes }];
@@ -128,19 +127,18 @@ export class RestorePointWriter {
     const windowChunks = repo.windowChunks;
     const buffers: ArrayBuffer[] = Array.from({ length: windowChunks }, () => new ArrayBuffer(chunkBytes));
     const stats: DiskStats = { bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0 };
-    const touchedFanouts = new Set<string>();
-    const index = await IndexWriter.create(repo.path, repo.keys, chunkBytes, options.capacityBytes);
+    const storage = repo.storage;
+    const published = storage.newPublishBatch();
+    const index = await IndexWriter.create(storage, repo.keys, chunkBytes, options.capacityBytes);
     const queue: Pending[] = [];
     const durable = new Set<Promise<void>>();
     const drainOne = async () => {
       const done = await (queue.shift() as Pending).promise;
       if (done.zero) stats.chunksZero++;
-      else if (done.tempPath) {
+      else if (done.stagedToken) {
         stats.chunksNew++;
         stats.bytesStored += done.storedBytes;
-        const idHex = chunkIdHex(done.id);
-        touchedFanouts.add(idHex.slice(0, 2));
-        const job: Promise<void> = makeDurable(done.tempPath, chunkPath(repo.path, idHex)).finally(() => durable.delete(job));
+        const job: Promise<void> = storage.publish(done.stagedToken, chunkRef(chunkIdHex(done.id)), published).finally(() => durable.delete(job));
         durable.add(job);
         if (durable.size >= durableInFlight) await Promise.race(durable);
       } else stats.chunksReused++;
@@ -171,7 +169,7 @@ export class RestorePointWriter {
         throw repo.workerError(error, `disk ${options.deviceKey} chunk at offset ${startBytes}`);
       })) as IngestReply;
       buffers.push(reply.buffer);
-      return { id: reply.id, storedBytes: reply.storedBytes, zero: reply.zero, tempPath: reply.tempPath };
+      return { id: reply.id, storedBytes: reply.storedBytes, zero: reply.zero, stagedToken: reply.stagedToken };
     };
     try {
       for (const { slot, startBytes, lengthBytes, parts } of slotsWithParts(areas, chunkBytes, options.capacityBytes)) {
@@ -181,7 +179,7 @@ export class RestorePointWriter {
           promise = ingestSlot(startBytes, lengthBytes, parts, previousId);
         } else {
           const id = previous ? Buffer.from(await previous.entry(slot)) : zeroChunkId;
-          promise = Promise.resolve({ id, storedBytes: 0, zero: isZeroId(id), tempPath: null });
+          promise = Promise.resolve({ id, storedBytes: 0, zero: isZeroId(id), stagedToken: null });
         }
         promise.catch(() => undefined); // observed by drainOne; avoids an unhandled rejection meanwhile
         queue.push({ promise });
@@ -189,7 +187,7 @@ export class RestorePointWriter {
       }
       while (queue.length > 0) await drainOne();
       await Promise.all(durable);
-      for (const fanout of touchedFanouts) await fsyncDir(path.join(repo.path, 'chunks', fanout));
+      await published.sync();
       const ref = await index.finish();
       return {
         deviceKey: options.deviceKey,
@@ -223,7 +221,7 @@ export class RestorePointWriter {
         vmConfig: this.#info.vmConfig ?? null,
         disks: this.#disks,
       };
-      await writeFileAtomic(path.join(this.#repo.path, 'tmp'), manifestPath(this.#repo.path, this.pointId), encodeManifest(manifest, this.#repo.keys));
+      await this.#repo.storage.put(pointRef(this.pointId), encodeManifest(manifest, this.#repo.keys));
       return this.pointId;
     } finally {
       this.#done = true;

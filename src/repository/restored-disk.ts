@@ -4,7 +4,7 @@
 // (concurrent reads of one chunk share one decode); restoreTo keeps `readAheadChunks`
 // decodes in flight on the workers while it writes in order.
 import type { Extent } from '../extents/extent.ts';
-import type { DecodeReply, DecodeRequest } from '../pipeline/ingest-protocol.ts';
+import type { DecodeReply, DecodeRequest } from './chunk-protocol.ts';
 import { IndexReader, isZeroId } from './disk-index.ts';
 import type { DiskTarget } from './disk-source.ts';
 import { RepositoryError } from './errors.ts';
@@ -50,7 +50,7 @@ export class RestoredDisk {
 
   /** Takes over `lock` (a shared lock) and releases it on close. */
   static async open(repo: Repository, pointId: string, disk: DiskRecord, lock: RepositoryLock): Promise<RestoredDisk> {
-    const index = await IndexReader.open(repo.path, disk.index, repo.keys);
+    const index = await IndexReader.open(repo.storage, disk.index, repo.keys);
     if (index.header.capacityBytes !== disk.capacityBytes || index.header.chunkBytes !== disk.chunkBytes) {
       await index.close();
       throw new RepositoryError('REPO_CORRUPT', `index of restore point ${pointId} disk ${disk.deviceKey} disagrees with its manifest on size`, { pointId, deviceKey: disk.deviceKey });

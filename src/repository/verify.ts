@@ -7,13 +7,11 @@
 // Memory: the set of distinct referenced chunk ids (one string per chunk) is held while
 // checking; chunk -> restore point attribution is computed in a second pass over the indexes
 // only when some chunk is bad, so no chunk x point table is ever built.
-import * as fsp from 'node:fs/promises';
-import type { DecodeRequest } from '../pipeline/ingest-protocol.ts';
+import type { DecodeRequest } from './chunk-protocol.ts';
 import { chunkHeaderBytes, ChunkDecodeError, parseChunkHeader } from './chunk-codec.ts';
-import { chunkIdHex, chunkPath } from './chunk-store.ts';
+import { chunkIdHex, chunkRef } from './chunk-store.ts';
 import { IndexReader, isZeroId, type IndexFileRef } from './disk-index.ts';
 import { RepositoryError } from './errors.ts';
-import { isNotFound } from './files.ts';
 import type { Repository } from './repository.ts';
 
 export interface Corruption {
@@ -83,7 +81,7 @@ async function verifyUnderLock(repo: Repository, options: VerifyOptions): Promis
     report.indexesChecked++;
     let index: IndexReader;
     try {
-      index = await IndexReader.open(repo.path, entry.ref, repo.keys);
+      index = await IndexReader.open(repo.storage, entry.ref, repo.keys);
       if (index.header.chunkBytes !== entry.chunkBytes || index.header.capacityBytes !== entry.capacityBytes) {
         await index.close();
         throw new RepositoryError('REPO_CORRUPT', `index ${sha} disagrees with its manifest on disk or chunk size`, {});
@@ -118,7 +116,7 @@ async function verifyUnderLock(repo: Repository, options: VerifyOptions): Promis
     const affected = new Map<string, Set<string>>([...bad.keys()].map((hex) => [hex, new Set<string>()]));
     for (const ref of goodIndexes) {
       const points = indexes.get(ref.sha256)?.points ?? new Set<string>();
-      const index = await IndexReader.open(repo.path, ref, repo.keys);
+      const index = await IndexReader.open(repo.storage, ref, repo.keys);
       try {
         for await (const id of index.entries()) {
           const set = isZeroId(id) ? undefined : affected.get(chunkIdHex(id));
@@ -134,19 +132,13 @@ async function verifyUnderLock(repo: Repository, options: VerifyOptions): Promis
 }
 
 async function checkChunkFile(repo: Repository, hex: string): Promise<{ code: string; message: string } | undefined> {
-  const file = chunkPath(repo.path, hex);
-  let handle: fsp.FileHandle;
+  const ref = chunkRef(hex);
+  const file = repo.storage.describe(ref);
   try {
-    handle = await fsp.open(file, 'r');
-  } catch (error) {
-    if (isNotFound(error)) return { code: 'REPO_MISSING', message: `chunk ${hex}: chunk file ${file} is missing` };
-    throw error;
-  }
-  try {
-    const header = Buffer.alloc(chunkHeaderBytes);
-    const { bytesRead } = await handle.read(header, 0, chunkHeaderBytes, 0);
-    const { size } = await handle.stat();
-    const parsed = parseChunkHeader(header.subarray(0, bytesRead));
+    const info = await repo.storage.stat(ref);
+    if (!info) return { code: 'REPO_MISSING', message: `chunk ${hex}: chunk file ${file} is missing` };
+    const size = info.sizeBytes;
+    const parsed = parseChunkHeader(await repo.storage.getRange(ref, 0, chunkHeaderBytes));
     if (size !== chunkHeaderBytes + parsed.payloadBytes) {
       return { code: 'REPO_CORRUPT', message: `chunk ${hex}: file is ${size} bytes, its header says ${chunkHeaderBytes + parsed.payloadBytes} (truncated or extended)` };
     }
@@ -154,9 +146,8 @@ async function checkChunkFile(repo: Repository, hex: string): Promise<{ code: st
     return undefined;
   } catch (error) {
     if (error instanceof ChunkDecodeError) return { code: 'REPO_CORRUPT', message: `chunk ${hex}: ${error.message}` };
+    if (error instanceof RepositoryError) return { code: error.code, message: `chunk ${hex}: ${error.message}` };
     throw error;
-  } finally {
-    await handle.close();
   }
 }
 

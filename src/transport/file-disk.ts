@@ -63,7 +63,8 @@ export class FileDisk implements Disk {
     if (writable && options.create) flags |= constants.O_CREAT;
     let handle: FileHandle;
     try {
-      handle = await open(path, flags, 0o644);
+      // 0600: a disk image holds the VM's data (mode applies only when the file is created).
+      handle = await open(path, flags, 0o600);
     } catch (error) {
       const cause = error as NodeJS.ErrnoException;
       throw new VcbtError('FILE_OPEN', `cannot open ${path}${writable ? ' for writing' : ''}: ${cause.message}`, { file: path, errno: cause.code }, { cause });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backup as backupJob } from '../../src/jobs/backup.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { indexPath } from '../../src/repository/disk-index.ts';
+import { indexPath } from '../repository/helpers.ts';
 import { connect } from '../../src/vsphere/vsphere.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
 import { randomGuestWrites as guestWrites } from '../lab/guest-writes.ts';

@@ -5,11 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { restore } from '../../src/jobs/restore.ts';
 import { resolvePointId } from '../../src/jobs/restore-points.ts';
-import { memorySource, mixedImage, newRepository, sha256, tempDir } from '../repository/helpers.ts';
+import { IndexReader } from '../../src/repository/disk-index.ts';
+import { chunkPath, memorySource, mixedImage, newRepository, sha256, tempDir } from '../repository/helpers.ts';
 
 const chunkBytes = 64 * 1024;
 const vm = { id: 'uuid-1', name: 'web01', moref: 'vm-10', instanceUuid: 'uuid-1', server: 'vc:443' };
@@ -57,6 +59,47 @@ test('--point latest: the newest point of the VM named by name, moref or uuid; u
     assert.equal(await resolvePointId(repo, ids[0]), ids[0]);
     await assert.rejects(resolvePointId(repo, 'latest', 'nope'), { code: 'REPO_POINT_NOT_FOUND' });
     await assert.rejects(resolvePointId(repo, 'latest'), { code: 'RESTORE_POINT_AMBIGUOUS' });
+  } finally {
+    await repo.close();
+  }
+});
+
+test('a failing restore removes the file it created; an existing target is reported as partially written; new files are 0600', async (t) => {
+  const dir = tempDir(t);
+  const repo = await newRepository(join(dir, 'repo'), { chunkBytes, passphrase: 'secret' });
+  try {
+    const image = randomBytes(6 * chunkBytes);
+    const writer = await repo.beginRestorePoint({ vm });
+    await writer.writeDisk({ deviceKey: 2000, label: 'Hard disk 1', capacityBytes: image.length, changeId: null, reader: memorySource(image) });
+    const pointId = await writer.commit();
+
+    const good = join(dir, 'good.raw');
+    await restore({ repository: repo, pointId, deviceKey: 2000, target: good });
+    assert.equal(statSync(good).mode & 0o777, 0o600, 'a restored disk (here from an encrypted repository) is owner-only');
+    assert.equal(sha256(await readFile(good)), sha256(image));
+
+    const disk = (await repo.readManifest(pointId)).disks[0];
+    const index = await IndexReader.open(repo.storage, disk.index, repo.keys);
+    const victim = Buffer.from(await index.entry(4)).toString('hex');
+    await index.close();
+    const file = chunkPath(repo.path, victim);
+    const damaged = await readFile(file);
+    damaged[damaged.length - 1] ^= 1;
+    await writeFile(file, damaged);
+
+    const fresh = join(dir, 'fresh.raw');
+    await assert.rejects(restore({ repository: repo, pointId, deviceKey: 2000, target: fresh }), { code: 'REPO_CORRUPT' });
+    assert.ok(!existsSync(fresh), 'no full-size file with partial content is left behind');
+
+    const existing = join(dir, 'existing.raw');
+    await writeFile(existing, Buffer.alloc(image.length, 0xee));
+    await assert.rejects(restore({ repository: repo, pointId, deviceKey: 2000, target: existing }), (error: Error & { code?: string; context?: Record<string, unknown> }) => {
+      assert.equal(error.code, 'RESTORE_TARGET_PARTIAL');
+      assert.match(error.message, /existing\.raw .*partially written: REPO_CORRUPT/);
+      assert.equal(error.context?.causeCode, 'REPO_CORRUPT');
+      return true;
+    });
+    assert.ok(existsSync(existing), 'an existing target is never removed');
   } finally {
     await repo.close();
   }

@@ -1,86 +1,36 @@
+// The generic worker pool on its own (no repository): requests queue beyond the pool size,
+// transferred buffers move and come back, a thrown error keeps its code and context, and a
+// worker that dies breaks the pool for every later request.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
 import { test } from 'node:test';
-import type { ChunkReply, ChunkRequest, DecodeReply, IngestReply } from '../../src/pipeline/ingest-protocol.ts';
 import { WorkerFailure, WorkerPool } from '../../src/pipeline/worker-pool.ts';
-import { chunkPath } from '../../src/repository/chunk-store.ts';
-import { makeDurable } from '../../src/repository/files.ts';
-import { Repository } from '../../src/repository/repository.ts';
-import { tempDir } from '../repository/helpers.ts';
 
-const chunkBytes = 64 * 1024;
+type Request = { buffer?: ArrayBuffer; fail?: boolean; exit?: boolean };
+const script = new URL('./echo-worker.ts', import.meta.url);
 
-async function pool(t: { after(fn: () => Promise<void>): void }, dir: string): Promise<WorkerPool<ChunkRequest, ChunkReply>> {
-  await Repository.init(dir, { chunkBytes });
-  const repo = await Repository.open(dir, { workers: 2 });
-  t.after(() => repo.close());
-  return repo.pool();
-}
-
-test('chunk workers hash, store, zero-detect and decode; buffers travel and come back', async (t) => {
-  const dir = tempDir(t);
-  const workers = await pool(t, dir);
-  const contents = [randomBytes(chunkBytes), Buffer.alloc(chunkBytes), Buffer.alloc(chunkBytes, 'a'), randomBytes(1000)];
-  // More requests than workers: the rest queue.
-  const sentBuffers = contents.map(() => new ArrayBuffer(chunkBytes));
-  const replies = await Promise.all(
-    contents.map((content, i) => {
-      new Uint8Array(sentBuffers[i]).set(content);
-      return workers.run({ kind: 'ingest', buffer: sentBuffers[i], lengthBytes: content.length, merge: null }, [sentBuffers[i]]) as Promise<IngestReply>;
-    }),
-  );
-  assert.deepEqual(sentBuffers.map((b) => b.byteLength), [0, 0, 0, 0], 'transferred, not copied');
-  for (const [i, reply] of replies.entries()) {
-    assert.equal(reply.buffer.byteLength, chunkBytes, 'the buffer came back');
-    assert.equal(reply.zero, i === 1);
-    if (i === 1) continue;
-    const hex = Buffer.from(reply.id).toString('hex');
-    assert.equal(hex, createHash('sha256').update(contents[i]).digest('hex'));
-    assert.ok(reply.tempPath && fs.statSync(reply.tempPath).size === reply.storedBytes);
-    assert.ok(!fs.existsSync(chunkPath(dir, hex)), 'the chunk name appears only once the caller made it durable');
-    await makeDurable(reply.tempPath, chunkPath(dir, hex));
+test('worker pool: queues beyond its size, buffers are transferred both ways, errors keep code and context', async () => {
+  const pool = new WorkerPool<Request, { buffer: ArrayBuffer }>(script, 2, null);
+  try {
+    const sent = Array.from({ length: 5 }, (_, i) => new Uint8Array([i, 1, 2]).buffer);
+    const replies = await Promise.all(sent.map((buffer) => pool.run({ buffer }, [buffer])));
+    assert.deepEqual(sent.map((b) => b.byteLength), [0, 0, 0, 0, 0], 'transferred, not copied');
+    assert.deepEqual(replies.map((r) => [...new Uint8Array(r.buffer)]), [0, 1, 2, 3, 4].map((i) => [i * 2, 2, 4]));
+    await assert.rejects(pool.run({ fail: true }), (error: unknown) => {
+      assert.ok(error instanceof WorkerFailure);
+      assert.deepEqual([error.code, error.message, error.context], ['TEST_CODE', 'asked to fail', { why: 'test' }]);
+      return true;
+    });
+  } finally {
+    await pool.close();
   }
-  assert.ok(replies[2].storedBytes < 100, `a run of "a" compresses (${replies[2].storedBytes} bytes)`);
-  assert.equal(replies[0].storedBytes, chunkBytes + 16, 'random data is stored raw');
-
-  const again = new ArrayBuffer(chunkBytes);
-  new Uint8Array(again).set(contents[0]);
-  const dedup = (await workers.run({ kind: 'ingest', buffer: again, lengthBytes: chunkBytes, merge: null }, [again])) as IngestReply;
-  assert.deepEqual([dedup.storedBytes, dedup.tempPath], [0, null], 'a stored chunk is not written again');
-
-  const decoded = (await workers.run({ kind: 'decode', buffer: new ArrayBuffer(chunkBytes), id: replies[3].id })) as DecodeReply;
-  assert.equal(decoded.lengthBytes, 1000);
-  assert.ok(Buffer.from(decoded.buffer, 0, 1000).equals(contents[3]));
-
-  await assert.rejects(workers.run({ kind: 'decode', buffer: new ArrayBuffer(chunkBytes), id: new Uint8Array(32).fill(7) }), (error: unknown) => {
-    assert.ok(error instanceof WorkerFailure);
-    assert.equal(error.code, 'REPO_MISSING');
-    return true;
-  });
 });
 
-test('an incremental merge takes the untouched bytes from the previous chunk', async (t) => {
-  const dir = tempDir(t);
-  const workers = await pool(t, dir);
-  const previous = randomBytes(chunkBytes);
-  const buffer = new ArrayBuffer(chunkBytes);
-  new Uint8Array(buffer).set(previous);
-  const first = (await workers.run({ kind: 'ingest', buffer, lengthBytes: chunkBytes, merge: null }, [buffer])) as IngestReply;
-  assert.ok(first.tempPath);
-  await makeDurable(first.tempPath, chunkPath(dir, Buffer.from(first.id).toString('hex')));
-  const fresh = randomBytes(300);
-  const next = new ArrayBuffer(chunkBytes);
-  new Uint8Array(next).set(fresh, 1000); // only the fresh range is filled; the rest is garbage (zeros here)
-  const merged = (await workers.run({ kind: 'ingest', buffer: next, lengthBytes: chunkBytes, merge: { previousId: first.id, freshRanges: [[1000, 300]] } }, [next])) as IngestReply;
-  const expected = Buffer.from(previous);
-  fresh.copy(expected, 1000);
-  assert.equal(Buffer.from(merged.id).toString('hex'), createHash('sha256').update(expected).digest('hex'));
-  const zeroBase = new ArrayBuffer(chunkBytes);
-  new Uint8Array(zeroBase).fill(0xff);
-  new Uint8Array(zeroBase).set(fresh, 0);
-  const fromZero = (await workers.run({ kind: 'ingest', buffer: zeroBase, lengthBytes: chunkBytes, merge: { previousId: new Uint8Array(32), freshRanges: [[0, 300]] } }, [zeroBase])) as IngestReply;
-  const expectedZero = Buffer.alloc(chunkBytes);
-  fresh.copy(expectedZero);
-  assert.equal(Buffer.from(fromZero.id).toString('hex'), createHash('sha256').update(expectedZero).digest('hex'));
+test('worker pool: a worker that exits fails its request and every later one', async () => {
+  const pool = new WorkerPool<Request, { buffer: ArrayBuffer }>(script, 1, null);
+  try {
+    await assert.rejects(pool.run({ exit: true }), /exited with code 3/);
+    await assert.rejects(pool.run({ buffer: new ArrayBuffer(1) }), /exited with code 3/);
+  } finally {
+    await pool.close();
+  }
 });

@@ -4,10 +4,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { runCli } from '../vsphere/cli-runner.ts';
-import { chunkPath } from '../../src/repository/chunk-store.ts';
 import { IndexReader } from '../../src/repository/disk-index.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { memorySource, tempDir, vm } from './helpers.ts';
+import { chunkPath, local, memorySource, tempDir, vm } from './helpers.ts';
 
 async function vcbt(args: string[], env: NodeJS.ProcessEnv = {}) {
   const { code, stdout, stderr } = await runCli(args, env);
@@ -43,7 +42,7 @@ test('vcbt init, verify and prune over a repository; verify exits 1 naming the a
   assert.equal(JSON.parse(pruned.out).gc.chunksDeleted, 4);
 
   const disk = (await repo.readManifest(ids[2])).disks[0];
-  const index = await IndexReader.open(dir, disk.index, undefined);
+  const index = await IndexReader.open(local(dir), disk.index, undefined);
   const victim = Buffer.from(await index.entry(1)).toString('hex');
   await index.close();
   fs.rmSync(chunkPath(dir, victim));

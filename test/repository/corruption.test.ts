@@ -2,12 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { test } from 'node:test';
-import { chunkPath } from '../../src/repository/chunk-store.ts';
-import { IndexReader, indexPath } from '../../src/repository/disk-index.ts';
-import { manifestPath } from '../../src/repository/manifest.ts';
+import { IndexReader } from '../../src/repository/disk-index.ts';
 import type { Repository } from '../../src/repository/repository.ts';
 import { verifyRepository, type Corruption } from '../../src/repository/verify.ts';
-import { memorySource, newRepository, restoreToBuffer, tempDir, vm } from './helpers.ts';
+import { chunkPath, indexPath, manifestPath, memorySource, newRepository, restoreToBuffer, tempDir, vm } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;
 
@@ -32,7 +30,7 @@ async function fixture(dir: string): Promise<{ repo: Repository; p1: string; p2:
 async function chunkOfSlot(repo: Repository, pointId: string, deviceKey: number, slot: number): Promise<string> {
   const disk = (await repo.readManifest(pointId)).disks.find((d) => d.deviceKey === deviceKey);
   assert.ok(disk);
-  const index = await IndexReader.open(repo.path, disk.index, repo.keys);
+  const index = await IndexReader.open(repo.storage, disk.index, repo.keys);
   try {
     return Buffer.from(await index.entry(slot)).toString('hex');
   } finally {

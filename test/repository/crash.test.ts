@@ -9,7 +9,7 @@ import { prune } from '../../src/repository/prune.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { verifyRepository } from '../../src/repository/verify.ts';
 import { crashChunkBytes, imageOf } from './fixtures/crash-history.ts';
-import { restoreToBuffer, sha256, tempDir } from './helpers.ts';
+import { local, restoreToBuffer, sha256, tempDir } from './helpers.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const node = path.join(root, 'node_modules/.bin/node');
@@ -58,7 +58,7 @@ test('SIGKILL at random moments never damages committed restore points; the next
     assert.equal(sha256(await restoreToBuffer(repo, p.id, 2000)), sha256(imageOf(generation)), `restore point ${p.id} (generation ${generation})`);
   }
   assert.deepEqual((await verifyRepository(repo, { readData: true })).corruptions, []);
-  assert.ok((await listLocks(dir)).every((l) => l.stale), 'only dead writers\' locks remain');
+  assert.ok((await listLocks(local(dir))).every((l) => l.stale), 'only dead writers\' locks remain');
 
   // The next backup succeeds, then GC collects what the killed writers left behind.
   const next = await runAndKill(dir, 'committed', 0);

@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { IndexReader, IndexWriter, indexPath, indexSegmentBytes } from '../../src/repository/disk-index.ts';
+import { IndexReader, IndexWriter, indexSegmentBytes } from '../../src/repository/disk-index.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { tempDir, testScrypt } from './helpers.ts';
+import { indexPath, local, tempDir, testScrypt } from './helpers.ts';
 
 const zeroId = Buffer.alloc(32);
 
@@ -24,13 +24,13 @@ for (const encrypted of [false, true]) {
     const repo = await Repository.open(dir, { passphrase: encrypted ? 'p' : undefined });
     for (const entryCount of counts) {
       const capacityBytes = entryCount * 4096 - 100;
-      const writer = await IndexWriter.create(dir, repo.keys, 4096, capacityBytes);
+      const writer = await IndexWriter.create(local(dir), repo.keys, 4096, capacityBytes);
       for (let slot = 0; slot < entryCount; slot++) await writer.append(idOf(slot));
       const ref = await writer.finish();
       const logical = 64 + 32 * entryCount + 32;
       const segments = Math.ceil(logical / indexSegmentBytes);
       assert.equal(fs.statSync(indexPath(dir, ref.sha256)).size, logical + (encrypted ? 28 * segments : 0), `${entryCount} entries`);
-      const reader = await IndexReader.open(dir, ref, repo.keys);
+      const reader = await IndexReader.open(local(dir), ref, repo.keys);
       assert.deepEqual(reader.header, { chunkBytes: 4096, capacityBytes, entryCount });
       for (const slot of [0, 1, entryCount - 1, Math.floor(entryCount / 2)].filter((s) => s < entryCount)) assert.ok((await reader.entry(slot)).equals(idOf(slot)), `slot ${slot} of ${entryCount}`);
       await assert.rejects(reader.entry(entryCount), { code: 'REPO_INVALID_ARGUMENT' });
@@ -47,17 +47,17 @@ for (const encrypted of [false, true]) {
 test('an index with a wrong entry count or a flipped trailer is refused', async (t) => {
   const dir = tempDir(t);
   await Repository.init(dir, { chunkBytes: 4096 });
-  const writer = await IndexWriter.create(dir, undefined, 4096, 10 * 4096);
+  const writer = await IndexWriter.create(local(dir), undefined, 4096, 10 * 4096);
   await assert.rejects(writer.finish(), { code: 'REPO_INVALID_ARGUMENT' });
   await writer.abort();
-  const good = await IndexWriter.create(dir, undefined, 4096, 3 * 4096);
+  const good = await IndexWriter.create(local(dir), undefined, 4096, 3 * 4096);
   for (let slot = 0; slot < 3; slot++) await good.append(idOf(slot + 1));
   const ref = await good.finish();
-  await assert.rejects(IndexReader.open(dir, { ...ref, entryCount: 4 }, undefined), { code: 'REPO_CORRUPT' });
+  await assert.rejects(IndexReader.open(local(dir), { ...ref, entryCount: 4 }, undefined), { code: 'REPO_CORRUPT' });
   const file = indexPath(dir, ref.sha256);
   const bytes = fs.readFileSync(file);
   bytes[bytes.length - 1] ^= 1;
   fs.writeFileSync(file, bytes);
-  await assert.rejects(IndexReader.open(dir, ref, undefined), { code: 'REPO_CORRUPT' });
-  await assert.rejects(IndexReader.open(dir, { sha256: 'ab'.repeat(32), entryCount: 3 }, undefined), { code: 'REPO_MISSING' });
+  await assert.rejects(IndexReader.open(local(dir), ref, undefined), { code: 'REPO_CORRUPT' });
+  await assert.rejects(IndexReader.open(local(dir), { sha256: 'ab'.repeat(32), entryCount: 3 }, undefined), { code: 'REPO_MISSING' });
 });

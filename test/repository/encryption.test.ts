@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { Repository } from '../../src/repository/repository.ts';
 import { verifyRepository } from '../../src/repository/verify.ts';
+import { runCli } from '../vsphere/cli-runner.ts';
 import { listFiles, memorySource, newRepository, restoreToBuffer, sha256, tempDir } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;
@@ -41,4 +42,54 @@ test('encrypted repository: round trip, wrong or missing passphrase, nothing rea
       assert.ok(!bytes.includes(h) && !bytes.includes(h.toString('hex')) && name !== h.toString('hex'), `unkeyed hash in ${file}`);
     }
   }
+});
+
+test('encryption cannot be switched off: "encryption": null in config.json of an encrypted repository is REPO_ENCRYPTION_MISMATCH for points, restore and backup, and nothing plaintext is written', async (t) => {
+  const base = tempDir(t);
+  const dir = path.join(base, 'repo');
+  const passphrase = 'keep me encrypted';
+  const repo = await newRepository(dir, { chunkBytes, passphrase });
+  const writer = await repo.beginRestorePoint({ vm: { id: 'vm-1', name: 'one' } });
+  await writer.writeDisk({ deviceKey: 2000, label: 'a', capacityBytes: 2 * chunkBytes, changeId: null, reader: memorySource(randomBytes(2 * chunkBytes)) });
+  const pointId = await writer.commit();
+  await repo.close();
+  assert.equal(listFiles(dir, 'keys').length, 1, 'init wrote a key file');
+
+  const configFile = path.join(dir, 'config.json');
+  const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+  fs.writeFileSync(configFile, JSON.stringify({ ...config, encryption: null }));
+  const census = () => ['chunks', 'indexes', 'points', 'tmp'].flatMap((sub) => listFiles(dir, sub).map((f) => `${f} ${sha256(fs.readFileSync(f))}`));
+  const before = census();
+
+  for (const env of [{ VCBT_PASSPHRASE: passphrase }, {}]) {
+    const points = await runCli(['points', '--repo', dir], env);
+    assert.equal(points.code, 1);
+    assert.match(points.stderr, /REPO_ENCRYPTION_MISMATCH: repository .* says it is not encrypted, but (it has key files|a passphrase was given)/);
+    assert.equal(points.stdout, '');
+    const restored = await runCli(['restore', '--repo', dir, '--point', pointId, '--disk', '2000', '--to', path.join(base, 'out.raw')], env);
+    assert.match(restored.stderr, /REPO_ENCRYPTION_MISMATCH/);
+    // backup opens the repository before it connects anywhere.
+    const backup = await runCli(['backup', '--repo', dir, '--vm', 'one', '--server', '127.0.0.1:9', '--user', 'u', '--thumbprint', 'AA:'.repeat(19) + 'AA'], { ...env, VCBT_PASSWORD: 'p' });
+    assert.equal(backup.code, 1);
+    assert.match(backup.stderr, /REPO_ENCRYPTION_MISMATCH/);
+    await assert.rejects(Repository.open(dir, env.VCBT_PASSPHRASE ? { passphrase } : {}), { code: 'REPO_ENCRYPTION_MISMATCH' });
+  }
+  assert.ok(!fs.existsSync(path.join(base, 'out.raw')));
+  assert.deepEqual(census(), before, 'nothing was written');
+
+  // A sealed key in config.json that is not the key file's is refused too.
+  fs.writeFileSync(configFile, JSON.stringify({ ...config, encryption: { ...config.encryption, sealedKeyBase64: randomBytes(92).toString('base64') } }));
+  await assert.rejects(Repository.open(dir, { passphrase }), { code: 'REPO_ENCRYPTION_MISMATCH' });
+  fs.writeFileSync(configFile, JSON.stringify(config));
+  const back = await Repository.open(dir, { passphrase });
+  await back.close();
+});
+
+test('a passphrase given for a plain repository is REPO_ENCRYPTION_MISMATCH, not silently ignored', async (t) => {
+  const dir = tempDir(t);
+  await Repository.init(dir, { chunkBytes });
+  const points = await runCli(['points', '--repo', dir], { VCBT_PASSPHRASE: 'I think it is encrypted' });
+  assert.equal(points.code, 1);
+  assert.match(points.stderr, /REPO_ENCRYPTION_MISMATCH: .*a passphrase was given for it/);
+  assert.equal((await runCli(['points', '--repo', dir])).code, 0);
 });

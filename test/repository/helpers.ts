@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import type { Extent } from '../../src/extents/extent.ts';
 import type { DiskSource, DiskTarget } from '../../src/repository/disk-source.ts';
 import { Repository, type InitOptions, type OpenOptions } from '../../src/repository/repository.ts';
+import { LocalStorage } from '../../src/repository/storage/local.ts';
 
 /** Cheap scrypt for tests (the real default is N = 2^17). */
 export const testScrypt = { N: 1024, r: 8, p: 1 };
@@ -96,3 +97,20 @@ export function listFiles(dir: string, sub: string): string[] {
 }
 
 export const vm = { id: 'vm-uuid-1', name: 'test-vm' };
+
+/** Files of a local repository, for tests that damage or plant them. */
+export function chunkPath(dir: string, idHex: string): string {
+  return new LocalStorage(dir).pathOf({ kind: 'chunk', name: idHex });
+}
+
+export function indexPath(dir: string, sha256: string): string {
+  return new LocalStorage(dir).pathOf({ kind: 'index', name: sha256 });
+}
+
+export function manifestPath(dir: string, pointId: string): string {
+  return new LocalStorage(dir).pathOf({ kind: 'point', name: pointId });
+}
+
+export function local(dir: string): LocalStorage {
+  return new LocalStorage(dir);
+}

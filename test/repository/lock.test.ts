@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { listLocks, RepositoryLock } from '../../src/repository/lock.ts';
 import { prune } from '../../src/repository/prune.ts';
-import { newRepository, tempDir, vm } from './helpers.ts';
+import { local, newRepository, tempDir, vm } from './helpers.ts';
 
 const policy = { keepLast: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 0 };
 
@@ -15,8 +15,11 @@ function deadPid(): number {
   return Number(child.stdout);
 }
 
-function plantLock(dir: string, name: string, record: Record<string, unknown>): string {
-  const file = path.join(dir, 'locks', `${name}.json`);
+// Lock names are 16 hex digits; these spell what each planted lock is.
+const lockNames = { dead: '00000000000000de', expired: '00000000000000e0', live: '0000000000000011' } as const;
+
+function plantLock(dir: string, name: keyof typeof lockNames, record: Record<string, unknown>): string {
+  const file = path.join(dir, 'locks', `${lockNames[name]}.json`);
   fs.writeFileSync(file, JSON.stringify(record));
   return file;
 }
@@ -53,9 +56,9 @@ test('stale locks (dead pid here, expired heartbeat elsewhere) do not block, are
   const expired = plantLock(dir, 'expired', { kind: 'shared', pid: 1, host: 'some-other-host', purpose: 'backup', createdAt: old, heartbeatAt: old });
   const live = plantLock(dir, 'live', { kind: 'shared', pid: 1, host: 'some-other-host', purpose: 'backup', createdAt: now, heartbeatAt: now });
 
-  const seen = await listLocks(dir);
-  const state = Object.fromEntries(seen.map((l) => [path.basename(l.file, '.json'), l.stale]));
-  assert.deepEqual(state, { dead: true, expired: true, live: false });
+  const seen = await listLocks(local(dir));
+  const state = Object.fromEntries(seen.map((l) => [l.name, l.stale]));
+  assert.deepEqual(state, { [lockNames.dead]: true, [lockNames.expired]: true, [lockNames.live]: false });
   assert.match(seen.find((l) => l.file === dead)?.reason ?? '', /no longer exists/);
   assert.match(seen.find((l) => l.file === expired)?.reason ?? '', /heartbeat is 3600 s old/);
 
@@ -84,7 +87,7 @@ test('a writer whose lock was removed as stale refuses to commit', async (t) => 
 test('heartbeats refresh a held lock', async (t) => {
   const dir = tempDir(t);
   await newRepository(dir).then((r) => r.close());
-  const lock = await RepositoryLock.acquire(dir, 'shared', 'test', { refreshIntervalMs: 20, staleAfterMs: 60_000 });
+  const lock = await RepositoryLock.acquire(local(dir), 'shared', 'test', { refreshIntervalMs: 20, staleAfterMs: 60_000 });
   const first = JSON.parse(fs.readFileSync(lock.file, 'utf8')).heartbeatAt as string;
   await new Promise((resolve) => setTimeout(resolve, 120));
   await lock.assertHeld();

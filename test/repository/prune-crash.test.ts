@@ -20,7 +20,7 @@ import { prune } from '../../src/repository/prune.ts';
 import type { RetentionPolicy } from '../../src/repository/retention.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { verifyRepository } from '../../src/repository/verify.ts';
-import { listFiles, memorySource, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
+import { listFiles, local, memorySource, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
 
 const policy: RetentionPolicy = { keepLast: 4, keepDaily: 0, keepWeekly: 0, keepMonthly: 0 };
 const chunkBytes = 4096;
@@ -186,7 +186,7 @@ function registerTest(): void {
       t.diagnostic(`kill ${k + 1} (${JSON.stringify(killAt)}): ${where}`);
 
       // The dead prune's exclusive lock is left behind, seen as stale, and blocks nobody.
-      const locks = await listLocks(dir);
+      const locks = await listLocks(local(dir));
       assert.ok(locks.every((l) => l.stale), `live lock after the kill: ${JSON.stringify(locks)}`);
       const own = locks.find((l) => l.record?.pid === killed.pid);
       if ('category' in killAt) assert.ok(own, `the killed prune (pid ${killed.pid}) left no lock`);
@@ -194,7 +194,7 @@ function registerTest(): void {
         assert.equal(own.record?.kind, 'exclusive');
         assert.match(own.reason, new RegExp(`process ${killed.pid} .* no longer exists`));
       }
-      const next = await RepositoryLock.acquire(dir, 'exclusive', 'test: the next prune');
+      const next = await RepositoryLock.acquire(local(dir), 'exclusive', 'test: the next prune');
       assert.deepEqual(next.staleLocks.map((l) => l.file).sort(), locks.map((l) => l.file).sort());
       await next.release();
 
@@ -217,11 +217,11 @@ function registerTest(): void {
     t.diagnostic(`kills landed before: ${JSON.stringify(Object.fromEntries(landed))}`);
 
     // A prune run to completion removes the dead prunes' locks and leaves exactly what the policy keeps.
-    const staleBefore = (await listLocks(dir)).map((l) => path.basename(l.file)).sort();
+    const staleBefore = (await listLocks(local(dir))).map((l) => l.name).sort();
     const report = await prune(repo, policy);
     assert.deepEqual(report.staleLocks.map((s) => s.split(' ')[0]).sort(), staleBefore);
     assert.equal(report.gc.skippedReason, null);
-    assert.deepEqual(await listLocks(dir), []);
+    assert.deepEqual(await listLocks(local(dir)), []);
     const kept = points.slice(-policy.keepLast).map((p) => p.id);
     assert.deepEqual(await repo.listPointIds(), kept);
     assert.deepEqual(report.keep.map((p) => p.id).sort(), kept);

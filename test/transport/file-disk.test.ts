@@ -66,6 +66,7 @@ test('a created file stays sparse where only zeroes were written; zeroes over da
   await disk.close();
   const info = await stat(file);
   assert.equal(info.size, sizeBytes);
+  assert.equal(info.mode & 0o777, 0o600, 'a created disk holds VM data: owner only, whatever the umask');
   assert.ok(info.blocks * 512 <= 2 * MiB, `allocated ${info.blocks * 512} bytes, expected about 1 MiB`);
   const expected = Buffer.alloc(sizeBytes);
   expected.fill(0xab, 0, MiB).fill(0, 4096, 12288);

@@ -12,6 +12,7 @@ import { backupCommand } from './backup.ts';
 import { pointsCommand } from './points.ts';
 import { restoreCommand } from './restore.ts';
 import { exportCommand } from './export.ts';
+import { unlockCommand } from './unlock.ts';
 
 export const commands: Command[] = [
   vmsCommand,
@@ -26,4 +27,5 @@ export const commands: Command[] = [
   exportCommand,
   verifyCommand,
   pruneCommand,
+  unlockCommand,
 ];

@@ -27,7 +27,8 @@ export const pointsCommand: Command = {
       options: { ...repositoryFlags, vm: { type: 'string' }, json: { type: 'boolean', default: false } },
     });
     const points = await withRepository(values, io, async (repository) => {
-      const summaries = (await repository.listRestorePoints()).filter((p) => values.vm === undefined || vmMatches(p.vm, values.vm));
+      const damaged = (id: string, error: { code: string; message: string }) => io.stderr.write(`vcbt points: restore point ${id} is damaged and not listed: ${error.code}: ${error.message} (run vcbt verify)\n`);
+      const summaries = (await repository.listRestorePoints(damaged)).filter((p) => values.vm === undefined || vmMatches(p.vm, values.vm));
       const detailed = [];
       for (const summary of summaries) {
         const manifest = await repository.readManifest(summary.id);

@@ -61,7 +61,7 @@ export const pruneCommand: Command = {
       for (const s of report.staleLocks) io.stdout.write(`stale lock ${s} ${report.dryRun ? '(would be removed)' : 'removed'}\n`);
       const gc = report.gc;
       if (gc.skippedReason) io.stdout.write(`garbage collection skipped: ${gc.skippedReason}\n`);
-      else io.stdout.write(`garbage: ${verb}delete ${gc.chunksDeleted} chunks (${gc.bytesDeleted} bytes), ${gc.indexesDeleted} indexes, ${gc.tempFilesDeleted} temp files; ${gc.chunksKept} chunks kept\n`);
+      else io.stdout.write(`garbage: ${verb}delete ${gc.chunksDeleted} chunks (${gc.bytesDeleted} bytes), ${gc.indexesDeleted} indexes, ${gc.tempFilesDeleted} temp files; ${gc.chunksKept} chunks kept${gc.tempFilesKept > 0 ? `, ${gc.tempFilesKept} recent temp files left (a live writer may own them)` : ''}\n`);
       return ExitCode.ok;
     });
   },

@@ -1,9 +1,12 @@
-// Messages between the repository and the chunk workers (see ingest-worker.ts).
+// Messages between the repository and the chunk workers (see chunk-work.ts, chunk-worker.ts).
 // Buffers travel as transferred ArrayBuffers and always come back in the reply.
 
-export interface IngestWorkerData {
-  repoPath: string;
+import type { StorageDescriptor } from './storage/storage.ts';
+
+export interface ChunkWorkerData {
+  storage: StorageDescriptor;
   compressionLevel: number;
+  chunkBytes: number;
   /** dataKey || idKey when the repository is encrypted. */
   keyMaterial: Uint8Array | null;
 }
@@ -25,14 +28,14 @@ export interface IngestReply {
   buffer: ArrayBuffer;
   zero: boolean;
   id: Uint8Array;
-  /** Bytes of the chunk file this request wrote; 0 when the chunk already existed or is zero. */
+  /** Bytes of the chunk blob this request staged; 0 when the chunk already existed or is zero. */
   storedBytes: number;
   /**
-   * The chunk file written, not yet fsynced, under tmp/ (null when nothing was written). The
-   * caller makes it durable and renames it into place (many fsyncs in flight at once let the
-   * file system group them: ~5x cheaper than one synchronous fsync per chunk).
+   * The staged chunk blob (storage.stage: locally a temp file, not yet fsynced), null when
+   * nothing was written. The caller publishes it (many fsyncs in flight at once let the file
+   * system group them: ~5x cheaper than one synchronous fsync per chunk).
    */
-  tempPath: string | null;
+  stagedToken: string | null;
 }
 
 /** Read and verify the chunk `id` into the first bytes of `buffer`. */
