@@ -2,8 +2,7 @@
 // (or VCBT_PASSPHRASE) for an encrypted one, and opening it for the command's duration.
 import { UsageError } from '../errors.ts';
 import { parsePositiveInteger } from './flags.ts';
-import { passphraseFrom } from '../repository/passphrase.ts';
-import { Repository } from '../repository/repository.ts';
+import { passphraseFrom, Repository } from '../jobs/repository-admin.ts';
 import type { CommandIo } from './command.ts';
 
 export const repositoryFlags = {

@@ -1,7 +1,6 @@
 // `vcbt init`: create a backup repository.
 import { UsageError } from '../../errors.ts';
-import { passphraseFrom } from '../../repository/passphrase.ts';
-import { defaultChunkBytes, defaultCompressionLevel, Repository } from '../../repository/repository.ts';
+import { defaultChunkBytes, defaultCompressionLevel, passphraseFrom, Repository } from '../../jobs/repository-admin.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';

@@ -1,6 +1,6 @@
 // `vcbt prune`: apply a retention policy and collect garbage.
 import { UsageError } from '../../errors.ts';
-import { prune } from '../../repository/prune.ts';
+import { prune } from '../../jobs/repository-admin.ts';
 import { parseFlags } from '../flags.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';

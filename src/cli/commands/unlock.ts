@@ -1,8 +1,7 @@
 // `vcbt unlock`: remove stale (or, with --force, one live-looking) repository locks.
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../errors.ts';
-import { openRepositoryStorage } from '../../repository/repository.ts';
-import { unlock } from '../../repository/unlock.ts';
+import { openRepositoryStorage, unlock } from '../../jobs/repository-admin.ts';
 import type { ObservedLock } from '../../repository/lock.ts';
 import { ExitCode, type Command } from '../command.ts';
 

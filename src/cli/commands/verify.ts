@@ -1,5 +1,5 @@
 // `vcbt verify`: check that restore points restore; exit 1 on any corruption.
-import { verifyRepository } from '../../repository/verify.ts';
+import { verifyRepository } from '../../jobs/repository-admin.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
