@@ -78,18 +78,18 @@ const cases: Case[] = [
   { name: 'apply --from missing', args: () => ['apply', '--areas', p('areas.csv'), '--from', p('missing.raw'), '--to', p('disk2.raw')], exitCode: 1, code: 'FILE_OPEN' },
   // --repo that is a file, a plain directory, a path that does not exist
   ...['points', 'verify'].flatMap((command): Case[] => [
-    { name: `${command} --repo a file`, args: () => [command, '--repo', p('areas.csv')], exitCode: 1, code: 'FILE_ACCESS' },
+    { name: `${command} --repo a file`, args: () => [command, '--repo', p('areas.csv')], exitCode: 1, code: 'REPO_NOT_FOUND' },
     { name: `${command} --repo a directory that is not a repository`, args: () => [command, '--repo', p('empty')], exitCode: 1, code: 'REPO_NOT_FOUND' },
     { name: `${command} --repo missing`, args: () => [command, '--repo', p('missing')], exitCode: 1, code: 'REPO_NOT_FOUND' },
-    { name: `${command} --repo unreadable`, args: () => [command, '--repo', p('locked-dir')], exitCode: 1, code: 'FILE_ACCESS' },
+    { name: `${command} --repo unreadable`, args: () => [command, '--repo', p('locked-dir')], exitCode: 1, code: 'REPO_IO' },
   ]),
-  { name: 'prune --repo a file', args: () => ['prune', '--repo', p('areas.csv'), '--keep-last', '1'], exitCode: 1, code: 'FILE_ACCESS' },
-  { name: 'restore --repo a file', args: () => ['restore', '--repo', p('areas.csv'), '--point', 'x', '--disk', '2000', '--to', p('out.raw')], exitCode: 1, code: 'FILE_ACCESS' },
+  { name: 'prune --repo a file', args: () => ['prune', '--repo', p('areas.csv'), '--keep-last', '1'], exitCode: 1, code: 'REPO_NOT_FOUND' },
+  { name: 'restore --repo a file', args: () => ['restore', '--repo', p('areas.csv'), '--point', 'x', '--disk', '2000', '--to', p('out.raw')], exitCode: 1, code: 'REPO_NOT_FOUND' },
   { name: 'export --repo a directory that is not a repository', args: () => ['export', '--repo', p('empty'), '--point', 'x', '--disk', '2000', '--socket', p('s.sock')], exitCode: 1, code: 'REPO_NOT_FOUND' },
-  { name: 'init --repo a file', args: () => ['init', '--repo', p('areas.csv')], exitCode: 1, code: 'FILE_ACCESS' },
-  { name: 'init --repo under a file', args: () => ['init', '--repo', join(p('areas.csv'), 'repo')], exitCode: 1, code: 'FILE_ACCESS' },
+  { name: 'init --repo a file', args: () => ['init', '--repo', p('areas.csv')], exitCode: 1, code: 'REPO_EXISTS' },
+  { name: 'init --repo under a file', args: () => ['init', '--repo', join(p('areas.csv'), 'repo')], exitCode: 1, code: 'REPO_EXISTS' },
   { name: 'init --repo an existing repository', args: () => ['init', '--repo', repo], exitCode: 1, code: 'REPO_EXISTS' },
-  { name: 'init --repo in an unwritable directory', args: () => ['init', '--repo', join(p('locked-dir'), 'repo')], exitCode: 1, code: 'FILE_ACCESS' },
+  { name: 'init --repo in an unwritable directory', args: () => ['init', '--repo', join(p('locked-dir'), 'repo')], exitCode: 1, code: 'REPO_IO' },
   { name: 'points --passphrase-file a directory', args: () => ['points', '--repo', repo, '--passphrase-file', dir], exitCode: 1, code: 'REPO_INVALID_ARGUMENT' },
   // repository content a command cannot find
   { name: 'restore an unknown point', args: () => ['restore', '--repo', repo, '--point', 'nope', '--disk', '2000', '--to', p('out.raw')], exitCode: 1, code: 'REPO_POINT_NOT_FOUND' },
@@ -101,10 +101,10 @@ const cases: Case[] = [
   { name: 'changes against no server', args: () => ['changes', '--vm', 'a', '--disk', '2000', '--all', ...deadServer], env: password, exitCode: 1, code: 'VSPHERE_UNREACHABLE' },
   { name: 'replicate against no server', args: () => ['replicate', '--vm', 'a', '--to', p('replica.raw'), ...deadServer], env: password, exitCode: 1, code: 'VSPHERE_UNREACHABLE' },
   { name: 'backup against no server', args: () => ['backup', '--vm', 'a', '--repo', repo, ...deadServer], env: password, exitCode: 1, code: 'VSPHERE_UNREACHABLE' },
-  { name: 'backup --repo a file', args: () => ['backup', '--vm', 'a', '--repo', p('areas.csv'), ...deadServer], env: password, exitCode: 1, code: 'FILE_ACCESS' },
+  { name: 'backup --repo a file', args: () => ['backup', '--vm', 'a', '--repo', p('areas.csv'), ...deadServer], env: password, exitCode: 1, code: 'REPO_NOT_FOUND' },
   { name: 'vms without a password', args: () => ['vms', ...deadServer], exitCode: 2, code: 'USAGE' },
   // --json: the error is a document on stdout as well
-  { name: 'points --json --repo a file', args: () => ['points', '--json', '--repo', p('areas.csv')], exitCode: 1, code: 'FILE_ACCESS' },
+  { name: 'points --json --repo a file', args: () => ['points', '--json', '--repo', p('areas.csv')], exitCode: 1, code: 'REPO_NOT_FOUND' },
 ];
 
 suite('no stack traces', { concurrency: 4 }, () => {

@@ -207,7 +207,9 @@ test('a resized disk gets a full; a refused ChangeId gets a full with the reason
 });
 
 test('errors: unknown point, unknown disk, target too small, wrong passphrase - each with its code', async () => {
-  const { pointId } = await ensureBaseline();
+  const base = await ensureBaseline();
+  const { pointId } = base;
+  const key = base.disks[0].deviceKey;
 
   const noPoint = await restore('20200101T000000Z-deadbeef', 2000, join(dir, 'x.raw'));
   assert.equal(noPoint.code, 1);
@@ -220,7 +222,7 @@ test('errors: unknown point, unknown disk, target too small, wrong passphrase - 
 
   const small = join(dir, 'small.raw');
   await writeFile(small, Buffer.alloc(1024 * 1024));
-  const tooSmall = await restore(pointId, 2000, small);
+  const tooSmall = await restore(pointId, key, small);
   assert.equal(tooSmall.code, 1);
   assert.match(tooSmall.stderr, /RESTORE_TARGET_SIZE: target .*small\.raw has 1048576 bytes, less than the disk's \d+/);
 

@@ -37,12 +37,12 @@ for (const fixture of fixtures) {
 
     const points = await runCli(['points', '--repo', repo, '--json'], fixture.env);
     assert.equal(points.code, 0, points.stderr);
-    const listed = JSON.parse(points.stdout) as Array<{ id: string; createdAt: string; vm: { name: string; id: string }; disks: Array<{ deviceKey: number; capacityBytes: number; kind: string; basedOn: string | null; changeId: string }> }>;
+    const listed = (JSON.parse(points.stdout) as { points: Array<{ id: string; createdAt: string; vm: { name: string; id: string }; disks: Array<{ deviceKey: number; capacityBytes: number; mode: string; basedOn: string | null; changeId: string }> }> }).points;
     assert.deepEqual(listed.map((p) => p.id), fixture.points);
     assert.deepEqual(listed.map((p) => p.createdAt), ['2026-01-01T10:00:00.000Z', '2026-01-02T10:00:00.000Z']);
     assert.deepEqual(listed.map((p) => [p.vm.id, p.vm.name]), [['fixture-vm-uuid', 'fixture-vm'], ['fixture-vm-uuid', 'fixture-vm']]);
     assert.deepEqual(
-      listed.map((p) => p.disks.map((d) => [d.deviceKey, d.capacityBytes, d.kind, d.basedOn, d.changeId])),
+      listed.map((p) => p.disks.map((d) => [d.deviceKey, d.capacityBytes, d.mode, d.basedOn, d.changeId])),
       [[[2000, 307_200, 'full', null, '52 aa/1']], [[2000, 307_200, 'incremental', fixture.points[0], '52 aa/2']]],
     );
 

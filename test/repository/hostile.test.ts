@@ -105,7 +105,7 @@ for (const what of ['fifo', 'dir'] as const) {
     plant(manifest, what);
     const points = await vcbt(['points', '--repo', f.dir, '--json']);
     assert.equal(points.code, 0);
-    assert.deepEqual(JSON.parse(points.stdout).map((p: { id: string }) => p.id), [f.p2]);
+    assert.deepEqual(JSON.parse(points.stdout).points.map((p: { id: string }) => p.id), [f.p2]);
     assert.match(points.stderr, new RegExp(`restore point ${f.p1} is damaged.*REPO_NOT_REGULAR_FILE.*${manifest}`));
     assert.match((await vcbt(['verify', '--repo', f.dir])).stdout, new RegExp(`CORRUPT manifest ${f.p1}: REPO_NOT_REGULAR_FILE`));
     assert.equal((await restoreTo(f.p2, 'p2-again.raw')).code, 0);
@@ -177,7 +177,7 @@ test('manifests of the wrong shape (null, disks: [null], wrong types, an index i
     damage();
     const points = await vcbt(['points', '--repo', f.dir, '--json']);
     assert.equal(points.code, 0, name);
-    assert.deepEqual(JSON.parse(points.stdout).map((p: { id: string }) => p.id), [f.p2], name);
+    assert.deepEqual(JSON.parse(points.stdout).points.map((p: { id: string }) => p.id), [f.p2], name);
     assert.match(points.stderr, new RegExp(`${f.p1} is damaged and not listed: REPO_CORRUPT`), name);
     const verify = await vcbt(['verify', '--repo', f.dir]);
     assert.equal(verify.code, 1, name);

@@ -184,6 +184,7 @@ test('tasks: ReconfigVM_Task sends VirtualMachineConfigSpec with xsi:type; a tas
 test('snapshots: create/remove requests, task result moref, consolidation when still needed, leftovers need name prefix AND marker', async () => {
   const { session, calls } = fakeSession((call) => {
     if (call.method.endsWith('_Task')) return reply(call.method, '<returnval type="Task">task-1</returnval>');
+    if (call.method === 'CurrentTime') return reply('CurrentTime', '<returnval>2026-01-01T00:00:00Z</returnval>');
     if (call.envelope.includes('<type>Task</type>')) {
       return reply('RetrievePropertiesEx', taskInfo('success', '<result type="VirtualMachineSnapshot" xsi:type="ManagedObjectReference">snapshot-20</result>'));
     }
@@ -201,7 +202,9 @@ test('snapshots: create/remove requests, task result moref, consolidation when s
   });
   const snapshot = await createSnapshot(session, vm, { name: 'vcbt-backup-1', quiesce: true });
   assert.deepEqual(snapshot, moRef('VirtualMachineSnapshot', 'snapshot-20'));
-  assert.match(bodyOf(calls[0]), /^<_this type="VirtualMachine">vm-57<\/_this><name>vcbt-backup-1<\/name><description>\[vcbt-owned\] backup snapshot[^<]*<\/description><memory>false<\/memory><quiesce>true<\/quiesce>$/);
+  // The server's time comes first: the owner record's lease is written in it.
+  assert.equal(calls[0].method, 'CurrentTime');
+  assert.match(bodyOf(calls[1]), /^<_this type="VirtualMachine">vm-57<\/_this><name>vcbt-backup-1<\/name><description>\[vcbt-owned\] owner=\{&quot;host&quot;:[^<]*&quot;lease&quot;:&quot;2026-01-01T00:10:00\.000Z&quot;\} backup snapshot[^<]*<\/description><memory>false<\/memory><quiesce>true<\/quiesce>$/);
   calls.length = 0;
   assert.deepEqual(await removeSnapshot(session, vm, snapshot), { consolidated: true });
   assert.deepEqual(calls.filter((c) => c.method.endsWith('_Task')).map((c) => bodyOf(c)), [
