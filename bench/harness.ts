@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Lab } from '../test/lab/lab.ts';
-import { seededRandom } from '../test/vsphere/cli-runner.ts';
+import { seededRandom } from '../test/helpers/seeded-random.ts';
 
 export const run = promisify(execFile);
 export const MiB = 1024 * 1024;

@@ -19,7 +19,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLab, type Lab } from '../test/lab/lab.ts';
-import { labConnection, runCli } from '../test/vsphere/cli-runner.ts';
+import { labConnection, runCli } from '../test/helpers/cli-runner.ts';
 import { allocatedBytes, fileSha256, MiB, run, sparseFile as sparseFileOf, timed, writeRandomRuns } from './harness.ts';
 
 const sizeMiB = Number(process.argv[2] ?? 1024);

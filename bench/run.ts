@@ -35,7 +35,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startLab } from '../test/lab/lab.ts';
-import { labConnection } from '../test/vsphere/cli-runner.ts';
+import { labConnection } from '../test/helpers/cli-runner.ts';
 import { allocatedBytes, apparentBytes, fileSha256, fillDisk, measure, median, MiB, rewriteBlocks, rotated, run, sparseFile, vcbtCommand, type MeasuredRun } from './harness.ts';
 
 const { values: options } = parseArgs({

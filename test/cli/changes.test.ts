@@ -8,7 +8,8 @@ import { startLab, type Lab } from '../lab/lab.ts';
 import { alignOutward, extent, type Extent } from '../../src/extents/extent.ts';
 import { formatCsv } from '../../src/extents/csv.ts';
 import { connect, createSnapshot, findVm, removeSnapshot } from '../../src/vsphere/vsphere.ts';
-import { labConnection, runCli, seededRandom } from '../vsphere/cli-runner.ts';
+import { labConnection, runCli } from '../helpers/cli-runner.ts';
+import { seededRandom } from '../helpers/seeded-random.ts';
 
 const VM = 'DC0_H0_VM0';
 let lab: Lab;

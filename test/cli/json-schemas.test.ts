@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateJsonSchemas, schemaDir } from '../../scripts/json-schemas.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
-import { labConnection, runCli, type CliResult } from '../vsphere/cli-runner.ts';
+import { labConnection, runCli, type CliResult } from '../helpers/cli-runner.ts';
 import { loadSchema, schemaProblems } from './json-schema-check.ts';
 
 const vm = 'DC0_H0_VM0';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runCli } from '../vsphere/cli-runner.ts';
+import { runCli } from '../helpers/cli-runner.ts';
 import { safeFileName } from '../../src/cli/commands/replicate.ts';
 import { parseFlags } from '../../src/cli/flags.ts';
 

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, writeFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCli } from '../vsphere/cli-runner.ts';
+import { runCli } from '../helpers/cli-runner.ts';
 import { startFakeServer } from '../nbd/fake-server.ts';
 import { hostileReplies } from '../nbd/hostile-replies.ts';
 

@@ -16,7 +16,7 @@ import { indexPath } from '../repository/helpers.ts';
 import { connect } from '../../src/vsphere/vsphere.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
 import { randomGuestWrites as guestWrites } from '../lab/guest-writes.ts';
-import { labConnection, runCli } from '../vsphere/cli-runner.ts';
+import { labConnection, runCli } from '../helpers/cli-runner.ts';
 
 const vm = 'DC0_H0_VM0';
 const testScrypt = { N: 1024, r: 8, p: 1 };

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { exportDisk } from '../../src/jobs/export.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
-import { labConnection, runCli } from '../vsphere/cli-runner.ts';
+import { labConnection, runCli } from '../helpers/cli-runner.ts';
 import { connectRaw, infoFlood, unreadReads, type RawClient } from '../nbd/hostile-clients.ts';
 
 const run = promisify(execFile);

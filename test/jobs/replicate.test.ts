@@ -12,7 +12,7 @@ import { startLab, type Lab } from '../lab/lab.ts';
 import { randomGuestWrites as guestWrites } from '../lab/guest-writes.ts';
 import { replicate as replicateJob } from '../../src/jobs/replicate.ts';
 import { connect } from '../../src/vsphere/vsphere.ts';
-import { labConnection, runCli } from '../vsphere/cli-runner.ts';
+import { labConnection, runCli } from '../helpers/cli-runner.ts';
 import { startNbdkit } from '../nbd/peers.ts';
 
 const vm = 'DC0_H0_VM0';

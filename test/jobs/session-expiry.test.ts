@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLab, type Lab } from '../lab/lab.ts';
 import { randomGuestWrites } from '../lab/guest-writes.ts';
-import { labConnection, runCli } from '../vsphere/cli-runner.ts';
+import { labConnection, runCli } from '../helpers/cli-runner.ts';
 
 const vm = 'DC0_H0_VM0';
 const MiB = 1024 * 1024;

@@ -14,7 +14,7 @@ import { backup as backupJob } from '../../src/jobs/backup.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { connect, createSnapshot, findVm, listSnapshots, parseSnapshotOwner, removeSnapshot, serverTime, type VsphereSession } from '../../src/vsphere/vsphere.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
-import { labConnection, runCli } from '../vsphere/cli-runner.ts';
+import { labConnection, runCli } from '../helpers/cli-runner.ts';
 
 const vm = 'DC0_H0_VM0';
 const bin = resolve(import.meta.dirname, '..', '..', 'bin', 'vcbt.ts');

@@ -2,7 +2,7 @@
 // is not a multiple of the CBT block), a write straddling a 64 KiB boundary, and `count`
 // writes of random length and place, from a seeded generator so a failing pattern replays.
 import { randomBytes } from 'node:crypto';
-import { seededRandom } from '../vsphere/cli-runner.ts';
+import { seededRandom } from '../helpers/seeded-random.ts';
 import type { Lab } from './lab.ts';
 
 export async function randomGuestWrites(lab: Lab, vm: string, seed: number, options: { count: number; maxWriteBytes: number }): Promise<void> {

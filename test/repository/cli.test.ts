@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { runCli } from '../vsphere/cli-runner.ts';
+import { runCli } from '../helpers/cli-runner.ts';
 import { IndexReader } from '../../src/repository/disk-index.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { chunkPath, local, memorySource, tempDir, vm } from './helpers.ts';

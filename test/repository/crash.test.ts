@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { seededRandom } from '../helpers/seeded-random.ts';
 import { fileURLToPath } from 'node:url';
 import { listLocks } from '../../src/repository/lock.ts';
 import { prune } from '../../src/repository/prune.ts';
@@ -43,8 +44,13 @@ test('SIGKILL at random moments never damages committed restore points; the next
   await Repository.init(dir, { chunkBytes: crashChunkBytes });
   const committed: string[] = [];
   const kills = 16;
+  // Seeded kill delays, logged, so that a failure replays: VCBT_CRASH_SEED=<seed> npm run test:unit.
+  const seed = Number(process.env.VCBT_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const random = seededRandom(seed);
+  const delays = Array.from({ length: kills }, () => Math.floor(random() * 400));
+  t.diagnostic(`kill delays (seed ${seed}): ${delays.join(', ')} ms`);
   for (let k = 0; k < kills; k++) {
-    committed.push(...(await runAndKill(dir, k % 2 ? 'committed' : 'ready', Math.floor(Math.random() * 400))));
+    committed.push(...(await runAndKill(dir, k % 2 ? 'committed' : 'ready', delays[k])));
   }
   const repo = await Repository.open(dir);
   t.after(() => repo.close());

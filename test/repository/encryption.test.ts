@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { Repository } from '../../src/repository/repository.ts';
 import { verifyRepository } from '../../src/repository/verify.ts';
-import { runCli } from '../vsphere/cli-runner.ts';
+import { runCli } from '../helpers/cli-runner.ts';
 import { listFiles, memorySource, newRepository, restoreToBuffer, sha256, tempDir } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;

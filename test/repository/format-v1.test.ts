@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { Repository } from '../../src/repository/repository.ts';
-import { runCli } from '../vsphere/cli-runner.ts';
+import { runCli } from '../helpers/cli-runner.ts';
 import { memorySource, restoreToBuffer, seededBytes, sha256, tempDir } from './helpers.ts';
 
 const archive = path.join(import.meta.dirname, 'fixtures', 'format-v1.tar.gz');

@@ -14,7 +14,7 @@ import * as zlib from 'node:zlib';
 import { IndexReader } from '../../src/repository/disk-index.ts';
 import { sha256Hex } from '../../src/repository/crypto.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { runCli } from '../vsphere/cli-runner.ts';
+import { runCli } from '../helpers/cli-runner.ts';
 import { chunkPath, indexPath, local, manifestPath, memorySource, sha256, tempDir } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;

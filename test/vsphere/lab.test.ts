@@ -21,7 +21,7 @@ import {
 } from '../../src/vsphere/vsphere.ts';
 import { postXml } from '../../src/vsphere/http.ts';
 import { buildEnvelope } from '../../src/vsphere/soap.ts';
-import { labConnection, runCli } from './cli-runner.ts';
+import { labConnection, runCli } from '../helpers/cli-runner.ts';
 import { login, soapCall } from '../lab/raw-https.ts';
 
 const VM = 'DC0_H0_VM0';

@@ -27,15 +27,3 @@ export function labConnection(lab: Lab): { flags: string[]; env: NodeJS.ProcessE
     env: { VCBT_PASSWORD: lab.info.password },
   };
 }
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failing pattern can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
