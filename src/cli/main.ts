@@ -98,11 +98,12 @@ export async function main(argv: string[], partialIo: Partial<CommandIo> = {}): 
     io.stdout.write(`vcbt ${version()}\n`);
     return ExitCode.ok;
   }
-  const command = commands.find((c) => c.name === name);
-  if (!command) {
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
     io.stderr.write(`vcbt: USAGE: unknown command "${name}"\n\n${helpText()}\n`);
     return ExitCode.usage;
   }
+  const command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout.write(`${command.usage}\n`);
     return ExitCode.ok;

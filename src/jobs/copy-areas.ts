@@ -26,8 +26,12 @@ export interface CopyStats {
   pieces: number;
 }
 
-// 256 KiB x 32 in flight (8 MiB of buffers): against nbdkit, 256 KiB pieces copied about twice
-// as fast as 1 MiB pieces and 4 times as fast as 4 MiB (bench/apply.ts and a piece-size sweep).
+// 256 KiB x 32 in flight (8 MiB of buffers). bench/nbd-copy.ts swept the replicate data path
+// against the lab's NBD endpoint (bench/README.md, "Copying over NBD"): 8 in flight was slower
+// in every repetition, 16 to 128 and 1 to 8 connections were within the noise of 32 (the best
+// median), 1 MiB pieces cost the same as 256 KiB, 64 KiB pieces 50-80 % more CPU on both
+// sides. Readers used to carry in-flight hints (NBD 16, file 8): capping the copy by them
+// would have meant 8, the slow end; they were removed.
 export const defaultPieceBytes = 256 * 1024;
 export const defaultMaxInFlight = 32;
 

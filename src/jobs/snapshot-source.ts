@@ -102,8 +102,6 @@ function withExtraClose(disk: DiskReader, extra: () => Promise<void>): DiskReade
   const allocation = disk.allocation?.bind(disk);
   return {
     sizeBytes: disk.sizeBytes,
-    preferredBlockBytes: disk.preferredBlockBytes,
-    maxInFlight: disk.maxInFlight,
     read: (offsetBytes, target, signal) => disk.read(offsetBytes, target, signal),
     ...(allocation ? { allocation } : {}),
     close: async () => {

@@ -17,10 +17,7 @@ export type { BlockStatusExtent } from './client-connection.ts';
 
 export interface NbdClientOptions extends ConnectOptions {
   /** Connections to open when the server allows multi-conn (default 4). */
-  connections?: number;
-  /** Requests per connection worth keeping in flight (default 4; callers use MiB-sized pieces). */
-  requestsPerConnection?: number;
-}
+  connections?: number;}
 
 /** Largest WRITE_ZEROES/TRIM/BLOCK_STATUS length we send in one request. */
 const MAX_EFFECT_BYTES = 1024 * 1024 * 1024;
@@ -31,8 +28,6 @@ export class NbdClient {
   readonly uri: string;
   readonly sizeBytes: number;
   readonly blockSizes: BlockSizes;
-  readonly preferredBlockBytes: number;
-  readonly maxInFlight: number;
   readonly readOnly: boolean;
   readonly canFlush: boolean;
   readonly canTrim: boolean;
@@ -44,15 +39,13 @@ export class NbdClient {
   readonly #maxChunkBytes: number;
   #zeroBuffer: Uint8Array | null = null;
 
-  private constructor(uri: string, connections: NbdConnection[], requestsPerConnection: number) {
+  private constructor(uri: string, connections: NbdConnection[]) {
     const first = connections[0].negotiated;
     const flags = first.transmissionFlags;
     this.uri = uri;
     this.#connections = connections;
     this.sizeBytes = first.sizeBytes;
     this.blockSizes = first.blockSizes;
-    this.preferredBlockBytes = first.blockSizes.preferredBytes;
-    this.maxInFlight = connections.length * requestsPerConnection;
     this.readOnly = (flags & TransmissionFlag.readOnly) !== 0;
     this.canFlush = (flags & TransmissionFlag.sendFlush) !== 0;
     this.canTrim = (flags & TransmissionFlag.sendTrim) !== 0;
@@ -77,7 +70,7 @@ export class NbdClient {
         throw failed.reason;
       }
     }
-    return new NbdClient(formatNbdUri(target), connections, Math.max(1, options.requestsPerConnection ?? 4));
+    return new NbdClient(formatNbdUri(target), connections);
   }
 
   get connectionCount(): number {

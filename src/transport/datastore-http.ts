@@ -50,7 +50,6 @@ export interface DatastoreDiskOptions {
   file: string;
   /** Capacity the vSphere API reports for this disk; the descriptor must agree. */
   capacityBytes: number;
-  maxInFlight?: number;
   /** Attempts per range: every cut or stalled response counts, with or without progress. */
   maxAttempts?: number;
   /** Longest wait for the next byte (headers or body) of a response; default 60 s. */
@@ -61,7 +60,6 @@ export interface DatastoreDiskOptions {
   label?: string;
 }
 
-const defaultMaxInFlight = 4;
 const defaultMaxAttempts = 6;
 const defaultIoTimeoutMs = 60_000;
 /** vCenter expires the datastore session cookie after 30 idle minutes; renew with margin (virt-v2v: 25). */
@@ -85,8 +83,6 @@ interface GetOutcome {
 
 export class DatastoreHttpDisk implements DiskReader {
   readonly sizeBytes: number;
-  readonly preferredBlockBytes = 1024 * 1024;
-  readonly maxInFlight: number;
   readonly #options: DatastoreDiskOptions;
   readonly #extents: Located[];
   readonly #name: string;
@@ -104,7 +100,6 @@ export class DatastoreHttpDisk implements DiskReader {
     this.#options = options;
     this.#extents = extents;
     this.sizeBytes = options.capacityBytes;
-    this.maxInFlight = options.maxInFlight ?? defaultMaxInFlight;
     this.#ioTimeoutMs = options.ioTimeoutMs ?? defaultIoTimeoutMs;
     this.#cookieRenewMs = options.cookieRenewMs ?? defaultCookieRenewMs;
     this.#name = options.label ? `${options.label} (${options.file})` : options.file;

@@ -12,7 +12,7 @@
 //
 // Contract for every implementation: read() fills the whole target or rejects (never a
 // short read); ranges outside [0, sizeBytes) reject with code DISK_RANGE; calls may overlap
-// (up to maxInFlight are worth having in flight); an aborted signal rejects with its reason
+// (how many is the copy's choice: copy-areas.ts); an aborted signal rejects with its reason
 // and leaves the caller's buffer untouched afterwards. Data passed to write() must not change
 // until its promise settles; after an aborted or failed write the range's contents are
 // undefined (write it again).
@@ -29,10 +29,6 @@ export interface AllocationExtent extends Extent {
 
 export interface DiskReader {
   readonly sizeBytes: number;
-  /** Requests aligned to and sized in multiples of this are efficient (alignment hint). */
-  readonly preferredBlockBytes: number;
-  /** How many reads are worth issuing at once. */
-  readonly maxInFlight: number;
   /** Fill `target` with the bytes at offsetBytes.. (target.length bytes), or reject. */
   read(offsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<void>;
   /**

@@ -32,8 +32,6 @@ export async function openReconnectingReader(open: (signal?: AbortSignal) => Pro
 
 class ReconnectingReader implements DiskReader {
   readonly sizeBytes: number;
-  readonly preferredBlockBytes: number;
-  readonly maxInFlight: number;
   readonly allocation?: (range: Extent, signal?: AbortSignal) => Promise<AllocationExtent[]>;
   #current: DiskReader;
   #reopening: Promise<DiskReader> | null = null;
@@ -48,8 +46,6 @@ class ReconnectingReader implements DiskReader {
     this.#current = first;
     this.#open = open;
     this.sizeBytes = first.sizeBytes;
-    this.preferredBlockBytes = first.preferredBlockBytes;
-    this.maxInFlight = first.maxInFlight;
     this.#attempts = options.attempts ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 200;
     this.#isTransient = options.isTransient ?? isTransportCut;

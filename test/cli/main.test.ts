@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { runCli } from '../helpers/cli-runner.ts';
 import { safeFileName } from '../../src/cli/commands/replicate.ts';
 import { parseFlags } from '../../src/cli/flags.ts';
+import { commands } from '../../src/cli/commands/index.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
 test('unknown command is a usage error naming the command', async () => {
   const result = await runCli(['frobnicate']);
@@ -45,4 +48,28 @@ test('a flag given twice is a usage error unless it repeats by design, which tak
   assert.match(changes.stderr, /--disk was given more than once/);
   const parsed = parseFlags({ args: ['--disk', '2000', '--vm', 'a', '--disk', '2001'], options: { disk: { type: 'string', multiple: true }, vm: { type: 'string' } } });
   assert.deepEqual({ ...parsed.values }, { disk: ['2000', '2001'], vm: 'a' });
+});
+
+test('the command registry loads, for each entry, the command of that name and summary', async () => {
+  assert.equal(new Set(commands.map((c) => c.name)).size, commands.length);
+  for (const entry of commands) {
+    const command = await entry.load();
+    assert.equal(command.name, entry.name);
+    assert.equal(command.summary, entry.summary);
+  }
+});
+
+test('help and --version load no command module', async () => {
+  // A child Node records every module it resolves, then runs the CLI's main.
+  const main = new URL('../../src/cli/main.ts', import.meta.url).href;
+  const script = `
+    import { registerHooks } from 'node:module';
+    const loaded = [];
+    registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); loaded.push(r.url); return r; } });
+    const { main } = await import(${JSON.stringify(main)});
+    const out = { write() { return true; } };
+    for (const args of [['help'], ['--version']]) await main(args, { stdout: out, stderr: out });
+    console.log(JSON.stringify(loaded.filter((url) => url.includes('/src/cli/commands/'))));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]);
+  assert.deepEqual(JSON.parse(stdout).map((url: string) => url.replace(/.*\/src\//, 'src/')), ['src/cli/commands/index.ts']);
 });

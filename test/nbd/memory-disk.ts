@@ -7,8 +7,6 @@ import type { AllocationExtent, Disk } from '../../src/transport/disk.ts';
 export class MemoryDisk implements Disk {
   readonly bytes: Buffer;
   readonly sizeBytes: number;
-  readonly preferredBlockBytes = 4096;
-  readonly maxInFlight = 16;
   allocated: Extent[];
   /** When set, reads overlapping this offset fail with this error. */
   failReadAt: { offsetBytes: number; error: Error } | null = null;
