@@ -7,9 +7,10 @@
 //   disk's device key inside restore points and jobs, sizes in `...Bytes`, times in `...Ms`
 //   or ISO 8601 strings (`createdAt`), a prose `reason` next to a stable `reasonCode`.
 import type { ErrorCode } from '../errors.ts';
-import type { Extent } from '../extents/extent.ts';
 import type { ApplyResult } from '../jobs/apply.ts';
 import type { BackupResult } from '../jobs/backup.ts';
+import type { ChangesResult } from '../jobs/changes.ts';
+import type { RunningExport } from '../jobs/export.ts';
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { PruneReport } from '../repository/prune.ts';
@@ -75,26 +76,11 @@ export interface CbtDocument extends DocumentHeader<'cbt'> {
   disks: Array<{ key: number; label: string; changeId: string | null }>;
 }
 
-export interface ChangesDocument extends DocumentHeader<'changes'> {
-  server: string;
-  vm: { name: string; moref: string };
-  disk: { key: number; label: string; capacityBytes: number };
-  /** The ChangeId the areas are relative to, or "*" for the allocated areas (--all). */
-  since: string;
-  /** Snapshot moref queried at, null for the live disk. */
-  snapshot: string | null;
-  /** Whether vcbt took the snapshot (--take-snapshot) and removed it again. */
-  snapshotRemoved: boolean;
-  /** Changed (or allocated) byte ranges, sorted, not overlapping. */
-  areas: Extent[];
-  changedBytes: number;
-  /** With --take-snapshot: every disk's ChangeId at the snapshot, to pass as --since next time. */
-  changeIds?: Array<{ key: number; label: string; changeId: string | null }>;
-}
+export type ChangesDocument = DocumentHeader<'changes'> & ChangesResult;
 
 export type ApplyDocument = DocumentHeader<'apply'> & ApplyResult;
 
-/** A per-disk reason as a stable code next to the prose (see src/jobs/copy-reason.ts). */
+/** Each disk carries its reason as a stable code next to the prose (src/jobs/copy-reason.ts). */
 export type BackupDocument = DocumentHeader<'backup'> & BackupResult;
 
 export type ReplicateDocument = DocumentHeader<'replicate'> & ReplicateResult;
@@ -102,15 +88,7 @@ export type ReplicateDocument = DocumentHeader<'replicate'> & ReplicateResult;
 export type RestoreDocument = DocumentHeader<'restore'> & RestoreResult;
 
 /** Printed once the export serves (one line, so a script can read it while vcbt runs). */
-export interface ExportDocument extends DocumentHeader<'export'> {
-  /** The NBD URI to give a client (nbd://host:port/name or nbd+unix:///name?socket=PATH). */
-  uri: string;
-  exportName: string;
-  pointId: string;
-  deviceKey: number;
-  label: string;
-  capacityBytes: number;
-}
+export type ExportDocument = DocumentHeader<'export'> & Omit<RunningExport, 'close'>;
 
 export interface InitDocument extends DocumentHeader<'init'> {
   repo: string;

@@ -41,12 +41,16 @@ export interface ChangesResult {
   server: string;
   vm: { name: string; moref: string };
   disk: { key: number; label: string; capacityBytes: number };
+  /** The ChangeId the areas are relative to, or "*" for the allocated areas (--all). */
   since: string;
+  /** Snapshot moref queried at, null for the live disk. */
   snapshot: string | null;
+  /** Whether vcbt took the snapshot (--take-snapshot) and removed it again. */
   snapshotRemoved: boolean;
+  /** Changed (or allocated) byte ranges, sorted, not overlapping. */
   areas: Extent[];
   changedBytes: number;
-  /** With takeSnapshot: every disk's ChangeId at the snapshot (the next `since`). */
+  /** With --take-snapshot: every disk's ChangeId at the snapshot, to pass as --since next time. */
   changeIds?: Array<{ key: number; label: string; changeId: string | null }>;
 }
 

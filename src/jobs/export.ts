@@ -28,6 +28,7 @@ export interface ExportOptions {
 }
 
 export interface RunningExport {
+  /** The NBD URI to give a client (nbd://host:port/name or nbd+unix:///name?socket=PATH). */
   uri: string;
   exportName: string;
   pointId: string;
