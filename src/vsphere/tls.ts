@@ -120,6 +120,8 @@ function isIp(host: string): boolean {
 /** A keep-alive https.Agent whose every socket passed `connectChecked`. */
 export class CheckedAgent extends https.Agent {
   readonly policy: TlsPolicy;
+  /** Sockets between connect and the policy check (not yet the agent's). */
+  readonly #handshakes = new Set<tls.TLSSocket>();
 
   constructor(policy: TlsPolicy, options: https.AgentOptions = {}) {
     super({ keepAlive: true, maxSockets: 16, ...options });
@@ -129,11 +131,23 @@ export class CheckedAgent extends https.Agent {
   override createConnection(options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
     const host = (options.host ?? options.hostname ?? 'localhost').replace(/^\[|\]$/g, '');
     const port = Number(options.port ?? 443);
-    connectChecked({ host, port }, this.policy, (error, socket) => {
+    const pending = connectChecked({ host, port }, this.policy, (error, socket) => {
+      this.#handshakes.delete(pending);
       // The agent's callback is typed (err, stream); on error no stream exists.
       if (error) callback?.(error, undefined as unknown as Duplex);
       else callback?.(null, socket as tls.TLSSocket);
     });
+    this.#handshakes.add(pending);
     return undefined;
+  }
+
+  /**
+   * Also ends handshakes still under way: a session given up on (Ctrl-C, a failed connect)
+   * must not stay alive for the handshake timeout of a server that never answers.
+   */
+  override destroy(): void {
+    super.destroy();
+    for (const socket of this.#handshakes) socket.destroy();
+    this.#handshakes.clear();
   }
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { makeTestCert } from '../vsphere/test-cert.ts';
@@ -190,3 +190,36 @@ for (const [signal, exitCode] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     }
   });
 }
+
+test('no stack traces: SIGINT while a server never finishes the TLS handshake ends vcbt at once, not at the handshake timeout', async () => {
+  // A TCP server that accepts and then says nothing: the TLS handshake never completes.
+  const sockets: Socket[] = [];
+  const mute = createNetServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolvePromise) => mute.listen(0, '127.0.0.1', resolvePromise));
+  const { port } = mute.address() as AddressInfo;
+  try {
+    const connected = new Promise<void>((resolvePromise) => mute.once('connection', () => resolvePromise()));
+    const child = spawn(process.execPath, [bin, 'vms', '--server', `https://127.0.0.1:${port}`, '--user', 'u', '--thumbprint', '00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33'], {
+      cwd: root,
+      env: { PATH: process.env.PATH, VCBT_PASSWORD: 'x', NODE_COMPILE_CACHE: join(tmpdir(), 'vcbt-test-compile-cache') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const closed = new Promise<number | null>((resolvePromise) => child.once('close', resolvePromise));
+    await connected;
+    child.kill('SIGINT');
+    // The handshake timeout is 30 s: a process still alive after 15 s waited for it (a hang, not a speed question).
+    const guard = new Promise<'still running'>((resolvePromise) => setTimeout(() => resolvePromise('still running'), 15_000).unref());
+    const outcome = await Promise.race([closed, guard]);
+    if (outcome === 'still running') child.kill('SIGKILL');
+    assert.equal(outcome, 130, stderr);
+    assert.match(stderr, /VSPHERE_CANCELLED/);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    mute.close();
+  }
+});
