@@ -16,7 +16,7 @@ import { openDatastoreDisk } from '../transport/datastore-http.ts';
 import { openDisk } from '../transport/open-disk.ts';
 import { openReconnectingReader } from '../transport/reconnecting-reader.ts';
 import { openFileDisk } from '../transport/file-disk.ts';
-import { parseDatastorePath, parseVmdkDescriptor } from '../transport/vmdk-descriptor.ts';
+import { parseDatastorePath, parseVmdkDescriptor } from '../vmdk/descriptor.ts';
 import { checkVddk, launchVddk } from '../vddk/launcher.ts';
 import type { MoRef, VsphereSession } from '../vsphere/vsphere.ts';
 import type { VirtualDiskInfo, VmIdentity } from '../vsphere/inventory.ts';

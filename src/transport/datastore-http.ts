@@ -25,7 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { VcbtError } from '../errors.ts';
 import type { DiskReader } from './disk.ts';
 import { checkDiskRange } from './range.ts';
-import { parseDatastorePath, parseVmdkDescriptor, type FlatExtent } from './vmdk-descriptor.ts';
+import { parseDatastorePath, parseVmdkDescriptor, type FlatExtent } from '../vmdk/descriptor.ts';
 
 /**
  * Codes: HTTP_STATUS (unexpected status or range), HTTP_STALLED (no data for ioTimeoutMs, too
