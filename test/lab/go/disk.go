@@ -57,7 +57,7 @@ type labDisk struct {
 	epoch       string
 	current     uint64
 	resizes     []resizeMark
-	nextDeltaNo   int
+	nextDeltaNo int
 	// deltaFormat is what the next snapshot's delta is written as (vmfsSparse or seSparse).
 	deltaFormat string
 	// chain[0] is the base disk, chain[i] (i>0) the state created by the i-th snapshot,
