@@ -1,18 +1,19 @@
 // Lint rules: typescript-eslint's recommended set plus the type-aware rules that catch
 // the async mistakes style.md forbids (floating promises, misused promises), and the layer
 // rules: which folder of src/ may import which (docs/architecture.md). Arrows point one way:
-//   cli -> jobs -> (vsphere, transport, vddk, repository) -> (extents, nbd, pipeline) -> errors.ts
+//   cli -> jobs -> (vsphere, transport, vddk, repository) -> (vmdk, extents, nbd, pipeline) -> errors.ts
 // The CLI reaches everything through src/jobs (values); it may name any type.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const folders = ['cli', 'jobs', 'vsphere', 'transport', 'vddk', 'repository', 'pipeline', 'nbd', 'extents'];
+const folders = ['cli', 'jobs', 'vsphere', 'transport', 'vmdk', 'vddk', 'repository', 'pipeline', 'nbd', 'extents'];
 /** Per folder of src/: the folders it may import from (besides itself and src/errors.ts). */
 const allowed = {
   cli: ['jobs'],
-  jobs: ['vsphere', 'transport', 'vddk', 'repository', 'pipeline', 'nbd', 'extents'],
+  jobs: ['vsphere', 'transport', 'vmdk', 'vddk', 'repository', 'pipeline', 'nbd', 'extents'],
   vsphere: ['extents'],
-  transport: ['nbd', 'extents'],
+  transport: ['vmdk', 'nbd', 'extents'],
+  vmdk: ['extents'],
   vddk: ['nbd'],
   repository: ['pipeline', 'extents'],
   pipeline: [],

@@ -1,7 +1,7 @@
 // Opening a VM disk as it was at a snapshot, through one of the transports:
 //
-// - http: datastore `/folder` range reads of the snapshot's flat extent (no VDDK needed);
-//   refuses delta chains (a VM that had snapshots before ours) with a pointer to nbd/vddk.
+// - http: datastore `/folder` range reads of the snapshot's flat extent or, when the VM had
+//   snapshots before ours, of its vmfsSparse/SEsparse delta chain (no VDDK needed).
 // - nbd:  an NBD server the operator runs that exposes the snapshot's disks; its URI comes
 //   from a template with placeholders {vm} (moref), {snapshot} (moref), {disk} (device key),
 //   {file} (datastore path, URI-encoded) and {datastore}.
@@ -16,7 +16,7 @@ import { openDatastoreDisk } from '../transport/datastore-http.ts';
 import { openDisk } from '../transport/open-disk.ts';
 import { openReconnectingReader } from '../transport/reconnecting-reader.ts';
 import { openFileDisk } from '../transport/file-disk.ts';
-import { parseDatastorePath, parseVmdkDescriptor } from '../transport/vmdk-descriptor.ts';
+import { parseDatastorePath, parseVmdkDescriptor } from '../vmdk/descriptor.ts';
 import { checkVddk, launchVddk } from '../vddk/launcher.ts';
 import type { MoRef, VsphereSession } from '../vsphere/vsphere.ts';
 import type { VirtualDiskInfo, VmIdentity } from '../vsphere/inventory.ts';

@@ -3,8 +3,10 @@
 // with `Range: bytes=a-b`), authenticated by the vSphere session cookie over the session's
 // TLS-checked keep-alive agent.
 //
-// The snapshot's disk descriptor is fetched first and must describe flat extents (see
-// vmdk-descriptor.ts); reads then go straight to the flat extent files.
+// The snapshot's disk descriptor is fetched first. A flat disk (no earlier snapshot) is read
+// straight from its flat extent files; a delta chain (vmfsSparse/SEsparse deltas of earlier
+// snapshots) through datastore-chain.ts, which reads only the metadata and grains it needs
+// with the same ranged GETs (DatastoreFiles).
 //
 // - Resume: a response that ends early - the connection is cut, or no byte arrives for
 //   `ioTimeoutMs` (a stall, before or after the headers) - is resumed at the exact next byte.
@@ -25,7 +27,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { VcbtError } from '../errors.ts';
 import type { DiskReader } from './disk.ts';
 import { checkDiskRange } from './range.ts';
-import { parseDatastorePath, parseVmdkDescriptor, type FlatExtent } from './vmdk-descriptor.ts';
+import { flatExtentTypes, parseDatastorePath, parseDescriptor, parseVmdkDescriptor, type FlatExtent } from '../vmdk/descriptor.ts';
+import { descriptorMaxBytes } from '../vmdk/chain.ts';
+import { openDatastoreChain, type DatastoreChainDisk } from './datastore-chain.ts';
 
 /**
  * Codes: HTTP_STATUS (unexpected status or range), HTTP_STALLED (no data for ioTimeoutMs, too
@@ -67,11 +71,15 @@ const defaultCookieRenewMs = 25 * 60_000;
 const retryDelayMs = 200;
 const transientCodes = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ETIMEDOUT', 'ERR_STREAM_PREMATURE_CLOSE', 'HTTP_CUT', 'HTTP_STALLED']);
 
-interface Located {
-  extent: FlatExtent;
+/** One file on the datastore. */
+export interface RemoteFile {
   url: URL;
   /** `[datastore] dir/file-flat.vmdk`, for messages. */
   file: string;
+}
+
+interface Located extends RemoteFile {
+  extent: FlatExtent;
   diskOffsetBytes: number;
 }
 
@@ -81,28 +89,28 @@ interface GetOutcome {
   early?: DatastoreHttpError;
 }
 
+/** Flat extents read straight from their files. */
 export class DatastoreHttpDisk implements DiskReader {
   readonly sizeBytes: number;
-  readonly #options: DatastoreDiskOptions;
+  readonly files: DatastoreFiles;
   readonly #extents: Located[];
   readonly #name: string;
-  readonly #ioTimeoutMs: number;
-  readonly #cookieRenewMs: number;
-  #cookieSeen: string | undefined;
-  #cookieSinceMs = 0;
-  #renewing: Promise<void> | undefined;
-  /** Requests re-issued after a response ended early with progress (for tests and the summary). */
-  resumedRequests = 0;
-  /** Cookie renewals done because the cookie reached cookieRenewMs (for tests). */
-  cookieRenewals = 0;
 
-  constructor(options: DatastoreDiskOptions, extents: Located[]) {
-    this.#options = options;
+  constructor(options: DatastoreDiskOptions, extents: Located[], files = new DatastoreFiles(options)) {
+    this.files = files;
     this.#extents = extents;
     this.sizeBytes = options.capacityBytes;
-    this.#ioTimeoutMs = options.ioTimeoutMs ?? defaultIoTimeoutMs;
-    this.#cookieRenewMs = options.cookieRenewMs ?? defaultCookieRenewMs;
-    this.#name = options.label ? `${options.label} (${options.file})` : options.file;
+    this.#name = files.name;
+  }
+
+  /** Requests re-issued after a response ended early with progress. */
+  get resumedRequests(): number {
+    return this.files.resumedRequests;
+  }
+
+  /** Cookie renewals done because the cookie reached cookieRenewMs. */
+  get cookieRenewals(): number {
+    return this.files.cookieRenewals;
   }
 
   async read(offsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -116,9 +124,75 @@ export class DatastoreHttpDisk implements DiskReader {
       if (at >= end || at < start) continue;
       const length = Math.min(end - at, target.length - done);
       const fileOffset = located.extent.fileOffsetBytes + (at - start);
-      await this.#readRange(located, fileOffset, target.subarray(done, done + length), signal);
+      await this.files.readRange(located, fileOffset, target.subarray(done, done + length), signal);
       done += length;
     }
+  }
+
+  async close(): Promise<void> {
+    // The agent belongs to the vSphere session; nothing of ours to release.
+  }
+}
+
+/**
+ * Ranged reads of any file of the datastore through one vSphere session: the resume, stall
+ * and cookie logic every http reader shares (flat extents and delta chains).
+ */
+export class DatastoreFiles {
+  readonly name: string;
+  readonly #options: DatastoreDiskOptions;
+  readonly #ioTimeoutMs: number;
+  readonly #cookieRenewMs: number;
+  #cookieSeen: string | undefined;
+  #cookieSinceMs = 0;
+  #renewing: Promise<void> | undefined;
+  readonly #name: string;
+  /** Requests re-issued after a response ended early with progress (for tests and the summary). */
+  resumedRequests = 0;
+  /** Cookie renewals done because the cookie reached cookieRenewMs (for tests). */
+  cookieRenewals = 0;
+
+  constructor(options: DatastoreDiskOptions) {
+    this.#options = options;
+    this.#ioTimeoutMs = options.ioTimeoutMs ?? defaultIoTimeoutMs;
+    this.#cookieRenewMs = options.cookieRenewMs ?? defaultCookieRenewMs;
+    this.name = options.label ? `${options.label} (${options.file})` : options.file;
+    this.#name = this.name;
+  }
+
+  /** The URL and message name of a file of the datastore, by its path inside it. */
+  remote(datastore: string, path: string): RemoteFile {
+    return { url: folderUrl(this.#options.access.origin, this.#options.datacenter, datastore, path), file: `[${datastore}] ${path}` };
+  }
+
+  /** A small file (a descriptor) whole, or its first maxBytes; with its total size when the server tells it. */
+  async getSmall(remote: RemoteFile, maxBytes: number, signal?: AbortSignal): Promise<SmallFile> {
+    const maxAttempts = this.#options.maxAttempts ?? defaultMaxAttempts;
+    let reply: SmallFile | undefined;
+    let reauthenticated = false;
+    for (let attempt = 1; !reply; attempt++) {
+      try {
+        reply = await getSmallFile(this.#options.access, remote.url, remote.file, maxBytes, this.#ioTimeoutMs, signal);
+      } catch (error) {
+        const code = (error as { code?: string }).code ?? '';
+        if (!transientCodes.has(code) || signal?.aborted) throw error;
+        if (attempt >= maxAttempts) {
+          if (error instanceof DatastoreHttpError) throw new DatastoreHttpError(error.code, `${error.message}, ${attempt} times in a row`, { ...error.context, attempts: attempt }, { cause: error });
+          throw new DatastoreHttpError('HTTP_RESUME_EXHAUSTED', `GET ${remote.file} failed ${attempt} times (last: ${(error as Error).message})`, { file: remote.file, offsetBytes: 0, attempts: attempt }, { cause: error });
+        }
+        await sleep(retryDelayMs * attempt, undefined, { signal });
+        continue;
+      }
+      if (reply.status === 401 && !reauthenticated) {
+        reauthenticated = true;
+        reply = undefined;
+        await this.#options.access.reauthenticate();
+      }
+    }
+    if (reply.status !== 200 && reply.status !== 206) {
+      throw new DatastoreHttpError('HTTP_STATUS', `GET ${remote.file} (datacenter ${this.#options.datacenter}) answered HTTP ${reply.status}`, { file: remote.file, status: reply.status });
+    }
+    return reply;
   }
 
   /** Renews the cookie once it has been in use for cookieRenewMs (concurrent reads share one renewal). */
@@ -146,7 +220,7 @@ export class DatastoreHttpDisk implements DiskReader {
   }
 
   /** GET one byte range into target, resuming after early ends at the first byte not yet received. */
-  async #readRange(located: Located, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+  async readRange(located: RemoteFile, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
     const maxAttempts = this.#options.maxAttempts ?? defaultMaxAttempts;
     let received = 0;
     let reauthenticated = false;
@@ -181,7 +255,7 @@ export class DatastoreHttpDisk implements DiskReader {
     }
   }
 
-  #givingUp(located: Located, offsetBytes: number, lastByte: number, attempts: number, last: Error): DatastoreHttpError {
+  #givingUp(located: RemoteFile, offsetBytes: number, lastByte: number, attempts: number, last: Error): DatastoreHttpError {
     const context = { file: located.file, url: located.url.pathname, offsetBytes, attempts };
     if ((last as { code?: string }).code === 'HTTP_STALLED') {
       return new DatastoreHttpError('HTTP_STALLED', `${this.#name}: reading ${located.file} at offset ${offsetBytes}: no data for ${this.#ioTimeoutMs} ms, ${attempts} times in a row; the server stalls`, { ...context, ioTimeoutMs: this.#ioTimeoutMs }, { cause: last });
@@ -195,7 +269,7 @@ export class DatastoreHttpDisk implements DiskReader {
    * rest. Rejects on anything that is not an early end (status, range, network error before
    * any byte, cancellation).
    */
-  #get(located: Located, cookie: string, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<GetOutcome> {
+  #get(located: RemoteFile, cookie: string, fileOffsetBytes: number, target: Uint8Array, signal?: AbortSignal): Promise<GetOutcome> {
     const { url, file } = located;
     const last = fileOffsetBytes + target.length - 1;
     return new Promise<GetOutcome>((resolve, reject) => {
@@ -269,10 +343,6 @@ export class DatastoreHttpDisk implements DiskReader {
       req.end();
     });
   }
-
-  async close(): Promise<void> {
-    // The agent belongs to the vSphere session; nothing of ours to release.
-  }
 }
 
 function folderUrl(origin: URL, datacenter: string, datastore: string, path: string): URL {
@@ -287,11 +357,24 @@ function folderUrl(origin: URL, datacenter: string, datastore: string, path: str
  * the Range header cannot make it buffer more) and failing with HTTP_STALLED when nothing
  * arrives for `ioTimeoutMs`.
  */
-function getSmallFile(access: DatastoreAccess, url: URL, file: string, maxBytes: number, ioTimeoutMs: number, signal?: AbortSignal): Promise<{ status: number; body: Buffer }> {
+export interface SmallFile {
+  status: number;
+  body: Buffer;
+  /** The file's size from Content-Range (206), or Content-Length of a whole 200 answer. */
+  totalBytes?: number;
+}
+
+function totalOf(res: IncomingMessage): number | undefined {
+  const range = /\/(\d+)\s*$/.exec(res.headers['content-range'] ?? '');
+  if (range) return Number(range[1]);
+  return res.statusCode === 200 && res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : undefined;
+}
+
+function getSmallFile(access: DatastoreAccess, url: URL, file: string, maxBytes: number, ioTimeoutMs: number, signal?: AbortSignal): Promise<SmallFile> {
   return new Promise((resolve, reject) => {
     let settled = false;
     let idleTimer: NodeJS.Timeout | undefined;
-    const settle = (error: Error | undefined, result?: { status: number; body: Buffer }) => {
+    const settle = (error: Error | undefined, result?: SmallFile) => {
       if (settled) return;
       settled = true;
       clearTimeout(idleTimer);
@@ -319,11 +402,11 @@ function getSmallFile(access: DatastoreAccess, url: URL, file: string, maxBytes:
         if (keep.length > 0) parts.push(keep);
         // More than a descriptor can be: the first maxBytes are enough to parse or refuse.
         if (bytes >= maxBytes) {
-          settle(undefined, { status: res.statusCode ?? 0, body: Buffer.concat(parts) });
+          settle(undefined, { status: res.statusCode ?? 0, body: Buffer.concat(parts), totalBytes: totalOf(res) });
           req.destroy();
         }
       });
-      res.on('end', () => settle(undefined, { status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+      res.on('end', () => settle(undefined, { status: res.statusCode ?? 0, body: Buffer.concat(parts), totalBytes: totalOf(res) }));
       res.on('error', (error) => settle(error));
     });
     touch();
@@ -331,48 +414,28 @@ function getSmallFile(access: DatastoreAccess, url: URL, file: string, maxBytes:
   });
 }
 
-const descriptorMaxBytes = 64 * 1024;
 
-/** Opens the disk named by a snapshot's backing file for range reads. */
-export async function openDatastoreDisk(options: DatastoreDiskOptions, signal?: AbortSignal): Promise<DatastoreHttpDisk> {
+/**
+ * Opens the disk named by a snapshot's backing file for range reads: straight from the flat
+ * extents of a disk without earlier snapshots, through the delta chain otherwise.
+ */
+export async function openDatastoreDisk(options: DatastoreDiskOptions, signal?: AbortSignal): Promise<DatastoreHttpDisk | DatastoreChainDisk> {
   const { datastore, path } = parseDatastorePath(options.file);
-  const descriptorUrl = folderUrl(options.access.origin, options.datacenter, datastore, path);
-  const maxAttempts = options.maxAttempts ?? defaultMaxAttempts;
-  const ioTimeoutMs = options.ioTimeoutMs ?? defaultIoTimeoutMs;
-  let reply: { status: number; body: Buffer } | undefined;
-  let reauthenticated = false;
-  for (let attempt = 1; !reply; attempt++) {
-    try {
-      reply = await getSmallFile(options.access, descriptorUrl, options.file, descriptorMaxBytes, ioTimeoutMs, signal);
-    } catch (error) {
-      const code = (error as { code?: string }).code ?? '';
-      if (!transientCodes.has(code) || signal?.aborted) throw error;
-      if (attempt >= maxAttempts) {
-        if (error instanceof DatastoreHttpError) throw new DatastoreHttpError(error.code, `${error.message}, ${attempt} times in a row`, { ...error.context, attempts: attempt }, { cause: error });
-        throw new DatastoreHttpError('HTTP_RESUME_EXHAUSTED', `GET descriptor ${options.file} failed ${attempt} times (last: ${(error as Error).message})`, { file: options.file, offsetBytes: 0, attempts: attempt }, { cause: error });
-      }
-      await sleep(retryDelayMs * attempt, undefined, { signal });
-      continue;
-    }
-    if (reply.status === 401 && !reauthenticated) {
-      reauthenticated = true;
-      reply = undefined;
-      await options.access.reauthenticate();
-    }
-  }
-  if (reply.status !== 200 && reply.status !== 206) {
-    throw new DatastoreHttpError('HTTP_STATUS', `GET descriptor ${options.file} (datacenter ${options.datacenter}) answered HTTP ${reply.status}`, { file: options.file, status: reply.status });
-  }
-  const descriptor = parseVmdkDescriptor(reply.body.toString('latin1'), options.file);
+  const files = new DatastoreFiles(options);
+  const reply = await files.getSmall(files.remote(datastore, path), descriptorMaxBytes, signal);
+  const descriptor = parseDescriptor(reply.body.toString('latin1'), options.file);
   if (descriptor.capacityBytes !== options.capacityBytes) {
     throw new DatastoreHttpError('HTTP_SIZE', `${options.file}: descriptor extents total ${descriptor.capacityBytes} bytes but vSphere reports a capacity of ${options.capacityBytes}`, { file: options.file });
   }
+  const flat = descriptor.parentFileNameHint === undefined && descriptor.extents.every((e) => flatExtentTypes.has(e.type));
+  if (!flat) return openDatastoreChain(files, options, signal);
+  const { extents } = parseVmdkDescriptor(reply.body.toString('latin1'), options.file);
   const directory = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '';
   let diskOffsetBytes = 0;
-  const located = descriptor.extents.map((extent) => {
-    const entry = { extent, url: folderUrl(options.access.origin, options.datacenter, datastore, directory + extent.file), file: `[${datastore}] ${directory}${extent.file}`, diskOffsetBytes };
+  const located = extents.map((extent) => {
+    const entry = { extent, ...files.remote(datastore, directory + extent.file), diskOffsetBytes };
     diskOffsetBytes += extent.sizeBytes;
     return entry;
   });
-  return new DatastoreHttpDisk(options, located);
+  return new DatastoreHttpDisk(options, located, files);
 }

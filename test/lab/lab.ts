@@ -10,7 +10,7 @@
 // process that started it dies (it watches its stdin, which only this process holds).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -112,6 +112,12 @@ export interface Lab {
   stateDir: string;
   write(vm: string, diskKey: number, offsetBytes: number, data: Uint8Array): Promise<void>;
   resize(vm: string, diskKey: number, capacityBytes: number): Promise<void>;
+  /** A guest UNMAP/TRIM: the range reads as zeros (an seSparse delta marks whole grains unmapped). */
+  unmap(vm: string, diskKey: number, offsetBytes: number, lengthBytes: number): Promise<void>;
+  /** The delta format the VM's next snapshots get (default vmfsSparse; seSparse as on VMFS6). */
+  deltaFormat(vm: string, format: 'vmfsSparse' | 'seSparse'): Promise<void>;
+  /** The local directory of a datastore path's folder (`[LocalDS_0] VM/disk1.vmdk` -> .../VM). */
+  localPath(datastorePath: string): Promise<string>;
   sha256(vm: string, diskKey: number, snapshot?: string): Promise<{ sha256: string; capacityBytes: number }>;
   content(vm: string, diskKey: number, snapshot?: string): Promise<Buffer>;
   snapshots(vm: string): Promise<LabSnapshot[]>;
@@ -263,6 +269,23 @@ class RunningLab implements Lab {
 
   async write(vm: string, diskKey: number, offsetBytes: number, data: Uint8Array): Promise<void> {
     await this.#json('POST', this.#disk(vm, diskKey, 'write', { offset: offsetBytes }), data);
+  }
+
+  async unmap(vm: string, diskKey: number, offsetBytes: number, lengthBytes: number): Promise<void> {
+    await this.#json('POST', this.#disk(vm, diskKey, 'unmap', { offset: offsetBytes, length: lengthBytes }));
+  }
+
+  async deltaFormat(vm: string, format: 'vmfsSparse' | 'seSparse'): Promise<void> {
+    await this.#json('POST', `/vms/${encodeURIComponent(vm)}/delta-format?format=${format}`);
+  }
+
+  async localPath(datastorePath: string): Promise<string> {
+    const match = /^\[([^\]]+)\]\s*(.+)$/.exec(datastorePath);
+    if (!match) throw new LabError(`"${datastorePath}" is not a datastore path`);
+    const root = join(this.stateDir, 'datastores');
+    const dir = (await readdir(root)).find((d) => d.endsWith(`-${match[1]}`) || d.includes(`-${match[1]}-`));
+    if (!dir) throw new LabError(`datastore ${match[1]} not found under ${root}`);
+    return join(root, dir, match[2]);
   }
 
   async resize(vm: string, diskKey: number, capacityBytes: number): Promise<void> {

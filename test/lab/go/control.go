@@ -116,6 +116,16 @@ func (l *lab) route(w http.ResponseWriter, r *http.Request) (interface{}, error)
 		if len(parts) == 3 && parts[2] == "snapshots" && r.Method == http.MethodGet {
 			return l.listSnapshots(lv), nil
 		}
+		if len(parts) == 3 && parts[2] == "delta-format" && r.Method == http.MethodPost {
+			format := r.URL.Query().Get("format")
+			if format != deltaVmfsSparse && format != deltaSeSparse {
+				return nil, errorf(http.StatusBadRequest, "format=%q: use vmfsSparse or seSparse", format)
+			}
+			for _, d := range lv.disks {
+				d.deltaFormat = format
+			}
+			return map[string]string{"deltaFormat": format}, nil
+		}
 		if len(parts) == 5 && parts[2] == "disks" {
 			key, err := strconv.ParseInt(parts[3], 10, 32)
 			if err != nil {
@@ -160,6 +170,19 @@ func (l *lab) diskRoute(w http.ResponseWriter, r *http.Request, lv *labVm, d *la
 			return nil, errorf(http.StatusBadRequest, "VM %s disk %d: %v", lv.name, d.key, err)
 		}
 		return map[string]int64{"offset": offset, "length": int64(len(data))}, nil
+	case action == "unmap" && r.Method == http.MethodPost:
+		offset, err := queryInt(r, "offset")
+		if err != nil {
+			return nil, err
+		}
+		length, err := queryInt(r, "length")
+		if err != nil {
+			return nil, err
+		}
+		if err := d.unmap(offset, length); err != nil {
+			return nil, errorf(http.StatusBadRequest, "VM %s disk %d: %v", lv.name, d.key, err)
+		}
+		return map[string]int64{"offset": offset, "length": length}, nil
 	case action == "resize" && r.Method == http.MethodPost:
 		capacity, err := queryInt(r, "capacityBytes")
 		if err != nil {
@@ -176,7 +199,7 @@ func (l *lab) diskRoute(w http.ResponseWriter, r *http.Request, lv *labVm, d *la
 		if err != nil {
 			return nil, err
 		}
-		sum, err := sha256File(d.extentPath(s))
+		sum, err := sha256File(d.rawPath(s))
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +209,7 @@ func (l *lab) diskRoute(w http.ResponseWriter, r *http.Request, lv *labVm, d *la
 		if err != nil {
 			return nil, err
 		}
-		f, err := os.Open(d.extentPath(s))
+		f, err := os.Open(d.rawPath(s))
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +225,7 @@ func (l *lab) diskRoute(w http.ResponseWriter, r *http.Request, lv *labVm, d *la
 			return nil, err
 		}
 		// A snapshot's export serves its link, which consolidation renames cannot move.
-		file := d.extentPath(s)
+		file := d.rawPath(s)
 		if snap := r.URL.Query().Get("snapshot"); snap != "" {
 			file = lv.linkPath(snap, d.key)
 		}

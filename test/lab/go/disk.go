@@ -34,6 +34,8 @@ type diskState struct {
 	// changeId is the ChangeId frozen on a snapshot's backing ("" when CBT was inactive);
 	// unused for the live state, whose ChangeId is computed.
 	changeId string
+	// delta is the VMware delta extent of a state above the base (nil for the base).
+	delta *deltaFile
 }
 
 // resizeMark remembers a growth, for the KB 2090639 defect (see cbt.go).
@@ -56,6 +58,8 @@ type labDisk struct {
 	current     uint64
 	resizes     []resizeMark
 	nextDeltaNo int
+	// deltaFormat is what the next snapshot's delta is written as (vmfsSparse or seSparse).
+	deltaFormat string
 	// chain[0] is the base disk, chain[i] (i>0) the state created by the i-th snapshot,
 	// chain[len-1] the live state. Snapshot i (0-based, oldest first) froze chain[i].
 	chain []*diskState
@@ -75,13 +79,27 @@ func (d *labDisk) extentName(s *diskState) string {
 	if d.isBase(s) {
 		return s.name + "-flat.vmdk"
 	}
+	if s.delta != nil && s.delta.format == deltaSeSparse {
+		return s.name + "-sesparse.vmdk"
+	}
 	return s.name + "-delta.vmdk"
 }
 
-// extentPath is the local file holding the state's bytes.
+// extentPath is the local file of the state's extent: the flat base, or its delta.
 func (d *labDisk) extentPath(s *diskState) string {
 	return filepath.Join(d.localDir(), d.extentName(s))
 }
+
+// rawPath is the lab's full raw image of the state (the truth behind sha256, content and
+// NBD exports): the flat file for the base, a private sparse copy for a delta state.
+func (d *labDisk) rawPath(s *diskState) string {
+	if d.isBase(s) {
+		return d.extentPath(s)
+	}
+	return filepath.Join(d.localDir(), s.name+".lab-raw")
+}
+
+func isEOF(err error) bool { return err == io.EOF }
 
 func (d *labDisk) descriptorPath(s *diskState) string {
 	return filepath.Join(d.localDir(), s.name+".vmdk")
@@ -102,8 +120,8 @@ func (d *labDisk) indexOf(s *diskState) int {
 }
 
 // writeDescriptor writes the VMware text descriptor of a state. The base is a monolithic
-// flat VMFS disk; a delta names its parent, as vmfsSparse descriptors do, but its extent
-// holds the lab's full raw copy rather than COWD grains (documented in docs/lab.md).
+// flat VMFS disk; a delta names its parent and its vmfsSparse or seSparse extent. CIDs
+// follow the chain: each delta's parentCID is its parent's CID.
 func (d *labDisk) writeDescriptor(s *diskState) error {
 	sectors := s.capacityBytes / 512
 	var b strings.Builder
@@ -115,8 +133,12 @@ func (d *labDisk) writeDescriptor(s *diskState) error {
 		fmt.Fprintf(&b, "RW %d VMFS \"%s\"\n", sectors, d.extentName(s))
 	} else {
 		parent := d.chain[i-1]
-		fmt.Fprintf(&b, "parentCID=%08x\ncreateType=\"vmfsSparse\"\nparentFileNameHint=\"%s.vmdk\"\n\n# Extent description\n", 0xfffffffe-uint32(i-1), parent.name)
-		fmt.Fprintf(&b, "RW %d VMFSSPARSE \"%s\"\n", sectors, d.extentName(s))
+		createType, extentType := deltaVmfsSparse, "VMFSSPARSE"
+		if s.delta != nil && s.delta.format == deltaSeSparse {
+			createType, extentType = deltaSeSparse, "SESPARSE"
+		}
+		fmt.Fprintf(&b, "parentCID=%08x\ncreateType=\"%s\"\nparentFileNameHint=\"%s.vmdk\"\n\n# Extent description\n", 0xfffffffe-uint32(i-1), createType, parent.name)
+		fmt.Fprintf(&b, "RW %d %s \"%s\"\n", sectors, extentType, d.extentName(s))
 	}
 	b.WriteString("\n# The Disk Data Base\n#DDB\n\nddb.adapterType = \"pvscsi\"\nddb.virtualHWVersion = \"13\"\n")
 	if d.epoch != "" {
@@ -161,6 +183,7 @@ func newLabDisk(vmDir string, disk *types.VirtualDisk) (*labDisk, error) {
 		baseName:      strings.TrimSuffix(path.Base(rel), ".vmdk"),
 		capacityBytes: capacity,
 		nextDeltaNo:   1,
+		deltaFormat:   deltaVmfsSparse,
 	}
 	base := &diskState{name: d.baseName, capacityBytes: capacity, unitSeq: make([]uint64, d.units(capacity)), allocated: make([]bool, d.units(capacity))}
 	d.chain = []*diskState{base}
@@ -188,7 +211,7 @@ func (d *labDisk) write(offsetBytes int64, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	f, err := os.OpenFile(d.extentPath(s), os.O_WRONLY, 0)
+	f, err := os.OpenFile(d.rawPath(s), os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -199,15 +222,55 @@ func (d *labDisk) write(offsetBytes int64, data []byte) error {
 	if err != nil {
 		return err
 	}
+	if s.delta != nil {
+		if err := s.delta.update(d.rawPath(s), offsetBytes, int64(len(data)), 0); err != nil {
+			return err
+		}
+	}
+	d.track(s, offsetBytes, int64(len(data)))
+	return nil
+}
+
+// unmap is a guest's UNMAP/TRIM of [offsetBytes, +lengthBytes): the range reads as zeros;
+// an seSparse delta marks the whole grains it covers unmapped, other deltas store zeros.
+func (d *labDisk) unmap(offsetBytes, lengthBytes int64) error {
+	s := d.live()
+	if offsetBytes < 0 || lengthBytes < 0 || offsetBytes+lengthBytes > s.capacityBytes {
+		return fmt.Errorf("unmap [%d, %d) is outside the disk (capacity %d bytes)", offsetBytes, offsetBytes+lengthBytes, s.capacityBytes)
+	}
+	if lengthBytes == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(d.rawPath(s), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(make([]byte, lengthBytes), offsetBytes)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if s.delta != nil {
+		if err := s.delta.update(d.rawPath(s), offsetBytes, lengthBytes, seUnmapped); err != nil {
+			return err
+		}
+	}
+	d.track(s, offsetBytes, lengthBytes)
+	return nil
+}
+
+// track records a change of [offsetBytes, +lengthBytes) for CBT and allocation.
+func (d *labDisk) track(s *diskState, offsetBytes, lengthBytes int64) {
 	first := offsetBytes / trackUnitBytes
-	last := (offsetBytes + int64(len(data)) - 1) / trackUnitBytes
+	last := (offsetBytes + lengthBytes - 1) / trackUnitBytes
 	for u := first; u <= last; u++ {
 		s.allocated[u] = true
 		if d.epoch != "" {
 			s.unitSeq[u] = d.current
 		}
 	}
-	return nil
 }
 
 // freeze is the disk part of creating a snapshot: the live state stays where it is, now
@@ -229,9 +292,15 @@ func (d *labDisk) freeze() (*diskState, error) {
 	}
 	d.nextDeltaNo++
 	d.chain = append(d.chain, next)
-	if err := copySparse(d.extentPath(frozen), d.extentPath(next), frozen.allocated, frozen.capacityBytes); err != nil {
+	if err := copySparse(d.rawPath(frozen), d.rawPath(next), frozen.allocated, frozen.capacityBytes); err != nil {
 		return nil, err
 	}
+	next.delta = &deltaFile{format: d.deltaFormat}
+	delta, err := newDeltaFile(d.extentPath(next), d.deltaFormat, next.capacityBytes)
+	if err != nil {
+		return nil, err
+	}
+	next.delta = delta
 	return frozen, d.writeAllDescriptors()
 }
 
@@ -240,14 +309,23 @@ func (d *labDisk) freeze() (*diskState, error) {
 // the frozen state's file names, and the frozen state's files are deleted.
 func (d *labDisk) consolidate(i int) error {
 	parent, child := d.chain[i], d.chain[i+1]
-	parentExtent, childExtent, childDescriptor := d.extentPath(parent), d.extentPath(child), d.descriptorPath(child)
-	if err := os.Remove(parentExtent); err != nil {
+	parentRaw, childRaw, childDescriptor := d.rawPath(parent), d.rawPath(child), d.descriptorPath(child)
+	if err := os.Remove(parentRaw); err != nil {
 		return err
 	}
-	if err := os.Rename(childExtent, parentExtent); err != nil {
+	if err := os.Rename(childRaw, parentRaw); err != nil {
 		return err
 	}
+	// The child's grains go into the parent's extent: the flat base already is the renamed
+	// raw image; a parent delta takes them over (the child's data, read from that image).
+	if parent.delta != nil {
+		if err := parent.delta.mergeFrom(child.delta, parentRaw); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(d.extentPath(child))
 	_ = os.Remove(childDescriptor)
+	child.delta = parent.delta
 	child.name = parent.name
 	d.chain = append(d.chain[:i], d.chain[i+1:]...)
 	return d.writeAllDescriptors()

@@ -256,7 +256,7 @@ func (lv *labVm) linkSnapshot(ref types.ManagedObjectReference, i int) error {
 	for _, d := range lv.disks {
 		link := lv.linkPath(ref.Value, d.key)
 		_ = os.Remove(link)
-		if err := os.Link(d.extentPath(d.chain[i]), link); err != nil {
+		if err := os.Link(d.rawPath(d.chain[i]), link); err != nil {
 			return fmt.Errorf("link snapshot %s disk %d for NBD: %w", ref.Value, d.key, err)
 		}
 	}

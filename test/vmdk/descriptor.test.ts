@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDatastorePath, parseVmdkDescriptor, VmdkError } from '../../src/transport/vmdk-descriptor.ts';
+import { parseDatastorePath, parseVmdkDescriptor, VmdkError } from '../../src/vmdk/descriptor.ts';
 
 const flat = `# Disk DescriptorFile
 version=1
