@@ -109,7 +109,7 @@ export function postXml(url: URL, body: string, options: PostOptions): Promise<H
     request.on('error', (error) => fail(error));
     // Node reports an abort only once the request has a socket; a server that never finishes
     // the handshake would hold the caller until the handshake timeout. Fail at once instead.
-    const onAbort = () => fail(Object.assign(new Error('the request was aborted'), { name: 'AbortError', code: 'ABORT_ERR', cause: options.signal.reason }));
+    const onAbort = () => fail(Object.assign(new Error('the request was aborted', { cause: options.signal.reason }), { name: 'AbortError' }));
     if (options.signal.aborted) onAbort();
     else options.signal.addEventListener('abort', onAbort, { once: true });
     request.once('close', () => options.signal.removeEventListener('abort', onAbort));
