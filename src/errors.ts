@@ -114,6 +114,11 @@ export const errorCodes = [
   'RESTORE_TARGET_SIZE',
   'RESTORE_TARGET_PARTIAL',
   'EXPORT_LISTEN',
+  // service: configuration, job runs, catalog (src/service)
+  'CONFIG_INVALID',
+  'CONFIG_UNREADABLE',
+  'SECRET_UNREADABLE',
+  'JOB_NOT_FOUND',
 ] as const;
 
 /**

@@ -13,6 +13,7 @@ import type { BackupResult } from '../jobs/backup.ts';
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { PruneReport } from '../repository/prune.ts';
+import type { ConfigCheckResult } from '../service/check.ts';
 import type { VerifyReport } from '../repository/verify.ts';
 import type { VmInfo } from '../vsphere/vsphere.ts';
 
@@ -150,6 +151,9 @@ export type PruneDocument = DocumentHeader<'prune'> & PruneReport;
 
 export type VerifyDocument = DocumentHeader<'verify'> & VerifyReport;
 
+/** `vcbt config check FILE --json`: valid or not, every problem with its position, warnings. */
+export type ConfigCheckDocument = DocumentHeader<'config-check'> & ConfigCheckResult;
+
 /** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
 export interface JsonDocuments {
   error: ErrorDocument;
@@ -165,6 +169,7 @@ export interface JsonDocuments {
   points: PointsDocument;
   prune: PruneDocument;
   verify: VerifyDocument;
+  'config-check': ConfigCheckDocument;
 }
 
 export type JsonDocument = JsonDocuments[keyof JsonDocuments];

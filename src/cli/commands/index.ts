@@ -13,6 +13,7 @@ import { pointsCommand } from './points.ts';
 import { restoreCommand } from './restore.ts';
 import { exportCommand } from './export.ts';
 import { unlockCommand } from './unlock.ts';
+import { configCommand } from './config.ts';
 
 export const commands: Command[] = [
   vmsCommand,
@@ -28,4 +29,5 @@ export const commands: Command[] = [
   verifyCommand,
   pruneCommand,
   unlockCommand,
+  configCommand,
 ];
