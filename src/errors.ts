@@ -119,6 +119,7 @@ export const errorCodes = [
   'CONFIG_UNREADABLE',
   'SECRET_UNREADABLE',
   'JOB_NOT_FOUND',
+  'JOB_NO_VMS',
 ] as const;
 
 /**

@@ -14,6 +14,7 @@ import { restoreCommand } from './restore.ts';
 import { exportCommand } from './export.ts';
 import { unlockCommand } from './unlock.ts';
 import { configCommand } from './config.ts';
+import { jobCommand } from './job.ts';
 
 export const commands: Command[] = [
   vmsCommand,
@@ -30,4 +31,5 @@ export const commands: Command[] = [
   pruneCommand,
   unlockCommand,
   configCommand,
+  jobCommand,
 ];
