@@ -122,6 +122,12 @@ export const errorCodes = [
   'RESTORE_TARGET_SIZE',
   'RESTORE_TARGET_PARTIAL',
   'EXPORT_LISTEN',
+  // service: configuration, job runs, catalog (src/service)
+  'CONFIG_INVALID',
+  'CONFIG_UNREADABLE',
+  'SECRET_UNREADABLE',
+  'JOB_NOT_FOUND',
+  'JOB_NO_VMS',
 ] as const;
 
 /**

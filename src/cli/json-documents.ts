@@ -14,6 +14,8 @@ import type { RunningExport } from '../jobs/export.ts';
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { PruneReport } from '../repository/prune.ts';
+import type { ConfigCheckResult } from '../service/check.ts';
+import type { JobRunResult } from '../service/run.ts';
 import type { VerifyReport } from '../repository/verify.ts';
 import type { VmInfo } from '../vsphere/vsphere.ts';
 
@@ -128,6 +130,33 @@ export type PruneDocument = DocumentHeader<'prune'> & PruneReport;
 
 export type VerifyDocument = DocumentHeader<'verify'> & VerifyReport;
 
+/** `vcbt config check FILE --json`: valid or not, every problem with its position, warnings. */
+export type ConfigCheckDocument = DocumentHeader<'config-check'> & ConfigCheckResult;
+
+/** `vcbt job list --config FILE --json`. */
+export interface JobListDocument extends DocumentHeader<'job-list'> {
+  file: string;
+  jobs: Array<{
+    name: string;
+    type: 'backup' | 'replicate';
+    server: string;
+    /** `repository NAME` or `replica TEMPLATE`. */
+    target: string;
+    /** The cron expression, null without a schedule. */
+    schedule: string | null;
+    timezone: string | null;
+    /** ISO 8601 time of the next scheduled run, null without one. */
+    nextRun: string | null;
+    /** With --vms: the VMs the job selects now; otherwise null. */
+    selected: Array<{ name: string; moref: string; host: string | null; excludedDiskKeys: number[] }> | null;
+    /** With --vms: VMs an include rule matched that the job leaves out, and why. */
+    excluded: Array<{ name: string; moref: string; reason: string }> | null;
+  }>;
+}
+
+/** `vcbt job run NAME --config FILE --json`: per VM and overall success / warning / failed. */
+export type JobRunDocument = DocumentHeader<'job-run'> & JobRunResult;
+
 /** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
 export interface JsonDocuments {
   error: ErrorDocument;
@@ -143,6 +172,9 @@ export interface JsonDocuments {
   points: PointsDocument;
   prune: PruneDocument;
   verify: VerifyDocument;
+  'config-check': ConfigCheckDocument;
+  'job-list': JobListDocument;
+  'job-run': JobRunDocument;
 }
 
 export type JsonDocument = JsonDocuments[keyof JsonDocuments];

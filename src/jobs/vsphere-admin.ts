@@ -1,9 +1,10 @@
 // The vSphere work the commands (and the service to come) ask for outside snapshot jobs:
-// opening a session, naming a VM, listing VMs, switching CBT. The CLI reaches vSphere only
+// opening a session, naming a VM, listing VMs (with their placement, for the service's VM
+// selection), switching CBT. The CLI reaches vSphere only
 // through src/jobs (eslint.config.js enforces it); this file is that door for these tasks.
-import { connect, disableCbt, enableCbt, findVm, listVms, parseVmSelector, resetCbt, type ConnectOptions, type VmInfo, type VmSelector, type VsphereSession } from '../vsphere/vsphere.ts';
+import { connect, disableCbt, enableCbt, findVm, listVmPlacements, listVms, parseVmSelector, resetCbt, type ConnectOptions, type VmInfo, type VmSelector, type VsphereSession } from '../vsphere/vsphere.ts';
 
-export { listVms, parseVmSelector };
+export { listVmPlacements, listVms, parseVmSelector };
 
 /** Logs in to a vCenter/ESXi (TLS verified or pinned; see src/vsphere/session.ts). */
 export function openVsphereSession(options: ConnectOptions): Promise<VsphereSession> {

@@ -20,7 +20,8 @@ export interface PruneReport {
   gc: GcReport;
 }
 
-export async function prune(repo: Repository, policy: RetentionPolicy, options: { dryRun?: boolean } = {}): Promise<PruneReport> {
+/** `vmIds`: apply the policy to these VMs' restore points only (a job's retention); default every VM. */
+export async function prune(repo: Repository, policy: RetentionPolicy, options: { dryRun?: boolean; vmIds?: ReadonlySet<string> } = {}): Promise<PruneReport> {
   validatePolicy(policy);
   const dryRun = options.dryRun ?? false;
   const lock = await repo.lock(dryRun ? 'shared' : 'exclusive', dryRun ? 'prune dry run' : 'prune');
@@ -30,7 +31,7 @@ export async function prune(repo: Repository, policy: RetentionPolicy, options: 
     for (const id of await repo.listPointIds()) {
       try {
         const manifest = await repo.readManifest(id);
-        candidates.push({ id, createdAt: manifest.createdAt, vmId: manifest.vm.id });
+        if (!options.vmIds || options.vmIds.has(manifest.vm.id)) candidates.push({ id, createdAt: manifest.createdAt, vmId: manifest.vm.id });
       } catch (error) {
         if (error instanceof RepositoryError && error.code !== 'REPO_POINT_NOT_FOUND') damaged.push(id);
         else throw error;

@@ -46,7 +46,7 @@ export interface VmInfo extends VmIdentity {
 
 export type VmSelector = { moref: string } | { name: string } | { path: string } | { instanceUuid: string };
 
-const vmProperties = ['name', 'config.instanceUuid', 'runtime.powerState', 'config.changeTrackingEnabled', 'config.hardware.device', 'runtime.consolidationNeeded'];
+export const vmProperties = ['name', 'config.instanceUuid', 'runtime.powerState', 'config.changeTrackingEnabled', 'config.hardware.device', 'runtime.consolidationNeeded'];
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -131,7 +131,7 @@ export async function listVms(session: VsphereSession): Promise<VmInfo[]> {
   });
 }
 
-function decodeVm(vm: MoRef, props: Map<string, XmlElement>): VmInfo {
+export function decodeVm(vm: MoRef, props: Map<string, XmlElement>): VmInfo {
   const devices = props.get('config.hardware.device');
   const cbt = props.get('config.changeTrackingEnabled');
   const consolidation = props.get('runtime.consolidationNeeded');

@@ -63,3 +63,4 @@ export {
 } from './snapshots.ts';
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';
 export { queryChangedAreas, changeIdEpoch, ALLOCATED_AREAS, type ChangedAreasQuery } from './changed-areas.ts';
+export { listVmPlacements, type VmPlacement } from './placement.ts';

@@ -1,0 +1,121 @@
+// `vcbt job list|run`: the jobs of a service configuration (docs/service.md). `list` shows
+// each job's schedule and next run (and with --vms the VMs it selects now); `run` runs one
+// job over its VMs and exits 0 (success), 3 (warning: some VMs failed or needed retries) or
+// 1 (failed: no VM protected).
+import { UsageError } from '../../errors.ts';
+import { jobByName, loadConfig } from '../../service/config.ts';
+import { nextRun } from '../../service/schedule.ts';
+import { openJobSession, resolveSelection, runJob, type JobEvent } from '../../service/run.ts';
+import { ExitCode, type Command, type CommandIo } from '../command.ts';
+import { parseFlags } from '../flags.ts';
+import { writeJsonDocument } from '../json-output.ts';
+import { documentHeader, type JobListDocument } from '../json-documents.ts';
+
+const usage = `usage: vcbt job list --config FILE [--vms] [--json]
+       vcbt job run NAME --config FILE [--vm NAME ...] [--json]
+
+  list    the jobs: type, server, target, schedule and next run; --vms also logs in to each
+          job's server and lists the VMs it selects now (and those it excludes, and why)
+  run     runs job NAME once over the VMs it selects (--vm: only these of them; names or
+          patterns), within its limits, with its retries and retention; per VM and overall
+          success / warning / failed. Exit codes: 0 success, 3 warning, 1 failed.
+
+  --config FILE   the service configuration (docs/service.md; check it with vcbt config check)
+  --json          machine-readable document on stdout (docs/json.md)`;
+
+const resultExit = { success: ExitCode.ok, warning: ExitCode.partial, failed: ExitCode.failure } as const;
+
+function eventLine(event: JobEvent): string | undefined {
+  const at = new Date().toISOString();
+  if (event.type === 'log') return `${at} ${event.vm ? `[${event.vm}] ` : ''}${event.line}`;
+  if (event.type === 'vm-start') return `${at} [${event.vm}] start (attempt ${event.attempt}, host ${event.host ?? '?'})`;
+  return undefined;
+}
+
+async function list(values: { config?: string; vms: boolean; json: boolean }, io: CommandIo): Promise<ExitCode> {
+  const config = await loadConfig(values.config as string);
+  const now = new Date();
+  const document: JobListDocument = { ...documentHeader('job-list'), file: config.file, jobs: [] };
+  for (const job of config.jobs.values()) {
+    const next = job.schedule ? nextRun(job.schedule, now) : null;
+    const entry: JobListDocument['jobs'][number] = {
+      name: job.name,
+      type: job.type,
+      server: job.server,
+      target: job.type === 'backup' ? `repository ${job.repository}` : `replica ${job.replica?.target}`,
+      schedule: job.schedule?.cron ?? null,
+      timezone: job.schedule?.timezone ?? null,
+      nextRun: next?.toISOString() ?? null,
+      selected: null,
+      excluded: null,
+    };
+    if (values.vms) {
+      const session = await openJobSession(config, job, io.env, io.signal);
+      try {
+        const selection = await resolveSelection(session, job);
+        entry.selected = selection.selected.map((s) => ({ name: s.placement.vm.name, moref: s.placement.vm.moref.value, host: s.placement.host ?? null, excludedDiskKeys: s.excludedDiskKeys }));
+        entry.excluded = selection.excluded;
+      } finally {
+        await session.logout().catch(() => undefined);
+      }
+    }
+    document.jobs.push(entry);
+  }
+  if (values.json) {
+    writeJsonDocument(io, document);
+    return ExitCode.ok;
+  }
+  for (const j of document.jobs) {
+    const when = j.schedule ? `"${j.schedule}"${j.timezone ? ` ${j.timezone}` : ''}, next ${j.nextRun ?? 'never'}` : 'no schedule';
+    io.stdout.write(`${j.name}  ${j.type} from ${j.server} to ${j.target}; ${when}\n`);
+    for (const vm of j.selected ?? []) io.stdout.write(`  selects  ${vm.name} (${vm.moref}, host ${vm.host ?? '?'})${vm.excludedDiskKeys.length ? `, without disks ${vm.excludedDiskKeys.join(', ')}` : ''}\n`);
+    for (const vm of j.excluded ?? []) io.stdout.write(`  excludes ${vm.name} (${vm.moref}): ${vm.reason}\n`);
+  }
+  return ExitCode.ok;
+}
+
+export const jobCommand: Command = {
+  name: 'job',
+  summary: 'list and run the protection jobs of a service configuration',
+  usage,
+  async run(args, io) {
+    const { values, positionals } = parseFlags({
+      args,
+      strict: true,
+      allowPositionals: true,
+      options: { config: { type: 'string' }, vm: { type: 'string', multiple: true }, vms: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    });
+    const [action, name, ...extra] = positionals;
+    if (!values.config) throw new UsageError(`job needs --config FILE\n\n${usage}`);
+    if (action === 'list') {
+      if (name !== undefined) throw new UsageError(`job list takes no job name\n\n${usage}`);
+      return list({ config: values.config, vms: values.vms, json: values.json }, io);
+    }
+    if (action !== 'run') throw new UsageError(`job wants an action: list or run\n\n${usage}`);
+    if (name === undefined || extra.length > 0) throw new UsageError(`job run wants one job NAME\n\n${usage}`);
+    const config = await loadConfig(values.config);
+    const job = jobByName(config, name);
+    const result = await runJob({
+      config,
+      job,
+      env: io.env,
+      onlyVms: values.vm,
+      signal: io.signal,
+      onEvent: (event) => {
+        const line = eventLine(event);
+        if (line !== undefined) io.stderr.write(`${line}\n`);
+      },
+    });
+    if (values.json) {
+      writeJsonDocument(io, { ...documentHeader('job-run'), ...result });
+    } else {
+      for (const vm of result.vms) {
+        const figures = vm.result === 'failed' ? `${vm.error?.code}: ${vm.error?.message}` : `${vm.mode}, ${vm.bytesRead} bytes read, ${vm.bytesWritten} bytes written${vm.pointId ? `, restore point ${vm.pointId}` : ''}`;
+        io.stdout.write(`${vm.result.padEnd(7)}  ${vm.name}  ${figures}${vm.attempts > 1 ? ` (${vm.attempts} attempts)` : ''}${vm.warnings.length ? `; ${vm.warnings.join('; ')}` : ''}\n`);
+      }
+      if (result.retention) io.stdout.write(`retention: ${result.retention.error ? `not applied (${result.retention.error.code})` : `${result.retention.removed.length} restore points removed, ${result.retention.kept} kept`}\n`);
+      io.stdout.write(`job ${result.job}: ${result.result} (${result.vms.filter((v) => v.result !== 'failed').length} of ${result.vms.length} VMs protected)\n`);
+    }
+    return resultExit[result.result];
+  },
+};

@@ -1,0 +1,38 @@
+// Schedules: when a job runs, as a cron expression in a time zone (croner: 5 fields, or 6
+// with seconds first; `@daily` and friends), e.g. `0 2 * * *` in Europe/Berlin. Without a
+// time zone the machine's local one applies. Only the next run time is computed here; the
+// scheduler that fires them is the daemon's (vcbt serve).
+import { Cron } from 'croner';
+
+export interface Schedule {
+  cron: string;
+  /** IANA time zone (Europe/Berlin); absent: the machine's local time zone. */
+  timezone: string | undefined;
+}
+
+function cronOf(schedule: Schedule): Cron {
+  return new Cron(schedule.cron, { timezone: schedule.timezone, paused: true });
+}
+
+/** Why the schedule cannot be used (a malformed expression, an unknown time zone), or undefined. */
+export function scheduleProblem(schedule: Schedule): string | undefined {
+  if (schedule.timezone !== undefined) {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: schedule.timezone });
+    } catch {
+      return `unknown time zone "${schedule.timezone}" (an IANA name such as Europe/Berlin or UTC)`;
+    }
+  }
+  try {
+    const cron = cronOf(schedule);
+    if (cron.nextRun() === null) return `cron expression "${schedule.cron}" never fires`;
+  } catch (error) {
+    return `cron expression "${schedule.cron}" is not valid: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  return undefined;
+}
+
+/** The first time after `after` the schedule fires, or null when it never does again. */
+export function nextRun(schedule: Schedule, after: Date): Date | null {
+  return cronOf(schedule).nextRun(after);
+}
