@@ -159,7 +159,7 @@ test('a damaged index is quarantined and costs its disk whole; a deleted manifes
   assert.deepEqual(skipped, [p3, p2]);
 
   // A point prune removes is not a lost manifest.
-  await prune(repo, { keepLast: 1 });
+  await prune(repo, { keepLast: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 0 });
   const afterPrune = await verifyRepository(repo);
   assert.ok(!afterPrune.corruptions.some((c) => c.object === 'manifest' && c.name !== p3), JSON.stringify(afterPrune.corruptions));
 });

@@ -15,6 +15,7 @@
 // Reads open with O_NONBLOCK and check fstat before reading: a FIFO, directory or device
 // planted under a blob's name is refused by name, never read (and never waited on).
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -194,6 +195,26 @@ export class LocalStorage implements Storage {
       if (errno === 'ENOENT' || errno === 'ENOTDIR') return undefined;
       throw this.#ioError('stat', file, error);
     }
+  }
+
+  /**
+   * Synchronous stats in one go: a stat the kernel answers from its inode cache costs about
+   * 1 µs, while an async one pays the thread pool's hand-offs (about 80 µs per stat measured
+   * with 256 in flight on a loaded 2-core machine; bench/carried-chunks.ts). Callers keep
+   * batches small enough (a few thousand) not to stall the event loop for long.
+   */
+  async statMany(refs: readonly BlobRef[]): Promise<Array<BlobInfo | undefined>> {
+    return refs.map((ref) => {
+      const file = this.pathOf(ref);
+      try {
+        const info = fs.statSync(file, { throwIfNoEntry: false });
+        if (!info) return undefined;
+        return { name: ref.name, sizeBytes: info.isFile() ? info.size : 0, modifiedMs: info.mtimeMs };
+      } catch (error) {
+        if (errnoOf(error) === 'ENOTDIR') return undefined;
+        throw this.#ioError('stat', file, error);
+      }
+    });
   }
 
   async *list(kind: BlobKind): AsyncIterable<string> {

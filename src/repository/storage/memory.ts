@@ -67,6 +67,10 @@ export class MemoryStorage implements Storage {
     return entry && { name: ref.name, sizeBytes: entry.bytes.length, modifiedMs: entry.modifiedMs };
   }
 
+  async statMany(refs: readonly BlobRef[]): Promise<Array<BlobInfo | undefined>> {
+    return Promise.all(refs.map((ref) => this.stat(ref)));
+  }
+
   async *list(kind: BlobKind): AsyncIterable<string> {
     const prefix = `${kind}/`;
     const names = [...this.files.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length)).sort();

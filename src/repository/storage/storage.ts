@@ -77,6 +77,11 @@ export interface Storage {
   getRange(ref: BlobRef, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
   /** undefined when absent. */
   stat(ref: BlobRef): Promise<BlobInfo | undefined>;
+  /**
+   * Many stats at once (an incremental proves its carried-over chunks exist: millions of
+   * them). Same answers as `stat`, except that anything but a regular file reports size 0.
+   */
+  statMany(refs: readonly BlobRef[]): Promise<Array<BlobInfo | undefined>>;
   /** Names of every blob of a kind (files whose names do not fit the kind are not ours: skipped). */
   list(kind: BlobKind): AsyncIterable<string>;
   put(ref: BlobRef, data: Uint8Array | string): Promise<void>;
