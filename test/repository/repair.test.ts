@@ -52,7 +52,7 @@ function flipByte(file: string, at: number): void {
   fs.writeFileSync(file, bytes);
 }
 
-async function setup(t: { after(fn: () => void): void }, encrypted = false): Promise<{ repo: Repository; image: Buffer; p1: string }> {
+async function setup(t: { after(fn: () => unknown): void }, encrypted = false): Promise<{ repo: Repository; image: Buffer; p1: string }> {
   const repo = await newRepository(tempDir(t), { chunkBytes, ...(encrypted ? { passphrase: 'pw' } : {}) }, { workers: 1 });
   t.after(() => repo.close());
   const image = randomBytes(slots * chunkBytes);
