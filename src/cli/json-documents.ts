@@ -7,6 +7,7 @@
 //   disk's device key inside restore points and jobs, sizes in `...Bytes`, times in `...Ms`
 //   or ISO 8601 strings (`createdAt`), a prose `reason` next to a stable `reasonCode`.
 import type { ErrorCode } from '../errors.ts';
+import type { Extent } from '../extents/extent.ts';
 import type { ApplyResult } from '../jobs/apply.ts';
 import type { BackupResult } from '../jobs/backup.ts';
 import type { ChangesResult } from '../jobs/changes.ts';
@@ -103,11 +104,26 @@ export interface InitDocument extends DocumentHeader<'init'> {
 /** One restore point of `vcbt points`. */
 export interface PointJson {
   id: string;
-  /** ISO 8601. */
+  /** ISO 8601 (for a point whose manifest cannot be read: the time its id carries). */
   createdAt: string;
-  vm: { id: string; name: string; [key: string]: unknown };
+  /** Null when the manifest cannot be read: the VM is unknown. */
+  vm: { id: string; name: string; [key: string]: unknown } | null;
   /** The snapshot the point was read from, as vSphere described it. */
   snapshot: unknown;
+  /** The manifest cannot be used, or the last verify found data of the point lost. */
+  damaged: boolean;
+  /** Why the manifest cannot be used (unreadable, or gone though committed); null when it reads. */
+  manifestProblem: { code: string; message: string } | null;
+  /** The last `vcbt verify` of the point (docs/format.md, "Check records"); null when never verified. */
+  lastVerify: {
+    checkedAt: string;
+    status: 'clean' | 'damaged' | 'unrecoverable';
+    readData: boolean;
+    manifestLost: boolean;
+    /** Per disk, the byte ranges whose chunks are missing or damaged. */
+    lostDisks: Array<{ deviceKey: number; capacityBytes: number; lostRanges: Extent[] }>;
+  } | null;
+  /** Empty when the manifest cannot be read. */
   disks: Array<{
     deviceKey: number;
     label: string;

@@ -8,8 +8,11 @@
 // - begin: start the restore point (the manifest records the VM's identity, the snapshot and
 //   a summary of the VM's configuration as the snapshot froze it).
 // - per disk: incremental = the changed areas written on top of the baseline point's index;
-//   full = the allocated areas, the rest stored as zero. A baseline whose index or chunks are
-//   unreadable is reported to the runner, which copies the disk in full.
+//   full = the allocated areas, the rest stored as zero. A baseline that `vcbt verify` marked
+//   damaged for this disk (its check record), or whose index or chunks turn out unreadable or
+//   missing while the incremental reads it, is reported to the runner (BaselineDamagedError),
+//   which copies the disk in full (reason BASELINE_DAMAGED): that full rewrites every chunk
+//   it reads whose stored file is missing (quarantined) or fails its check.
 // - commit (the snapshot confirmed intact): the repository orders chunks -> indexes ->
 //   manifest; abort on any failure, so nothing half-done becomes visible.
 import { RepositoryError } from '../repository/errors.ts';
@@ -17,6 +20,7 @@ import type { RepositoryLock } from '../repository/lock.ts';
 import type { DiskRecord, RestorePointManifest } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { RestorePointWriter } from '../repository/restore-point-writer.ts';
+import { diskIsDamaged, readCheckRecord, type PointCheck } from '../repository/point-records.ts';
 import type { VirtualDiskInfo, VmInfo } from '../vsphere/vsphere.ts';
 import type { CopyBaseline } from './copy-plan.ts';
 import type { CopyReasonCode } from './copy-reason.ts';
@@ -46,6 +50,8 @@ export interface DiskBackupResult {
   chunksNew: number;
   chunksReused: number;
   chunksZero: number;
+  /** Stored chunk files that failed their reuse check (damaged) and were written again from the source. */
+  chunksRewritten: number;
 }
 
 /** What the manifest's `snapshot` holds. */
@@ -77,8 +83,15 @@ export interface VmConfigSummary {
   disks: Array<Pick<VirtualDiskInfo, 'key' | 'label' | 'capacityBytes' | 'fileName' | 'backingType' | 'backingChain' | 'controllerKey' | 'unitNumber'> & { changeId: string | null }>;
 }
 
-/** A restore point's disk as a copy baseline. */
-type PointBaseline = CopyBaseline & { pointId: string };
+/** A restore point's disk as a copy baseline; `damaged`: verify's finding that rules it out. */
+type PointBaseline = CopyBaseline & { pointId: string; damaged: string | null };
+
+function damageOf(record: PointCheck | undefined, deviceKey: number): string | null {
+  if (!record || !diskIsDamaged(record, deviceKey)) return null;
+  const lost = record.lostDisks.find((d) => d.deviceKey === deviceKey);
+  const what = lost ? `${lost.lostRanges.length} byte range(s) of disk ${deviceKey} lost` : 'its manifest lost';
+  return `restore point ${record.pointId} is marked ${record.status} by vcbt verify at ${record.checkedAt} (${what})`;
+}
 
 /** Per device key, the newest restore point of this VM holding that disk. */
 async function findBaselines(repository: Repository, vmId: string, keys: readonly number[]): Promise<Map<number, PointBaseline | undefined>> {
@@ -95,7 +108,8 @@ async function findBaselines(repository: Repository, vmId: string, keys: readonl
     if (!manifest) manifests.set(point.id, (manifest = await repository.readManifest(point.id)));
     const vm = backedUpVm(manifest);
     const disk = manifest.disks.find((d) => d.deviceKey === key) as DiskRecord;
-    found.set(key, { pointId: point.id, server: vm.server, vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid }, deviceKey: key, capacityBytes: disk.capacityBytes, changeId: disk.changeId });
+    const damaged = damageOf(await readCheckRecord(repository.storage, point.id), key);
+    found.set(key, { pointId: point.id, server: vm.server, vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid }, deviceKey: key, capacityBytes: disk.capacityBytes, changeId: disk.changeId, damaged });
   }
   return found;
 }
@@ -166,6 +180,8 @@ class BackupSink implements SnapshotJobSink<PointBaseline, DiskBackupResult> {
       };
       const common = { deviceKey: disk.key, label: disk.label, capacityBytes: disk.capacityBytes, changeId: work.changeId, reader, signal };
       if (copy.mode === 'incremental' && baseline) {
+        // Never build on a baseline verify found damaged: the runner reads the disk in full.
+        if (baseline.damaged) throw new BaselineDamagedError(baseline.damaged, { pointId: baseline.pointId, diskKey: disk.key }, undefined);
         try {
           record = await writer.writeDisk({ ...common, previous: { pointId: baseline.pointId, deviceKey: disk.key }, changedAreas: copy.areas });
         } catch (error) {
@@ -191,6 +207,7 @@ class BackupSink implements SnapshotJobSink<PointBaseline, DiskBackupResult> {
       areaBytes: work.areaBytes,
       changeId: work.changeId,
       ...record.stats,
+      chunksRewritten: writer.chunksRewritten.get(disk.key) ?? 0,
     };
   }
 

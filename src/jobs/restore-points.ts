@@ -1,5 +1,11 @@
-// Restore points as the backup jobs see them: which VM a point belongs to, and resolving what
-// the operator typed (`--point ID|latest`, `--vm NAME|moref|uuid`) to a point id.
+// Restore points as the backup jobs see them: which VM a point belongs to, listing them with
+// their damage (`vcbt points`), and resolving what the operator typed (`--point ID|latest`,
+// `--vm NAME|moref|uuid`) to a point id.
+//
+// Damaged point: its manifest cannot be read or is gone (its VM is then unknown), or the last
+// `vcbt verify` found data of it lost (its check record). `latest` never skips one silently:
+// when the newest candidate is damaged it fails with RESTORE_POINT_DAMAGED naming it, unless
+// the caller asks for the newest sound point (`--skip-damaged`), which is then said.
 //
 // A backup stores the VM as `vm: { id, name, moref, instanceUuid, server }` where `id` is the
 // instance UUID (stable across renames and vCenter re-registrations), or `server/moref` for a
@@ -7,6 +13,7 @@
 import { VcbtError } from '../errors.ts';
 import type { Repository, RestorePointSummary } from '../repository/repository.ts';
 import type { RestorePointManifest } from '../repository/manifest.ts';
+import { diskIsDamaged, readCheckRecord, type PointCheck } from '../repository/point-records.ts';
 
 export class RestorePointError extends VcbtError {}
 
@@ -43,16 +50,82 @@ export function vmMatches(vm: RestorePointSummary['vm'], text: string): boolean 
   return text === vm.id || text === vm.name || text === vm.instanceUuid || text === vm.moref;
 }
 
-/** `latest` (the newest point of the VM given) or an exact id; fails with the choices. */
-export async function resolvePointId(repository: Repository, point: string, vm?: string): Promise<string> {
+/** A restore point as `vcbt points` lists it. */
+export interface ListedPoint {
+  id: string;
+  createdAt: string;
+  /** Null when the manifest cannot be read (the VM is unknown). */
+  vm: RestorePointSummary['vm'] | null;
+  snapshot: unknown;
+  disks: RestorePointManifest['disks'];
+  /** The manifest cannot be used, or the last verify found data lost. */
+  damaged: boolean;
+  /** Why the manifest cannot be used (null when it reads). */
+  manifestProblem: { code: string; message: string } | null;
+  /** The last `vcbt verify` of this point (its check record), null when never verified. */
+  lastVerify: PointCheck | null;
+}
+
+/** Every restore point, oldest first, damaged ones included (with `vm` filtering: those of the VM, and every damaged one whose VM is unknown). */
+export async function listPoints(repository: Repository, vm?: string): Promise<ListedPoint[]> {
+  const listed: ListedPoint[] = [];
+  for (const point of await repository.listPoints()) {
+    if (vm !== undefined && point.summary && !vmMatches(point.summary.vm, vm)) continue;
+    const lastVerify = (await readCheckRecord(repository.storage, point.id)) ?? null;
+    const manifest = point.summary ? await repository.readManifest(point.id) : undefined;
+    listed.push({
+      id: point.id,
+      createdAt: point.createdAt,
+      vm: point.summary?.vm ?? null,
+      snapshot: manifest?.snapshot ?? null,
+      disks: manifest?.disks ?? [],
+      damaged: point.damage !== undefined || (lastVerify !== null && lastVerify.status !== 'clean'),
+      manifestProblem: point.damage ?? null,
+      lastVerify,
+    });
+  }
+  return listed;
+}
+
+export interface ResolveOptions {
+  /** The disk wanted: a point whose verify found only other disks damaged still serves it. */
+  deviceKey?: number;
+  /** `latest`: take the newest sound point instead of failing on a damaged newer one. */
+  skipDamaged?: boolean;
+  /** Told about each damaged point skipped. */
+  onSkipped?: (pointId: string, why: string) => void;
+}
+
+/**
+ * `latest` (the newest point of the VM given) or an exact id; fails with the choices. A
+ * damaged point newer than the VM's newest sound one - the VM's own, or one whose manifest
+ * cannot be read (it may be this VM's) - is RESTORE_POINT_DAMAGED unless `skipDamaged`.
+ */
+export async function resolvePointId(repository: Repository, point: string, vm?: string, options: ResolveOptions = {}): Promise<string> {
   if (point !== LATEST_POINT) return point;
   if (vm === undefined) throw new RestorePointError('RESTORE_POINT_AMBIGUOUS', `--point ${LATEST_POINT} needs --vm to say whose latest restore point`, {});
-  const ofVm = (await repository.listRestorePoints()).filter((p) => vmMatches(p.vm, vm));
-  const newest = ofVm.at(-1);
-  if (!newest) throw new RestorePointError('REPO_POINT_NOT_FOUND', `no restore point of VM "${vm}" in ${repository.path}`, { vm });
-  const ids = new Set(ofVm.map((p) => p.vm.id));
+  const all = await repository.listPoints();
+  const ofVm = all.filter((p) => p.summary && vmMatches(p.summary.vm, vm));
+  if (ofVm.length === 0) throw new RestorePointError('REPO_POINT_NOT_FOUND', `no restore point of VM "${vm}" in ${repository.path}`, { vm });
+  const ids = new Set(ofVm.map((p) => p.summary?.vm.id));
   if (ids.size > 1) {
     throw new RestorePointError('RESTORE_POINT_AMBIGUOUS', `"${vm}" matches ${ids.size} different VMs in ${repository.path} (ids ${[...ids].join(', ')}); give --vm uuid:... or --point ID`, { vm });
   }
-  return newest.id;
+  const candidates = all.filter((p) => !p.summary || vmMatches(p.summary.vm, vm));
+  for (let i = candidates.length - 1; i >= 0; i--) {
+    const candidate = candidates[i];
+    let why: string | undefined;
+    if (candidate.damage) why = `its manifest cannot be read (${candidate.damage.code}: ${candidate.damage.message}), so it may be a restore point of "${vm}"`;
+    else {
+      const record = await readCheckRecord(repository.storage, candidate.id);
+      const damaged = options.deviceKey === undefined ? record !== undefined && record.status !== 'clean' : diskIsDamaged(record, options.deviceKey);
+      if (damaged && record) why = `vcbt verify marked it ${record.status} at ${record.checkedAt}`;
+    }
+    if (why === undefined) return candidate.id;
+    if (!options.skipDamaged) {
+      throw new RestorePointError('RESTORE_POINT_DAMAGED', `the newest restore point for --point ${LATEST_POINT} --vm "${vm}" is ${candidate.id}, which is damaged: ${why}; give --point ID, or --skip-damaged for the newest sound one`, { vm, pointId: candidate.id });
+    }
+    options.onSkipped?.(candidate.id, why);
+  }
+  throw new RestorePointError('REPO_POINT_NOT_FOUND', `no sound restore point of VM "${vm}" in ${repository.path}`, { vm });
 }

@@ -22,6 +22,13 @@ export interface IngestRequest {
    * source. Every other byte is taken from the previous chunk (or zero for the zero marker).
    */
   merge: { previousId: Uint8Array; freshRanges: Array<[number, number]> } | null;
+  /**
+   * How a chunk file already stored under this chunk's id is checked before it is reused
+   * (docs/format.md, "Reusing a stored chunk"): `header` = its size and header agree with the
+   * chunk in hand; `full` = also read, decoded and compared byte for byte. A file that fails
+   * is replaced by a new one written from the chunk in hand.
+   */
+  checkExisting?: 'header' | 'full';
 }
 
 export interface IngestReply {
@@ -36,6 +43,8 @@ export interface IngestReply {
    * system group them: ~5x cheaper than one synchronous fsync per chunk).
    */
   stagedToken: string | null;
+  /** A chunk file was stored under this id but failed the reuse check: the staged blob replaces it. */
+  rewritten: boolean;
 }
 
 /** Read and verify the chunk `id` into the first bytes of `buffer`. */

@@ -4,7 +4,7 @@
 // or, for a storage that threads cannot share (storage/memory.ts), on the calling thread.
 // Messages: chunk-protocol.ts.
 import type { ErrorCode } from '../errors.ts';
-import { ChunkDecodeError, chunkHeaderBytes, decodeChunk, encodeChunk } from './chunk-codec.ts';
+import { ChunkDecodeError, chunkHeaderBytes, decodeChunk, encodeChunk, parseChunkHeader } from './chunk-codec.ts';
 import { chunkIdHex, chunkRef } from './chunk-store.ts';
 import type { ChunkReply, ChunkRequest, DecodeReply, DecodeRequest, IngestReply, IngestRequest } from './chunk-protocol.ts';
 import { boxOverheadBytes, chunkId, type MasterKeys } from './crypto.ts';
@@ -78,16 +78,48 @@ export class ChunkWork {
   async #ingest(request: IngestRequest): Promise<IngestReply> {
     const chunk = Buffer.from(request.buffer, 0, request.lengthBytes);
     if (request.merge) await this.#fillFromPrevious(chunk, request.merge);
-    if (this.#isAllZero(chunk)) return { buffer: request.buffer, zero: true, id: new Uint8Array(32), storedBytes: 0, stagedToken: null };
+    if (this.#isAllZero(chunk)) return { buffer: request.buffer, zero: true, id: new Uint8Array(32), storedBytes: 0, stagedToken: null, rewritten: false };
     const id = chunkId(chunk, this.#keys?.idKey);
-    let storedBytes = 0;
-    let stagedToken: string | null = null;
-    if (!(await this.#storage.stat(chunkRef(id.toString('hex'))))) {
-      const staged = await this.#storage.stage(encodeChunk(chunk, id, this.#compressionLevel, this.#keys));
-      stagedToken = staged.token;
-      storedBytes = staged.sizeBytes;
+    const stored = await this.#storedState(id, chunk, request.checkExisting ?? 'header');
+    if (stored === 'sound') return { buffer: request.buffer, zero: false, id: new Uint8Array(id), storedBytes: 0, stagedToken: null, rewritten: false };
+    // Absent, or stored but unsound (truncated, bit-flipped, a stranger's bytes): written anew
+    // from the chunk in hand; publishing it replaces the bad file atomically.
+    const staged = await this.#storage.stage(encodeChunk(chunk, id, this.#compressionLevel, this.#keys));
+    return { buffer: request.buffer, zero: false, id: new Uint8Array(id), storedBytes: staged.sizeBytes, stagedToken: staged.token, rewritten: stored === 'unsound' };
+  }
+
+  /**
+   * Whether the chunk file named `id` can be reused for `chunk`. `header`: the file's size is
+   * its header's 16 + payloadBytes, the header parses, claims exactly this chunk's length and
+   * the repository's encryption; `full`: the file also decodes (tag, zstd, hash) to exactly
+   * `chunk`. Costs one stat and one 16-byte read (header), or one read of the file and a
+   * decode (full).
+   */
+  async #storedState(id: Buffer, chunk: Buffer, check: 'header' | 'full'): Promise<'absent' | 'sound' | 'unsound'> {
+    const ref = chunkRef(id.toString('hex'));
+    const info = await this.#storage.stat(ref).catch((error: unknown) => {
+      // A FIFO or directory planted under the name: not a chunk; replaced like any damage.
+      if (error instanceof RepositoryError && error.code === 'REPO_NOT_REGULAR_FILE') return 'unsound' as const;
+      throw error;
+    });
+    if (info === 'unsound') return 'unsound';
+    if (!info) return 'absent';
+    if (info.sizeBytes < chunkHeaderBytes || info.sizeBytes > chunkHeaderBytes + this.#chunkBytes + boxOverheadBytes) return 'unsound';
+    try {
+      if (check === 'full') {
+        const plaintext = decodeChunk(await this.#storage.get(ref, { maxBytes: chunkHeaderBytes + this.#chunkBytes + boxOverheadBytes }), id, this.#keys, this.#chunkBytes);
+        return plaintext.equals(chunk) ? 'sound' : 'unsound';
+      }
+      const header = parseChunkHeader(await this.#storage.getRange(ref, 0, chunkHeaderBytes));
+      const sound = info.sizeBytes === chunkHeaderBytes + header.payloadBytes && header.plaintextBytes === chunk.length && header.encrypted === (this.#keys !== undefined);
+      return sound ? 'sound' : 'unsound';
+    } catch (error) {
+      if (error instanceof ChunkDecodeError) return 'unsound';
+      // Gone between stat and read (verify moved it aside): write it anew.
+      if (isBlobNotFound(error)) return 'absent';
+      if (error instanceof RepositoryError && (error.code === 'REPO_CORRUPT' || error.code === 'REPO_NOT_REGULAR_FILE')) return 'unsound';
+      throw error;
     }
-    return { buffer: request.buffer, zero: false, id: new Uint8Array(id), storedBytes, stagedToken };
   }
 
   async #decode(request: DecodeRequest): Promise<DecodeReply> {

@@ -1,11 +1,13 @@
 // Prune: apply a retention policy (retention.ts), delete the manifests it drops, remove stale
 // locks, then collect garbage (gc.ts) - all under the exclusive lock. A dry run takes a
-// shared lock, deletes nothing and reports what would go. Damaged manifests are never
+// shared lock, deletes nothing and reports what would go. A removed point's committed record
+// goes right before its manifest, its check record after (point-records.ts). Damaged manifests are never
 // removed by prune (verify reports them); they also make GC skip its sweep.
 import { RepositoryError } from './errors.ts';
 import { collectGarbage, type GcReport } from './gc.ts';
 import { describeLock, lockRef } from './lock.ts';
 import { pointRef } from './manifest.ts';
+import { checkRef, committedRef } from './point-records.ts';
 import { applyRetention, validatePolicy, type RetentionCandidate, type RetentionDecision, type RetentionPolicy } from './retention.ts';
 import type { Repository } from './repository.ts';
 
@@ -41,7 +43,13 @@ export async function prune(repo: Repository, policy: RetentionPolicy, options: 
     const staleLocks = lock.staleLocks.map(describeLock);
     if (!dryRun) {
       for (const stale of lock.staleLocks) await repo.storage.delete(lockRef(stale.name));
-      for (const point of decision.remove) await repo.storage.delete(pointRef(point.id));
+      for (const point of decision.remove) {
+        // Committed record first: a crash between leaves a manifest without its record (still
+        // listed, pruned again), never a record whose manifest looks lost.
+        await repo.storage.delete(committedRef(point.id));
+        await repo.storage.delete(pointRef(point.id));
+        await repo.storage.delete(checkRef(point.id));
+      }
     }
     const gc = await collectGarbage(repo, { dryRun, excludePoints: new Set(decision.remove.map((p) => p.id)) });
     return { dryRun, keep: decision.keep, remove: decision.remove, damaged, staleLocks, gc };

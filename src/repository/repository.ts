@@ -28,6 +28,7 @@ import { RepositoryLock, defaultLockTiming, type LockKind, type LockTiming } fro
 import { decodeManifest, pointRef, type RestorePointManifest } from './manifest.ts';
 import { RestorePointWriter, type RestorePointInfo } from './restore-point-writer.ts';
 import { checkEncryptionConsistent, encodeKeyFile, keyRef } from './key-file.ts';
+import { listCommitted, pointIdTime } from './point-records.ts';
 import { RestoredDisk } from './restored-disk.ts';
 import { LocalStorage } from './storage/local.ts';
 import { configRef, isBlobNotFound, isValidBlobName, type Storage } from './storage/storage.ts';
@@ -56,6 +57,16 @@ export interface OpenOptions {
   /** Chunk worker threads (default: available cores). */
   workers?: number;
   lockTiming?: LockTiming;
+}
+
+/** A restore point as listed: readable (summary) or damaged (manifest unreadable or gone: why). */
+export interface PointListing {
+  id: string;
+  /** The manifest's time, or for a damaged point the time its id carries. */
+  createdAt: string;
+  summary: RestorePointSummary | undefined;
+  /** Why the manifest cannot be used; undefined when it reads. */
+  damage: { code: string; message: string } | undefined;
 }
 
 export interface RestorePointSummary {
@@ -198,29 +209,48 @@ export class Repository {
   }
 
   /**
-   * Readable restore points, oldest first. A manifest that cannot be read (damaged, of an
-   * unknown version, not a regular file) is left out and passed to `onDamaged`: one bad point
-   * never stops listing, restoring or backing up the others; verify reports it.
+   * Every restore point, oldest first: each manifest, and each committed record whose manifest
+   * is gone (point-records.ts). A manifest that cannot be read (damaged, of an unknown
+   * version, not a regular file, absent) is listed with its `damage`, never left out.
    */
-  async listRestorePoints(onDamaged?: (pointId: string, error: RepositoryError) => void): Promise<RestorePointSummary[]> {
-    const summaries: RestorePointSummary[] = [];
-    for (const id of await this.listPointIds()) {
+  async listPoints(): Promise<PointListing[]> {
+    const ids = new Set([...(await this.listPointIds()), ...(await listCommitted(this.storage))]);
+    const listed: PointListing[] = [];
+    for (const id of ids) {
       let manifest: RestorePointManifest;
       try {
         manifest = await this.readManifest(id);
       } catch (error) {
         if (!(error instanceof RepositoryError) || error.code === 'REPO_IO') throw error;
-        if (error.code !== 'REPO_POINT_NOT_FOUND') onDamaged?.(id, error);
+        const damage =
+          error.code === 'REPO_POINT_NOT_FOUND'
+            ? { code: 'REPO_MISSING', message: `manifest ${this.storage.describe(pointRef(id))} is missing: restore point ${id} was committed and not removed by prune` }
+            : { code: error.code, message: error.message };
+        listed.push({ id, createdAt: pointIdTime(id), summary: undefined, damage });
         continue;
       }
-      summaries.push({
+      const summary = {
         id,
         createdAt: manifest.createdAt,
         vm: manifest.vm,
         disks: manifest.disks.map((d) => ({ deviceKey: d.deviceKey, label: d.label, capacityBytes: d.capacityBytes, kind: d.kind })),
-      });
+      };
+      listed.push({ id, createdAt: manifest.createdAt, summary, damage: undefined });
     }
-    return summaries.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    return listed.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Readable restore points, oldest first. A damaged one (see listPoints) is passed to
+   * `onDamaged`: one bad point never stops listing, restoring or backing up the others.
+   */
+  async listRestorePoints(onDamaged?: (pointId: string, damage: { code: string; message: string }) => void): Promise<RestorePointSummary[]> {
+    const summaries: RestorePointSummary[] = [];
+    for (const point of await this.listPoints()) {
+      if (point.summary) summaries.push(point.summary);
+      else if (point.damage) onDamaged?.(point.id, point.damage);
+    }
+    return summaries;
   }
 
   /**

@@ -17,6 +17,7 @@ export const safeInteger = (min = 0, max = Number.MAX_SAFE_INTEGER): Shape => (v
 export const pattern = (re: RegExp, what: string): Shape => (v, at) => (typeof v === 'string' && re.test(v) ? undefined : `${label(at)} is not ${what}`);
 export const oneOf = (...values: readonly unknown[]): Shape => (v, at) => (values.includes(v) ? undefined : `${label(at)} is ${JSON.stringify(v) ?? describe(v)}, not one of ${values.map((x) => JSON.stringify(x)).join(', ')}`);
 export const timestamp: Shape = (v, at) => (typeof v === 'string' && Number.isFinite(Date.parse(v)) ? undefined : `${label(at)} is not a time`);
+export const boolean: Shape = (v, at) => (typeof v === 'boolean' ? undefined : `${label(at)} is ${describe(v)}, not true or false`);
 export const anything: Shape = () => undefined;
 export const nullable = (shape: Shape): Shape => (v, at) => (v === null ? undefined : shape(v, at));
 

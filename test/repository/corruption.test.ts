@@ -68,7 +68,9 @@ test('a flipped byte in a chunk is found by --read-data and names both restore p
   flipByte(chunkPath(repo.path, id), 100);
   const c = only((await verifyRepository(repo, { readData: true })).corruptions);
   assert.deepEqual({ object: c.object, name: c.name, code: c.code, affectedPoints: c.affectedPoints }, { object: 'chunk', name: id, code: 'REPO_CORRUPT', affectedPoints: [p1, p2].sort() });
-  await assert.rejects(restoreToBuffer(repo, p2, 1), { code: 'REPO_CORRUPT' });
+  // Moved aside (quarantine): its bytes kept, its name free for a backup to rewrite.
+  assert.ok(c.quarantinedTo && fs.existsSync(c.quarantinedTo) && !fs.existsSync(chunkPath(repo.path, id)));
+  await assert.rejects(restoreToBuffer(repo, p2, 1), { code: 'REPO_MISSING' });
 });
 
 test('a missing chunk is found by the structure check', async (t) => {
@@ -98,7 +100,8 @@ test('a damaged index is reported with its restore point', async (t) => {
   flipByte(indexPath(repo.path, disk.index.sha256), 70);
   const c = only((await verifyRepository(repo)).corruptions);
   assert.deepEqual([c.object, c.name, c.code, c.affectedPoints], ['index', disk.index.sha256, 'REPO_CORRUPT', [p3]]);
-  await assert.rejects(repo.openDisk(p3, 7), { code: 'REPO_CORRUPT' });
+  assert.ok(c.quarantinedTo && fs.existsSync(c.quarantinedTo));
+  await assert.rejects(repo.openDisk(p3, 7), { code: 'REPO_MISSING' });
 });
 
 test('a damaged manifest is reported as its restore point', async (t) => {

@@ -79,25 +79,27 @@ for (const what of ['fifo', 'dir'] as const) {
     const chunk = chunkPath(f.dir, f.chunk1);
     const chunkBytesOnDisk = fs.readFileSync(chunk);
     plant(chunk, what);
-    const verify = await vcbt(['verify', '--repo', f.dir]);
-    assert.equal(verify.code, 1);
-    assert.match(verify.stdout, new RegExp(`CORRUPT chunk ${f.chunk1}: REPO_NOT_REGULAR_FILE: .*${chunk}.*\\n  affects restore points: ${f.p1}\\n`));
     const restored = await restoreTo(f.p1, 'p1.raw');
     assert.equal(restored.code, 1);
     assert.match(restored.stderr, new RegExp(`REPO_NOT_REGULAR_FILE.*${chunk}`));
     assert.equal((await restoreTo(f.p2, 'p2.raw')).code, 0);
     assert.equal(sha256(fs.readFileSync(path.join(path.dirname(f.dir), 'p2.raw'))), sha256(f.image2));
-    fs.rmSync(chunk, { recursive: true });
+    // verify names it, then moves it aside (quarantine): the name is free for a backup to rewrite.
+    const verify = await vcbt(['verify', '--repo', f.dir]);
+    assert.equal(verify.code, 1);
+    assert.match(verify.stdout, new RegExp(`CORRUPT chunk ${f.chunk1}: REPO_NOT_REGULAR_FILE: .*${chunk}.*\\n  affects restore points: ${f.p1}\\n`));
+    assert.ok(!fs.existsSync(chunk), 'quarantined');
+    fs.rmSync(chunk, { recursive: true, force: true });
     fs.writeFileSync(chunk, chunkBytesOnDisk);
 
     const index = indexPath(f.dir, f.index1);
     const indexBytes = fs.readFileSync(index);
     plant(index, what);
+    assert.match((await restoreTo(f.p1, 'p1-again.raw')).stderr, new RegExp(`REPO_NOT_REGULAR_FILE.*${index}`));
     const verifyIndex = await vcbt(['verify', '--repo', f.dir]);
     assert.equal(verifyIndex.code, 1);
     assert.match(verifyIndex.stdout, new RegExp(`CORRUPT index ${f.index1}: REPO_NOT_REGULAR_FILE: .*${index}`));
-    assert.match((await restoreTo(f.p1, 'p1-again.raw')).stderr, new RegExp(`REPO_NOT_REGULAR_FILE.*${index}`));
-    fs.rmSync(index, { recursive: true });
+    fs.rmSync(index, { recursive: true, force: true });
     fs.writeFileSync(index, indexBytes);
 
     const manifest = manifestPath(f.dir, f.p1);
@@ -105,8 +107,11 @@ for (const what of ['fifo', 'dir'] as const) {
     plant(manifest, what);
     const points = await vcbt(['points', '--repo', f.dir, '--json']);
     assert.equal(points.code, 0);
-    assert.deepEqual(JSON.parse(points.stdout).points.map((p: { id: string }) => p.id), [f.p2]);
-    assert.match(points.stderr, new RegExp(`restore point ${f.p1} is damaged.*REPO_NOT_REGULAR_FILE.*${manifest}`));
+    // Listed, marked damaged, never hidden.
+    const listed = JSON.parse(points.stdout).points as Array<{ id: string; damaged: boolean; manifestProblem: { code: string; message: string } | null }>;
+    assert.deepEqual(listed.map((p) => [p.id, p.damaged]), [[f.p1, true], [f.p2, false]]);
+    assert.equal(listed[0].manifestProblem?.code, 'REPO_NOT_REGULAR_FILE');
+    assert.ok(listed[0].manifestProblem?.message.includes(manifest));
     assert.match((await vcbt(['verify', '--repo', f.dir])).stdout, new RegExp(`CORRUPT manifest ${f.p1}: REPO_NOT_REGULAR_FILE`));
     assert.equal((await restoreTo(f.p2, 'p2-again.raw')).code, 0);
     fs.rmSync(manifest, { recursive: true });
@@ -152,12 +157,12 @@ test('a zstd bomb in a chunk is REPO_CORRUPT without decompressing past the chun
   fs.writeFileSync(chunkPath(f.dir, f.chunk1), Buffer.concat([header, bomb]));
 
   const peakBeforeKiB = resourceUsage().maxRSS;
-  const verify = await vcbt(['verify', '--repo', f.dir, '--read-data']);
-  assert.equal(verify.code, 1);
-  assert.match(verify.stdout, new RegExp(`CORRUPT chunk ${f.chunk1}: REPO_CORRUPT: .*zstd frame does not decode`));
   const restored = await vcbt(['restore', '--repo', f.dir, '--point', f.p1, '--disk', '2000', '--to', path.join(path.dirname(f.dir), 'bomb.raw')]);
   assert.equal(restored.code, 1);
   assert.match(restored.stderr, /REPO_CORRUPT/);
+  const verify = await vcbt(['verify', '--repo', f.dir, '--read-data']);
+  assert.equal(verify.code, 1);
+  assert.match(verify.stdout, new RegExp(`CORRUPT chunk ${f.chunk1}: REPO_CORRUPT: .*zstd frame does not decode`));
   const grownMiB = (resourceUsage().maxRSS - peakBeforeKiB) / 1024;
   assert.ok(grownMiB < 128, `peak memory grew by ${grownMiB.toFixed(0)} MiB decoding a 512 MiB bomb`);
 });
@@ -177,8 +182,10 @@ test('manifests of the wrong shape (null, disks: [null], wrong types, an index i
     damage();
     const points = await vcbt(['points', '--repo', f.dir, '--json']);
     assert.equal(points.code, 0, name);
-    assert.deepEqual(JSON.parse(points.stdout).points.map((p: { id: string }) => p.id), [f.p2], name);
-    assert.match(points.stderr, new RegExp(`${f.p1} is damaged and not listed: REPO_CORRUPT`), name);
+    // Listed and marked damaged, never hidden.
+    const listed = JSON.parse(points.stdout).points as Array<{ id: string; damaged: boolean; vm: unknown; manifestProblem: { code: string } | null }>;
+    assert.deepEqual(listed.map((p) => [p.id, p.damaged, p.manifestProblem?.code ?? null]), [[f.p1, true, 'REPO_CORRUPT'], [f.p2, false, null]], name);
+    assert.equal(listed[0].vm, null, name);
     const verify = await vcbt(['verify', '--repo', f.dir]);
     assert.equal(verify.code, 1, name);
     assert.match(verify.stdout, new RegExp(`CORRUPT manifest ${f.p1}: REPO_CORRUPT: .*\\n  affects restore points: ${f.p1}\\n`), name);

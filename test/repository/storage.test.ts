@@ -16,7 +16,7 @@ import { memorySource, mixedImage, restoreToBuffer, sha256, tempDir, testScrypt,
 const chunk = { kind: 'chunk', name: 'ab'.repeat(32) } as const;
 const point = { kind: 'point', name: '20260101T000000Z-0123abcd' } as const;
 
-async function names(storage: Storage, kind: 'chunk' | 'point' | 'index' | 'lock'): Promise<string[]> {
+async function names(storage: Storage, kind: Parameters<Storage['list']>[0]): Promise<string[]> {
   const found: string[] = [];
   for await (const name of storage.list(kind)) found.push(name);
   return found;
@@ -126,3 +126,27 @@ test('local storage: the on-disk layout and modes are those of docs/format.md', 
   assert.equal(fs.statSync(path.join(dir, 'chunks', 'ab')).mode & 0o777, 0o700);
   assert.equal(storage.pathOf(chunk), path.join(dir, 'chunks', 'ab', chunk.name));
 });
+
+for (const [kind, make] of storages) {
+  test(`storage contract (${kind}): records of points (committed, check), statMany, quarantine moves a blob aside keeping its bytes`, async (t) => {
+    const storage = make(t);
+    await storage.create();
+    const committed = { kind: 'committed', name: point.name } as const;
+    assert.deepEqual(await names(storage, 'committed'), [], 'absent directory lists empty');
+    await storage.put(committed, '{}');
+    await storage.put({ kind: 'check', name: point.name }, '{"a":1}');
+    assert.deepEqual(await names(storage, 'committed'), [point.name]);
+    await assert.rejects(storage.put({ kind: 'committed', name: '../config' }, 'x'), { code: 'REPO_INVALID_NAME' });
+
+    await storage.put(chunk, 'chunk bytes');
+    const [present, absent] = await storage.statMany([chunk, { kind: 'chunk', name: 'cd'.repeat(32) }]);
+    assert.deepEqual([present?.sizeBytes, absent], [11, undefined]);
+
+    const aside = await storage.quarantine(chunk);
+    assert.ok(aside.includes('quarantine'), aside);
+    assert.equal(await storage.stat(chunk), undefined, 'the name is free');
+    if (kind === 'local') assert.equal(fs.readFileSync(aside, 'utf8'), 'chunk bytes');
+    else assert.equal((storage as MemoryStorage).quarantined.size, 1);
+    await assert.rejects(storage.quarantine(chunk), { code: 'REPO_MISSING' });
+  });
+}

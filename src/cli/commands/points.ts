@@ -4,12 +4,15 @@ import { ExitCode, type Command } from '../command.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
 import { repositoryFlags, repositoryUsage, withRepository } from '../repository-flags.ts';
-import { vmMatches } from '../../jobs/restore-points.ts';
+import { listPoints } from '../../jobs/restore-points.ts';
+import type { PointJson } from '../json-documents.ts';
 
 const usage = `usage: vcbt points --repo DIR [--vm VM] [--json]
 
 Lists restore points, oldest first: id, time, VM, and per disk its device key, capacity,
-full or incremental, bytes read and bytes stored by that backup.
+full or incremental, bytes read and bytes stored by that backup. A damaged point is listed
+and marked DAMAGED: its manifest cannot be read or is gone (committed, not pruned), or the
+last vcbt verify found data of it lost (the byte ranges are shown).
 
   --vm VM                only this VM's (name, moref, instance UUID or repository id)
   --json                 machine-readable list on stdout
@@ -26,38 +29,40 @@ export const pointsCommand: Command = {
       strict: true,
       options: { ...repositoryFlags, vm: { type: 'string' }, json: { type: 'boolean', default: false } },
     });
-    const points = await withRepository(values, io, async (repository) => {
-      const damaged = (id: string, error: { code: string; message: string }) => io.stderr.write(`vcbt points: restore point ${id} is damaged and not listed: ${error.code}: ${error.message} (run vcbt verify)\n`);
-      const summaries = (await repository.listRestorePoints(damaged)).filter((p) => values.vm === undefined || vmMatches(p.vm, values.vm));
-      const detailed = [];
-      for (const summary of summaries) {
-        const manifest = await repository.readManifest(summary.id);
-        detailed.push({
-          id: summary.id,
-          createdAt: summary.createdAt,
-          vm: summary.vm,
-          snapshot: manifest.snapshot,
-          disks: manifest.disks.map((d) => ({
-            deviceKey: d.deviceKey,
-            label: d.label,
-            capacityBytes: d.capacityBytes,
-            mode: d.kind,
-            basedOn: d.basedOn?.pointId ?? null,
-            changeId: d.changeId,
-            bytesRead: d.stats.bytesRead,
-            bytesStored: d.stats.bytesStored,
-          })),
-        });
-      }
-      return detailed;
-    });
+    const points: PointJson[] = await withRepository(values, io, async (repository) =>
+      (await listPoints(repository, values.vm)).map((p) => ({
+        id: p.id,
+        createdAt: p.createdAt,
+        vm: p.vm,
+        snapshot: p.snapshot,
+        damaged: p.damaged,
+        manifestProblem: p.manifestProblem,
+        lastVerify: p.lastVerify && { checkedAt: p.lastVerify.checkedAt, status: p.lastVerify.status, readData: p.lastVerify.readData, manifestLost: p.lastVerify.manifestLost, lostDisks: p.lastVerify.lostDisks },
+        disks: p.disks.map((d) => ({
+          deviceKey: d.deviceKey,
+          label: d.label,
+          capacityBytes: d.capacityBytes,
+          mode: d.kind,
+          basedOn: d.basedOn?.pointId ?? null,
+          changeId: d.changeId,
+          bytesRead: d.stats.bytesRead,
+          bytesStored: d.stats.bytesStored,
+        })),
+      })),
+    );
     if (values.json) {
       writeJsonDocument(io, { ...documentHeader('points'), points });
       return ExitCode.ok;
     }
     if (points.length === 0) io.stdout.write(`no restore points${values.vm === undefined ? '' : ` of VM "${values.vm}"`}\n`);
     for (const p of points) {
-      io.stdout.write(`${p.id}  ${p.createdAt}  ${p.vm.name} (${p.vm.id})\n`);
+      const who = p.vm ? `${p.vm.name} (${p.vm.id})` : 'VM unknown';
+      io.stdout.write(`${p.id}  ${p.createdAt}  ${who}${p.damaged ? '  DAMAGED' : ''}\n`);
+      if (p.manifestProblem) io.stdout.write(`    manifest: ${p.manifestProblem.code}: ${p.manifestProblem.message}\n`);
+      if (p.lastVerify && p.lastVerify.status !== 'clean') {
+        const lost = p.lastVerify.manifestLost ? 'every disk (manifest lost)' : p.lastVerify.lostDisks.map((d) => `disk ${d.deviceKey}: ${d.lostRanges.map((r) => `${r.offsetBytes}+${r.lengthBytes}`).join(', ')}`).join('; ');
+        io.stdout.write(`    verify ${p.lastVerify.checkedAt}: ${p.lastVerify.status}; lost ${lost}\n`);
+      }
       for (const d of p.disks) {
         io.stdout.write(`    disk ${d.deviceKey} ${d.label}: ${d.capacityBytes} bytes, ${d.mode}, ${d.bytesRead} bytes read, ${d.bytesStored} bytes stored\n`);
       }

@@ -9,7 +9,7 @@ import { UsageError } from '../../errors.ts';
 import { restore } from '../../jobs/restore.ts';
 import { resolvePointId } from '../../jobs/restore-points.ts';
 
-const usage = `usage: vcbt restore --repo DIR --point ID|latest [--vm VM] --disk KEY --to TARGET [--json]
+const usage = `usage: vcbt restore --repo DIR --point ID|latest [--vm VM] [--skip-damaged] --disk KEY --to TARGET [--json]
 
 Writes disk KEY of the restore point to TARGET: a file (created sparse when missing; an
 existing one must be at least the disk's size) or an NBD URI (nbd://host:port/export,
@@ -18,6 +18,9 @@ file stays sparse.
 
   --point ID|latest      a restore point id (vcbt points), or the newest of --vm
   --vm VM                with --point latest: name, moref, instance UUID or repository id
+  --skip-damaged         with --point latest: when the newest point is damaged (its manifest
+                         unreadable or gone, or verify found this disk's data lost), take the
+                         newest sound one and say so; without it that is RESTORE_POINT_DAMAGED
   --disk KEY             device key of the disk (vcbt points lists them)
   --to TARGET            file path or NBD URI
   --json                 machine-readable summary on stdout
@@ -37,6 +40,7 @@ export const restoreCommand: Command = {
         ...repositoryFlags,
         ...restorePointDiskFlags,
         to: { type: 'string' },
+        'skip-damaged': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         ...progressFlags,
       },
@@ -48,7 +52,11 @@ export const restoreCommand: Command = {
     const result = await withRepository(values, io, async (repository) =>
       restore({
         repository,
-        pointId: await resolvePointId(repository, point, vm),
+        pointId: await resolvePointId(repository, point, vm, {
+          deviceKey,
+          skipDamaged: values['skip-damaged'],
+          onSkipped: (id, why) => io.stderr.write(`vcbt restore: skipping damaged restore point ${id}: ${why}\n`),
+        }),
         deviceKey,
         target,
         signal: io.signal,

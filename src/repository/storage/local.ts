@@ -3,6 +3,10 @@
 //   config -> config.json          chunk -> chunks/<2 hex>/<64 hex>   index -> indexes/<hex>.idx
 //   point  -> points/<id>.json     lock  -> locks/<16 hex>.json       staged -> tmp/<24 hex>.tmp
 //   key    -> keys/<32 hex>.json (encrypted repositories; keys/ is absent in older ones)
+//   committed -> committed/<point id>.json   check -> checks/<point id>.json
+//   quarantine -> quarantine/<kind>-<name>-<ms since epoch> (verify's moved-aside files)
+// committed/, checks/ and quarantine/ came after format v1's first repositories: they are made
+// on first use, and an absent one lists as empty.
 // Crash safety: put and streams write a temp file in tmp/ (same file system), fsync it, rename
 // it over the final name and fsync the final directory. Staged chunks are written unsynced
 // (on worker threads) and made durable by publish (fsync + rename) and the batch's sync (one
@@ -11,6 +15,7 @@
 // Reads open with O_NONBLOCK and check fstat before reading: a FIFO, directory or device
 // planted under a blob's name is refused by name, never read (and never waited on).
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -21,6 +26,9 @@ export const dirMode = 0o700;
 export const fileMode = 0o600;
 const tempPattern = /^[0-9a-f]{24}\.tmp$/;
 const subdirectories = ['chunks', 'indexes', 'points', 'locks', 'tmp', 'keys'];
+/** Directories newer than the first format-v1 repositories: made on first use, absent = empty. */
+const lateDirectories: Partial<Record<BlobKind, string>> = { key: 'keys', committed: 'committed', check: 'checks' };
+const directories = { chunk: 'chunks', index: 'indexes', point: 'points', lock: 'locks', key: 'keys', committed: 'committed', check: 'checks' } as const;
 
 export function allFanoutNames(): string[] {
   return Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
@@ -82,6 +90,10 @@ export class LocalStorage implements Storage {
         return path.join(this.location, 'points', `${ref.name}.json`);
       case 'lock':
         return path.join(this.location, 'locks', `${ref.name}.json`);
+      case 'committed':
+        return path.join(this.location, 'committed', `${ref.name}.json`);
+      case 'check':
+        return path.join(this.location, 'checks', `${ref.name}.json`);
     }
   }
 
@@ -185,17 +197,36 @@ export class LocalStorage implements Storage {
     }
   }
 
+  /**
+   * Synchronous stats in one go: a stat the kernel answers from its inode cache costs about
+   * 1 µs, while an async one pays the thread pool's hand-offs (about 80 µs per stat measured
+   * with 256 in flight on a loaded 2-core machine, against 7 µs per slot this way; bench/carried-chunks.ts). Callers keep
+   * batches small enough (a few thousand) not to stall the event loop for long.
+   */
+  async statMany(refs: readonly BlobRef[]): Promise<Array<BlobInfo | undefined>> {
+    return refs.map((ref) => {
+      const file = this.pathOf(ref);
+      try {
+        const info = fs.statSync(file, { throwIfNoEntry: false });
+        if (!info) return undefined;
+        return { name: ref.name, sizeBytes: info.isFile() ? info.size : 0, modifiedMs: info.mtimeMs };
+      } catch (error) {
+        if (errnoOf(error) === 'ENOTDIR') return undefined;
+        throw this.#ioError('stat', file, error);
+      }
+    });
+  }
+
   async *list(kind: BlobKind): AsyncIterable<string> {
     if (kind === 'config') {
       if (await this.stat({ kind, name: 'config' })) yield 'config';
       return;
     }
     const suffix = kind === 'index' ? '.idx' : kind === 'chunk' ? '' : '.json';
-    const directories = { chunk: 'chunks', index: 'indexes', point: 'points', lock: 'locks', key: 'keys' } as const;
     const dirs = kind === 'chunk' ? allFanoutNames().map((f) => path.join(this.location, 'chunks', f)) : [path.join(this.location, directories[kind])];
     for (const dir of dirs) {
-      // keys/ came after format v1's first repositories: its absence means no key files.
-      if (kind === 'key' && !(await fsp.stat(dir).catch(() => undefined))) return;
+      // keys/, committed/, checks/ came after format v1's first repositories: absent = none.
+      if (lateDirectories[kind] && !(await fsp.stat(dir).catch(() => undefined))) return;
       for (const entry of await this.#readdir(dir)) {
         if (!entry.endsWith(suffix)) continue;
         const name = entry.slice(0, entry.length - suffix.length);
@@ -218,6 +249,13 @@ export class LocalStorage implements Storage {
 
   async put(ref: BlobRef, data: Uint8Array | string): Promise<void> {
     const file = this.pathOf(ref);
+    if (lateDirectories[ref.kind]) {
+      try {
+        await mkdirPrivate(path.dirname(file));
+      } catch (error) {
+        throw this.#ioError('create the directory of', file, error);
+      }
+    }
     const stream = await this.openStream();
     try {
       await stream.write(typeof data === 'string' ? Buffer.from(data) : data);
@@ -345,6 +383,23 @@ export class LocalStorage implements Storage {
         await fsp.rm(temp, { force: true });
       },
     };
+  }
+
+  async quarantine(ref: BlobRef): Promise<string> {
+    const file = this.pathOf(ref);
+    const dir = path.join(this.location, 'quarantine');
+    const aside = path.join(dir, `${ref.kind}-${ref.name}-${Date.now()}`);
+    try {
+      await mkdirPrivate(dir);
+      await fsp.rename(file, aside);
+      await fsyncDir(dir);
+      await fsyncDir(path.dirname(file));
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (errno === 'ENOENT' || errno === 'ENOTDIR') throw new BlobNotFound(file, error);
+      throw this.#ioError('move aside', file, error);
+    }
+    return aside;
   }
 }
 

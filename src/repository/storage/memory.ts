@@ -18,6 +18,8 @@ export class MemoryStorage implements Storage {
   /** key = `${kind}/${name}` */
   readonly files = new Map<string, Entry>();
   readonly staged = new Map<string, Entry>();
+  /** Quarantined blobs: `quarantine/<kind>-<name>-<n>` -> bytes. */
+  readonly quarantined = new Map<string, Entry>();
   #created = false;
 
   constructor(location = 'memory:') {
@@ -65,6 +67,10 @@ export class MemoryStorage implements Storage {
     return entry && { name: ref.name, sizeBytes: entry.bytes.length, modifiedMs: entry.modifiedMs };
   }
 
+  async statMany(refs: readonly BlobRef[]): Promise<Array<BlobInfo | undefined>> {
+    return Promise.all(refs.map((ref) => this.stat(ref)));
+  }
+
   async *list(kind: BlobKind): AsyncIterable<string> {
     const prefix = `${kind}/`;
     const names = [...this.files.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length)).sort();
@@ -103,6 +109,14 @@ export class MemoryStorage implements Storage {
 
   async listStaged(): Promise<Array<BlobInfo & { token: string }>> {
     return [...this.staged].map(([token, e]) => ({ token, name: token, sizeBytes: e.bytes.length, modifiedMs: e.modifiedMs }));
+  }
+
+  async quarantine(ref: BlobRef): Promise<string> {
+    const entry = this.#entry(ref);
+    const aside = `quarantine/${ref.kind}-${ref.name}-${this.quarantined.size}`;
+    this.quarantined.set(aside, entry);
+    this.files.delete(MemoryStorage.key(ref));
+    return `${this.location}${aside}`;
   }
 
   async openStream(): Promise<BlobStream> {

@@ -5,7 +5,9 @@
 // Vocabulary
 // - Blob: an immutable byte string named by a kind and a name (BlobRef). Kinds: config (one,
 //   named "config"), key (32 hex: the repository id), chunk (64 hex), index (64 hex), point
-//   (restore point id), lock (16 hex).
+//   (restore point id), lock (16 hex), committed (restore point id: the record that a point
+//   was committed, format.md "Committed records"), check (restore point id: verify's last
+//   result for it, format.md "Check records").
 //   Names are checked against their kind's pattern before they reach a path or key
 //   (REPO_INVALID_NAME), so a name read from a file or typed by a user cannot escape.
 // - put: atomic and durable. When it resolves the blob is complete under its name and
@@ -21,11 +23,13 @@
 // - Stream: a large blob written piece by piece (indexes), atomic and durable at `finish`.
 // - Reads open regular files only: anything else planted under a blob's name (FIFO,
 //   directory, device) is REPO_NOT_REGULAR_FILE naming it, never a hang.
+// - Quarantine: a damaged blob moved aside (out of its name, bytes kept) by verify; it is
+//   never read again by vcbt and never deleted by it (format.md "Quarantine").
 // - Errors: an absent blob is BlobNotFound (code REPO_MISSING); any other I/O failure is
 //   REPO_IO naming the blob's location and the system error.
 import { RepositoryError } from '../errors.ts';
 
-export type BlobKind = 'config' | 'key' | 'chunk' | 'index' | 'point' | 'lock';
+export type BlobKind = 'config' | 'key' | 'chunk' | 'index' | 'point' | 'lock' | 'committed' | 'check';
 
 export interface BlobRef {
   readonly kind: BlobKind;
@@ -73,6 +77,11 @@ export interface Storage {
   getRange(ref: BlobRef, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
   /** undefined when absent. */
   stat(ref: BlobRef): Promise<BlobInfo | undefined>;
+  /**
+   * Many stats at once (an incremental proves its carried-over chunks exist: millions of
+   * them). Same answers as `stat`, except that anything but a regular file reports size 0.
+   */
+  statMany(refs: readonly BlobRef[]): Promise<Array<BlobInfo | undefined>>;
   /** Names of every blob of a kind (files whose names do not fit the kind are not ours: skipped). */
   list(kind: BlobKind): AsyncIterable<string>;
   put(ref: BlobRef, data: Uint8Array | string): Promise<void>;
@@ -88,6 +97,11 @@ export interface Storage {
   discard(token: string): Promise<void>;
   listStaged(): Promise<Array<BlobInfo & { token: string }>>;
   openStream(): Promise<BlobStream>;
+  /**
+   * Moves a blob out of its name into the quarantine, keeping its bytes; returns where it went
+   * (for messages). Durable when it resolves. Absent: BlobNotFound.
+   */
+  quarantine(ref: BlobRef): Promise<string>;
 }
 
 const namePatterns: Record<BlobKind, RegExp> = {
@@ -97,6 +111,8 @@ const namePatterns: Record<BlobKind, RegExp> = {
   index: /^[0-9a-f]{64}$/,
   point: /^\d{8}T\d{6}Z-[0-9a-f]{8}$/,
   lock: /^[0-9a-f]{16}$/,
+  committed: /^\d{8}T\d{6}Z-[0-9a-f]{8}$/,
+  check: /^\d{8}T\d{6}Z-[0-9a-f]{8}$/,
 };
 
 export function isValidBlobName(kind: BlobKind, name: string): boolean {
