@@ -2,7 +2,8 @@ package main
 
 // The live NBD endpoint: writable exports of a powered-off VM's disks, the stand-in for
 // nbdkit-vddk opening a VM's disk without a snapshot (what a restore in place or a
-// replication onto a VM writes through). Export names are "<vm name>/<disk key>"; VDDK
+// replication onto a VM writes through). Export names are "<vm>/<disk key>", the VM by name
+// or moref (vcbt's {vm} placeholder is the moref); VDDK
 // refuses to open a powered-on VM's disk for writing, and so does this endpoint
 // (NBD_REP_ERR_POLICY with a message). Writes go through a real nbdkit (file plugin) into
 // the disk's live state, and every write request (WRITE, WRITE_ZEROES, TRIM) is tracked by
@@ -73,9 +74,14 @@ func (e *nbdExport) liveUriTemplate() string {
 func (l *lab) liveTarget(name string) (*labVm, *labDisk, string) {
 	m := liveExportName.FindStringSubmatch(name)
 	if m == nil {
-		return nil, nil, fmt.Sprintf("no export %q: export names are <vm name>/<disk key>", name)
+		return nil, nil, fmt.Sprintf("no export %q: export names are <vm name or moref>/<disk key>", name)
 	}
 	lv := l.vms[m[1]]
+	for _, v := range l.vms {
+		if lv == nil && v.ref.Value == m[1] {
+			lv = v
+		}
+	}
 	if lv == nil {
 		return nil, nil, fmt.Sprintf("no export %q: no VM named %q", name, m[1])
 	}
