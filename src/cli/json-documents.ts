@@ -14,6 +14,7 @@ import type { ChangesResult } from '../jobs/changes.ts';
 import type { RunningExport } from '../jobs/export.ts';
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
+import type { RollbackResult } from '../jobs/rollback.ts';
 import type { PruneReport } from '../repository/prune.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
@@ -89,6 +90,9 @@ export type BackupDocument = DocumentHeader<'backup'> & BackupResult;
 export type ReplicateDocument = DocumentHeader<'replicate'> & ReplicateResult;
 
 export type RestoreDocument = DocumentHeader<'restore'> & RestoreResult;
+
+/** `vcbt restore --in-place`: per disk whether only the changed areas or the whole disk was written, and why. */
+export type RollbackDocument = DocumentHeader<'rollback'> & RollbackResult;
 
 /** Printed once the export serves (one line, so a script can read it while vcbt runs). */
 export type ExportDocument = DocumentHeader<'export'> & Omit<RunningExport, 'close'>;
@@ -183,6 +187,7 @@ export interface JsonDocuments {
   backup: BackupDocument;
   replicate: ReplicateDocument;
   restore: RestoreDocument;
+  rollback: RollbackDocument;
   export: ExportDocument;
   init: InitDocument;
   points: PointsDocument;

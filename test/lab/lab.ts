@@ -46,6 +46,8 @@ export interface LabInfo {
    * snapshot's frozen disk (vcbt replicate --transport nbd --nbd-uri TEMPLATE).
    */
   nbdUriTemplate: string;
+  /** The live endpoint: a powered-off VM's disks, writable, export names `<vm>/<disk key>` (docs/lab.md). */
+  nbdLiveUriTemplate: string;
   datacenter: string;
   /** Process id of the lab program. */
   pid: number;

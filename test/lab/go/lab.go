@@ -46,16 +46,17 @@ type labVmInfo struct {
 }
 
 type labInfo struct {
-	Sdk               string      `json:"sdk"`
-	Username          string      `json:"username"`
-	Password          string      `json:"password"`
-	ThumbprintSha1    string      `json:"thumbprintSha1"`
-	FingerprintSha256 string      `json:"fingerprintSha256"`
-	Control           string      `json:"control"`
-	NbdUriTemplate    string      `json:"nbdUriTemplate"`
-	Datacenter        string      `json:"datacenter"`
-	Pid               int         `json:"pid"`
-	Vms               []labVmInfo `json:"vms"`
+	Sdk                string      `json:"sdk"`
+	Username           string      `json:"username"`
+	Password           string      `json:"password"`
+	ThumbprintSha1     string      `json:"thumbprintSha1"`
+	FingerprintSha256  string      `json:"fingerprintSha256"`
+	Control            string      `json:"control"`
+	NbdUriTemplate     string      `json:"nbdUriTemplate"`
+	NbdLiveUriTemplate string      `json:"nbdLiveUriTemplate"`
+	Datacenter         string      `json:"datacenter"`
+	Pid                int         `json:"pid"`
+	Vms                []labVmInfo `json:"vms"`
 }
 
 // labConfig is what POST /config changes.
@@ -187,6 +188,12 @@ func startLab(stateDir string, vm0DiskBytes []int64, otherDiskBytes int64) (*lab
 		return nil, err
 	}
 	l.info.NbdUriTemplate = named.nbdUriTemplate()
+	live, err := l.startLive(filepath.Join(stateDir, "nbd", "live"))
+	if err != nil {
+		l.stop()
+		return nil, err
+	}
+	l.info.NbdLiveUriTemplate = live.liveUriTemplate()
 	if err := l.startControl(); err != nil {
 		l.stop()
 		return nil, err

@@ -25,10 +25,13 @@ type nbdExport struct {
 	listener net.Listener
 	socket   string
 	// handshake, when set, speaks the option phase between client and nbdkit before the
-	// relay steps aside; it returns the bytes it sent to the client.
-	handshake func(client, server net.Conn) (int64, error)
-	mu        sync.Mutex
-	open      map[net.Conn]bool
+	// relay steps aside; it returns the bytes it sent to the client and the export name.
+	handshake func(client, server net.Conn) (int64, string, error)
+	// writes, when set (writable exports of live disks, nbd_live.go), starts the tracking
+	// of one connection's write requests; nil refuses the connection.
+	writes func(exportName string) *writeSession
+	mu     sync.Mutex
+	open   map[net.Conn]bool
 }
 
 type exportSet struct {
@@ -39,6 +42,8 @@ type exportSet struct {
 	cut     cutFault
 	// named is the endpoint that serves snapshot disks by export name (nbd_named.go).
 	named *nbdExport
+	// live is the writable endpoint serving powered-off VMs' live disks (nbd_live.go).
+	live *nbdExport
 }
 
 // cutFault is the armed nbdCutAfterBytes fault. A connection accepted while it is armed
@@ -104,7 +109,7 @@ func (s *exportSet) start(file string, readOnly bool) (*nbdExport, error) {
 }
 
 // launch runs nbdkit with the plugin arguments on a Unix socket and a TCP relay in front.
-func (s *exportSet) launch(id string, readOnly bool, handshake func(client, server net.Conn) (int64, error), plugin ...string) (*nbdExport, error) {
+func (s *exportSet) launch(id string, readOnly bool, handshake func(client, server net.Conn) (int64, string, error), plugin ...string) (*nbdExport, error) {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -189,18 +194,34 @@ func (e *nbdExport) relay(client net.Conn, cutAfter int64, cut *cutFault) {
 		e.track(server, false)
 	}()
 	var sent int64
+	exportName := ""
+	abandon := func() {
+		_ = client.Close()
+		_ = server.CloseWrite()
+		_, _ = io.Copy(io.Discard, server)
+		_ = server.Close()
+	}
 	if e.handshake != nil {
-		if sent, err = e.handshake(client, server); err != nil {
-			_ = client.Close()
-			_ = server.CloseWrite()
-			_, _ = io.Copy(io.Discard, server)
-			_ = server.Close()
+		if sent, exportName, err = e.handshake(client, server); err != nil {
+			abandon()
 			return
 		}
 	}
+	var session *writeSession
+	if e.writes != nil {
+		if session = e.writes(exportName); session == nil {
+			abandon()
+			return
+		}
+		defer session.done()
+	}
 	upDone := make(chan struct{})
 	go func() {
-		_, _ = io.Copy(server, client)
+		if session != nil {
+			copyUpTracked(server, client, session)
+		} else {
+			_, _ = io.Copy(server, client)
+		}
 		_ = server.CloseWrite()
 		close(upDone)
 	}()
@@ -254,5 +275,8 @@ func (s *exportSet) closeAll() {
 	}
 	if s.named != nil {
 		s.named.stop()
+	}
+	if s.live != nil {
+		s.live.stop()
 	}
 }

@@ -79,7 +79,7 @@ func (s *exportSet) startNamed(dir string) (*nbdExport, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	e, err := s.launch("named", true, namedHandshake(dir), "file", "dir="+dir)
+	e, err := s.launch("named", true, routerHandshake(snapshotResolver(dir)), "file", "dir="+dir)
 	if err != nil {
 		return nil, err
 	}
@@ -94,10 +94,28 @@ func (e *nbdExport) nbdUriTemplate() string {
 
 var errExportNameUnknown = errors.New("unknown export name in NBD_OPT_EXPORT_NAME")
 
-// namedHandshake is the router (see the header).
-func namedHandshake(dir string) func(client, server net.Conn) (int64, error) {
-	return func(client, server net.Conn) (int64, error) {
+// nameResolver maps an export name to the link nbdkit serves it from; a refusal is the
+// NBD error reply type and message the router answers instead.
+type nameResolver func(exportName string) (link string, refusalType uint32, refusal string)
+
+// snapshotResolver resolves "<snapshot moref>/<disk key>" to an existing snapshot link.
+func snapshotResolver(dir string) nameResolver {
+	return func(name string) (string, uint32, string) {
+		if link, valid := linkOf(name); valid {
+			if st, err := os.Stat(filepath.Join(dir, link)); err == nil && st.Mode().IsRegular() {
+				return link, 0, ""
+			}
+		}
+		return "", nbdRepErrUnknown, fmt.Sprintf("no export %q: export names are <snapshot moref>/<disk key> of an existing snapshot", name)
+	}
+}
+
+// routerHandshake is the router (see the header). It returns the bytes sent to the client
+// and the export name the client chose.
+func routerHandshake(resolve nameResolver) func(client, server net.Conn) (int64, string, error) {
+	return func(client, server net.Conn) (int64, string, error) {
 		var sent int64
+		chosen := ""
 		toClient := func(b []byte) error {
 			n, err := client.Write(b)
 			sent += int64(n)
@@ -105,86 +123,82 @@ func namedHandshake(dir string) func(client, server net.Conn) (int64, error) {
 		}
 		greeting := make([]byte, nbdGreetingBytes)
 		if _, err := io.ReadFull(server, greeting); err != nil {
-			return sent, err
+			return sent, chosen, err
 		}
 		if err := toClient(greeting); err != nil {
-			return sent, err
+			return sent, chosen, err
 		}
 		clientFlags := make([]byte, 4)
 		if _, err := io.ReadFull(client, clientFlags); err != nil {
-			return sent, err
+			return sent, chosen, err
 		}
 		if _, err := server.Write(clientFlags); err != nil {
-			return sent, err
+			return sent, chosen, err
 		}
 		for {
 			header := make([]byte, 16)
 			if _, err := io.ReadFull(client, header); err != nil {
-				return sent, err
+				return sent, chosen, err
 			}
 			if binary.BigEndian.Uint64(header) != nbdOptMagic {
-				return sent, fmt.Errorf("NBD option without IHAVEOPT magic")
+				return sent, chosen, fmt.Errorf("NBD option without IHAVEOPT magic")
 			}
 			option := binary.BigEndian.Uint32(header[8:])
 			data, err := readBounded(client, binary.BigEndian.Uint32(header[12:]))
 			if err != nil {
-				return sent, err
+				return sent, chosen, err
 			}
 			if name, rebuild, ok := optionExportName(option, data); ok {
-				link, valid := linkOf(name)
-				known := false
-				if valid {
-					if st, err := os.Stat(filepath.Join(dir, link)); err == nil && st.Mode().IsRegular() {
-						known = true
-					}
-				}
-				if !known {
+				link, refusalType, refusal := resolve(name)
+				if link == "" {
 					switch option {
 					case nbdOptExportName:
 						// The protocol has no error reply here: the server closes.
-						return sent, errExportNameUnknown
+						return sent, chosen, errExportNameUnknown
 					case nbdOptInfo, nbdOptGo:
-						msg := fmt.Sprintf("no export %q: export names are <snapshot moref>/<disk key> of an existing snapshot", name)
-						if err := toClient(optionReply(option, nbdRepErrUnknown, []byte(msg))); err != nil {
-							return sent, err
+						if err := toClient(optionReply(option, refusalType, []byte(refusal))); err != nil {
+							return sent, chosen, err
 						}
 						continue
 					}
 					link = strings.ReplaceAll(name, "/", "_")
 				}
+				if option == nbdOptExportName || option == nbdOptGo {
+					chosen = name
+				}
 				data = rebuild(link)
 			}
 			binary.BigEndian.PutUint32(header[12:], uint32(len(data)))
 			if _, err := server.Write(append(header, data...)); err != nil {
-				return sent, err
+				return sent, chosen, err
 			}
 			if option == nbdOptExportName {
 				// nbdkit answers with the export's size and flags: transmission begins.
-				return sent, nil
+				return sent, chosen, nil
 			}
 			for {
 				replyHeader := make([]byte, 20)
 				if _, err := io.ReadFull(server, replyHeader); err != nil {
-					return sent, err
+					return sent, chosen, err
 				}
 				replyType := binary.BigEndian.Uint32(replyHeader[12:])
 				reply, err := readBounded(server, binary.BigEndian.Uint32(replyHeader[16:]))
 				if err != nil {
-					return sent, err
+					return sent, chosen, err
 				}
 				reply = replyWithExportNames(option, replyType, reply)
 				binary.BigEndian.PutUint32(replyHeader[16:], uint32(len(reply)))
 				if err := toClient(append(replyHeader, reply...)); err != nil {
-					return sent, err
+					return sent, chosen, err
 				}
 				if replyType != nbdRepAck && replyType&0x80000000 == 0 {
 					continue // more replies to this option follow
 				}
 				if option == nbdOptGo && replyType == nbdRepAck {
-					return sent, nil
+					return sent, chosen, nil
 				}
 				if option == nbdOptAbort {
-					return sent, io.EOF
+					return sent, chosen, io.EOF
 				}
 				break
 			}

@@ -148,6 +148,12 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 // growing a disk that has snapshots.
 func (l *lab) precheck(lv *labVm, name string, body interface{}) *vimFault {
 	switch name {
+	case "PowerOnVM_Task", "CreateSnapshot_Task":
+		if lv.openWriters > 0 && len(lv.disks) > 0 {
+			file := lv.disks[0].datastorePath(lv.disks[0].live())
+			return &vimFault{fault: &types.FileLocked{FileFault: types.FileFault{File: file}},
+				message: fmt.Sprintf("VM %s: its disks are open for writing through NBD (%d connections)", lv.name, lv.openWriters)}
+		}
 	case "RevertToSnapshot_Task", "RevertToCurrentSnapshot_Task":
 		return &vimFault{fault: &types.NotSupported{}, message: "the vcbt lab does not support reverting to a snapshot"}
 	case "ReconfigVM_Task":

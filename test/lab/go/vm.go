@@ -32,6 +32,8 @@ type labVm struct {
 	snapshotFiles map[types.ManagedObjectReference]string
 	// linksDir is where each snapshot's disks get their export links (nbd_named.go).
 	linksDir string
+	// openWriters counts connections writing the VM's live disks (nbd_live.go).
+	openWriters int
 }
 
 func (l *lab) adoptVm(sim *simulator.VirtualMachine) (*labVm, error) {
