@@ -128,6 +128,7 @@ export const errorCodes = [
   'SECRET_UNREADABLE',
   'JOB_NOT_FOUND',
   'JOB_NO_VMS',
+  'CATALOG_UNAVAILABLE',
 ] as const;
 
 /**

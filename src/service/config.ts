@@ -112,6 +112,8 @@ export interface JobConfig {
 export interface CatalogConfig {
   /** The SQLite file of the run history. */
   path: string;
+  /** Runs that ended longer ago are deleted with their tasks and log lines. */
+  keepHistoryMs: number;
 }
 
 export interface ServiceConfig {
@@ -123,6 +125,7 @@ export interface ServiceConfig {
 }
 
 export const DEFAULT_CATALOG_PATH = '/var/lib/vcbt/catalog.sqlite';
+export const DEFAULT_KEEP_HISTORY_MS = 90 * 86_400_000;
 export const defaultRetries: RetryPolicy = { count: 2, delayMs: 60_000, factor: 2 };
 export const defaultLimits: LimitsConfig = { total: 4, perHost: 2, perDatastore: 4 };
 export const DEFAULT_WAIT_BUSY_MS = 10 * 60_000;
@@ -280,11 +283,13 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     const repository = readRepository(r, value, `repositories.${name}`, name, file);
     if (repository) repositories.set(name, repository);
   }
-  let catalog: CatalogConfig = { path: DEFAULT_CATALOG_PATH };
+  const catalog: CatalogConfig = { path: DEFAULT_CATALOG_PATH, keepHistoryMs: DEFAULT_KEEP_HISTORY_MS };
   if (top.has('catalog')) {
-    const entries = r.map(top.get('catalog')?.value, 'catalog', ['path']);
+    const entries = r.map(top.get('catalog')?.value, 'catalog', ['path', 'keepHistory']);
     const path = entries?.has('path') ? r.string(entries.get('path')?.value, 'catalog.path') : undefined;
-    if (path) catalog = { path: anchored(file, path) };
+    if (path) catalog.path = anchored(file, path);
+    const keep = entries?.has('keepHistory') ? r.duration(entries.get('keepHistory')?.value, 'catalog.keepHistory', false) : undefined;
+    if (keep !== undefined) catalog.keepHistoryMs = keep;
   }
   const jobEntries = top.has('jobs') ? r.map(top.get('jobs')?.value, 'jobs', undefined) : undefined;
   for (const [name, { value, key }] of jobEntries ?? []) {
