@@ -116,8 +116,16 @@ export interface CatalogConfig {
   keepHistoryMs: number;
 }
 
+export interface DaemonConfig {
+  /** Where the HTTP API listens: host and port (port 0: any free one). */
+  listen: { host: string; port: number };
+  /** On SIGTERM, how long running VMs may go on before they are aborted. */
+  stopTimeoutMs: number;
+}
+
 export interface ServiceConfig {
   file: string;
+  daemon: DaemonConfig;
   servers: ReadonlyMap<string, ServerConfig>;
   repositories: ReadonlyMap<string, RepositoryConfig>;
   jobs: ReadonlyMap<string, JobConfig>;
@@ -126,6 +134,8 @@ export interface ServiceConfig {
 
 export const DEFAULT_CATALOG_PATH = '/var/lib/vcbt/catalog.sqlite';
 export const DEFAULT_KEEP_HISTORY_MS = 90 * 86_400_000;
+export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8420 };
+export const DEFAULT_STOP_TIMEOUT_MS = 5 * 60_000;
 export const defaultRetries: RetryPolicy = { count: 2, delayMs: 60_000, factor: 2 };
 export const defaultLimits: LimitsConfig = { total: 4, perHost: 2, perDatastore: 4 };
 export const DEFAULT_WAIT_BUSY_MS = 10 * 60_000;
@@ -268,7 +278,7 @@ function anchored(file: string, path: string): string {
 }
 
 function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig | undefined {
-  const top = r.map(root, '', ['servers', 'repositories', 'jobs', 'catalog']);
+  const top = r.map(root, '', ['servers', 'repositories', 'jobs', 'catalog', 'daemon']);
   if (!top) return undefined;
   const servers = new Map<string, ServerConfig>();
   const repositories = new Map<string, RepositoryConfig>();
@@ -291,13 +301,26 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     const keep = entries?.has('keepHistory') ? r.duration(entries.get('keepHistory')?.value, 'catalog.keepHistory', false) : undefined;
     if (keep !== undefined) catalog.keepHistoryMs = keep;
   }
+  const daemon: DaemonConfig = { listen: { ...DEFAULT_LISTEN }, stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS };
+  if (top.has('daemon')) {
+    const entries = r.map(top.get('daemon')?.value, 'daemon', ['listen', 'stopTimeout']);
+    if (entries?.has('listen')) {
+      const node = entries.get('listen')?.value;
+      const text = r.string(node, 'daemon.listen');
+      const match = text === undefined ? null : /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
+      if (text !== undefined && (!match || Number(match[3]) > 65535)) r.problem(node, 'daemon.listen', 'must be HOST:PORT (127.0.0.1:8420, [::1]:8420; port 0 picks a free one)');
+      else if (match) daemon.listen = { host: (match[1] ?? match[2]) as string, port: Number(match[3]) };
+    }
+    const stop = entries?.has('stopTimeout') ? r.duration(entries.get('stopTimeout')?.value, 'daemon.stopTimeout', true) : undefined;
+    if (stop !== undefined) daemon.stopTimeoutMs = stop;
+  }
   const jobEntries = top.has('jobs') ? r.map(top.get('jobs')?.value, 'jobs', undefined) : undefined;
   for (const [name, { value, key }] of jobEntries ?? []) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) r.problem(key, `jobs.${name}`, 'a job name is letters, digits, ".", "_" and "-"');
     const job = readJob(r, value, `jobs.${name}`, name, file, servers, repositories, serverEntries, repoEntries);
     if (job) jobs.set(name, job);
   }
-  return { file: resolve(file), servers, repositories, jobs, catalog };
+  return { file: resolve(file), daemon, servers, repositories, jobs, catalog };
 }
 
 function readSecret(r: Reader, entries: Entries, path: string, what: 'password' | 'passphrase', file: string): SecretSource | undefined {

@@ -149,8 +149,14 @@ export async function resolveSelection(session: VsphereSession, job: JobConfig, 
 
 async function openJobRepository(config: ServiceConfig, job: JobConfig, env: NodeJS.ProcessEnv): Promise<Repository | undefined> {
   if (job.type !== 'backup' || job.repository === undefined) return undefined;
-  const repo = config.repositories.get(job.repository);
-  if (!repo) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no repository "${job.repository}"`, { job: job.name });
+  if (!config.repositories.has(job.repository)) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no repository "${job.repository}"`, { job: job.name });
+  return openConfiguredRepository(config, job.repository, env);
+}
+
+/** Opens a repository of the configuration with its passphrase; the caller closes it. */
+export async function openConfiguredRepository(config: ServiceConfig, name: string, env: NodeJS.ProcessEnv): Promise<Repository> {
+  const repo = config.repositories.get(name);
+  if (!repo) throw new VcbtError('CONFIG_INVALID', `no repository "${name}" in the configuration`, { repository: name });
   const passphrase = repo.passphrase ? await readSecret(repo.passphrase, env, `repositories.${repo.name} passphrase`) : env.VCBT_PASSPHRASE || undefined;
   return Repository.open(repo.path, { passphrase });
 }

@@ -16,6 +16,8 @@
 // - log line: a line a run printed, for the run or one of its tasks.
 // - history retention: runs that ended longer ago than `keepHistoryMs` are deleted with
 //   their tasks and log lines (`pruneHistory`).
+// - schedule mark: per job, the time the daemon last handled its schedule; a scheduled time
+//   between the mark and the daemon's start was missed (the daemon was down) and runs once.
 // - API token: stored as the SHA-256 of the token (src/service/tokens.ts); the token itself is
 //   never stored.
 import type { ErrorCode } from '../../errors.ts';
@@ -103,6 +105,8 @@ export interface Catalog {
   runs(query: { job?: string; limit: number; beforeId?: number }): Promise<RunRecord[]>;
   tasks(runId: number): Promise<TaskRecord[]>;
   logs(runId: number): Promise<LogRecord[]>;
+  /** Per VM (moref), its newest task whatever its status, with its run's job. */
+  latestTasks(): Promise<Array<TaskRecord & { job: string }>>;
   /** Per VM (moref), its newest task that protected it (success or warning) with its run's job. */
   lastGoodTasks(): Promise<Array<TaskRecord & { job: string }>>;
   /**
@@ -112,6 +116,9 @@ export interface Catalog {
   markInterrupted(isGone: (host: string, pid: number) => boolean, endedAt: string): Promise<RunRecord[]>;
   /** Deletes runs that ended before `endedBefore`, with their tasks and logs; answers how many. */
   pruneHistory(endedBefore: string): Promise<number>;
+  /** Per scheduled job, when the daemon last handled its schedule (fired it, or started watching it). */
+  scheduleMarks(): Promise<Map<string, string>>;
+  setScheduleMark(job: string, at: string): Promise<void>;
   addToken(token: { hash: string; readOnly: boolean; createdAt: string; note: string }): Promise<number>;
   tokenByHash(hash: string): Promise<TokenRecord | undefined>;
   close(): Promise<void>;

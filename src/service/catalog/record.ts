@@ -47,6 +47,8 @@ function errorOf(error: unknown): { code: VcbtError['code']; message: string } {
 
 function taskEnd(vm: VmRunResult, stopping: boolean): TaskEnd {
   const interrupted = vm.result === 'failed' && (vm.error?.code === 'INTERRUPTED' || stopping);
+  // An abort surfaces as whatever the VM was doing (a read, a task); the record says why.
+  const error = interrupted && vm.error && vm.error.code !== 'INTERRUPTED' ? { code: 'INTERRUPTED' as const, message: `stopped while at work (${vm.error.code}: ${vm.error.message})` } : vm.error;
   return {
     status: interrupted ? 'interrupted' : vm.result,
     endedAt: vm.endedAt,
@@ -56,7 +58,7 @@ function taskEnd(vm: VmRunResult, stopping: boolean): TaskEnd {
     bytesRead: vm.bytesRead,
     bytesStored: vm.bytesWritten,
     pointId: vm.pointId,
-    error: vm.error,
+    error,
     warnings: vm.warnings,
   };
 }

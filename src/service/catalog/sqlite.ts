@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS logs (
   run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
   vm TEXT, at TEXT NOT NULL, line TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_run ON logs (run_id);
+CREATE TABLE IF NOT EXISTS schedule_marks (job TEXT PRIMARY KEY, handled_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   hash TEXT NOT NULL UNIQUE, read_only INTEGER NOT NULL, created_at TEXT NOT NULL, note TEXT NOT NULL);
@@ -171,12 +172,20 @@ class SqliteCatalog implements Catalog {
     return this.#all('SELECT run_id, vm, at, line FROM logs WHERE run_id = ? ORDER BY id', runId).map((r) => ({ runId: Number(r.run_id), vm: r.vm === null ? null : String(r.vm), at: String(r.at), line: String(r.line) }));
   }
 
-  async lastGoodTasks(): Promise<Array<TaskRecord & { job: string }>> {
+  #newestPerVm(statusFilter: string): Array<TaskRecord & { job: string }> {
     const rows = this.#all(
       `SELECT t.*, r.job AS job FROM tasks t JOIN runs r ON r.id = t.run_id
-       WHERE t.id IN (SELECT MAX(id) FROM tasks WHERE status IN ('success', 'warning') GROUP BY moref) ORDER BY t.vm`,
+       WHERE t.id IN (SELECT MAX(id) FROM tasks ${statusFilter} GROUP BY moref) ORDER BY t.vm, t.moref`,
     );
     return rows.map((r) => ({ ...taskOf(r), job: String(r.job) }));
+  }
+
+  async latestTasks(): Promise<Array<TaskRecord & { job: string }>> {
+    return this.#newestPerVm('');
+  }
+
+  async lastGoodTasks(): Promise<Array<TaskRecord & { job: string }>> {
+    return this.#newestPerVm("WHERE status IN ('success', 'warning')");
   }
 
   async markInterrupted(isGone: (host: string, pid: number) => boolean, endedAt: string): Promise<RunRecord[]> {
@@ -200,6 +209,14 @@ class SqliteCatalog implements Catalog {
 
   async pruneHistory(endedBefore: string): Promise<number> {
     return Number(this.#db.prepare("DELETE FROM runs WHERE status <> 'running' AND ended_at < ?").run(endedBefore).changes);
+  }
+
+  async scheduleMarks(): Promise<Map<string, string>> {
+    return new Map(this.#all('SELECT job, handled_at FROM schedule_marks').map((r) => [String(r.job), String(r.handled_at)]));
+  }
+
+  async setScheduleMark(job: string, at: string): Promise<void> {
+    this.#db.prepare('INSERT INTO schedule_marks (job, handled_at) VALUES (?, ?) ON CONFLICT (job) DO UPDATE SET handled_at = excluded.handled_at').run(job, at);
   }
 
   async addToken(token: { hash: string; readOnly: boolean; createdAt: string; note: string }): Promise<number> {
