@@ -130,6 +130,15 @@ export const errorCodes = [
   'SECRET_UNREADABLE',
   'JOB_NOT_FOUND',
   'JOB_NO_VMS',
+  'CATALOG_UNAVAILABLE',
+  'JOB_RUNNING',
+  'DAEMON_STOPPING',
+  // the HTTP API (src/api)
+  'API_UNAUTHORIZED',
+  'API_READ_ONLY',
+  'API_NOT_FOUND',
+  'API_BAD_REQUEST',
+  'API_LISTEN',
 ] as const;
 
 /**

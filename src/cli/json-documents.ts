@@ -18,6 +18,7 @@ import type { RollbackResult } from '../jobs/rollback.ts';
 import type { PruneReport } from '../repository/prune.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
+import type { JobStatus } from '../service/catalog/status.ts';
 import type { VerifyReport } from '../repository/verify.ts';
 import type { VmInfo } from '../vsphere/vsphere.ts';
 
@@ -177,6 +178,14 @@ export interface JobListDocument extends DocumentHeader<'job-list'> {
 /** `vcbt job run NAME --config FILE --json`: per VM and overall success / warning / failed. */
 export type JobRunDocument = DocumentHeader<'job-run'> & JobRunResult;
 
+/** `vcbt job status --config FILE --json`: per job its latest runs from the catalog. */
+export interface JobStatusDocument extends DocumentHeader<'job-status'> {
+  file: string;
+  /** The catalog file read. */
+  catalog: string;
+  jobs: JobStatus[];
+}
+
 /** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
 export interface JsonDocuments {
   error: ErrorDocument;
@@ -196,6 +205,7 @@ export interface JsonDocuments {
   'config-check': ConfigCheckDocument;
   'job-list': JobListDocument;
   'job-run': JobRunDocument;
+  'job-status': JobStatusDocument;
 }
 
 export type JsonDocument = JsonDocuments[keyof JsonDocuments];

@@ -112,10 +112,20 @@ export interface JobConfig {
 export interface CatalogConfig {
   /** The SQLite file of the run history. */
   path: string;
+  /** Runs that ended longer ago are deleted with their tasks and log lines. */
+  keepHistoryMs: number;
+}
+
+export interface DaemonConfig {
+  /** Where the HTTP API listens: host and port (port 0: any free one). */
+  listen: { host: string; port: number };
+  /** On SIGTERM, how long running VMs may go on before they are aborted. */
+  stopTimeoutMs: number;
 }
 
 export interface ServiceConfig {
   file: string;
+  daemon: DaemonConfig;
   servers: ReadonlyMap<string, ServerConfig>;
   repositories: ReadonlyMap<string, RepositoryConfig>;
   jobs: ReadonlyMap<string, JobConfig>;
@@ -123,6 +133,9 @@ export interface ServiceConfig {
 }
 
 export const DEFAULT_CATALOG_PATH = '/var/lib/vcbt/catalog.sqlite';
+export const DEFAULT_KEEP_HISTORY_MS = 90 * 86_400_000;
+export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8420 };
+export const DEFAULT_STOP_TIMEOUT_MS = 5 * 60_000;
 export const defaultRetries: RetryPolicy = { count: 2, delayMs: 60_000, factor: 2 };
 export const defaultLimits: LimitsConfig = { total: 4, perHost: 2, perDatastore: 4 };
 export const DEFAULT_WAIT_BUSY_MS = 10 * 60_000;
@@ -265,7 +278,7 @@ function anchored(file: string, path: string): string {
 }
 
 function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig | undefined {
-  const top = r.map(root, '', ['servers', 'repositories', 'jobs', 'catalog']);
+  const top = r.map(root, '', ['servers', 'repositories', 'jobs', 'catalog', 'daemon']);
   if (!top) return undefined;
   const servers = new Map<string, ServerConfig>();
   const repositories = new Map<string, RepositoryConfig>();
@@ -280,11 +293,26 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     const repository = readRepository(r, value, `repositories.${name}`, name, file);
     if (repository) repositories.set(name, repository);
   }
-  let catalog: CatalogConfig = { path: DEFAULT_CATALOG_PATH };
+  const catalog: CatalogConfig = { path: DEFAULT_CATALOG_PATH, keepHistoryMs: DEFAULT_KEEP_HISTORY_MS };
   if (top.has('catalog')) {
-    const entries = r.map(top.get('catalog')?.value, 'catalog', ['path']);
+    const entries = r.map(top.get('catalog')?.value, 'catalog', ['path', 'keepHistory']);
     const path = entries?.has('path') ? r.string(entries.get('path')?.value, 'catalog.path') : undefined;
-    if (path) catalog = { path: anchored(file, path) };
+    if (path) catalog.path = anchored(file, path);
+    const keep = entries?.has('keepHistory') ? r.duration(entries.get('keepHistory')?.value, 'catalog.keepHistory', false) : undefined;
+    if (keep !== undefined) catalog.keepHistoryMs = keep;
+  }
+  const daemon: DaemonConfig = { listen: { ...DEFAULT_LISTEN }, stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS };
+  if (top.has('daemon')) {
+    const entries = r.map(top.get('daemon')?.value, 'daemon', ['listen', 'stopTimeout']);
+    if (entries?.has('listen')) {
+      const node = entries.get('listen')?.value;
+      const text = r.string(node, 'daemon.listen');
+      const match = text === undefined ? null : /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
+      if (text !== undefined && (!match || Number(match[3]) > 65535)) r.problem(node, 'daemon.listen', 'must be HOST:PORT (127.0.0.1:8420, [::1]:8420; port 0 picks a free one)');
+      else if (match) daemon.listen = { host: (match[1] ?? match[2]) as string, port: Number(match[3]) };
+    }
+    const stop = entries?.has('stopTimeout') ? r.duration(entries.get('stopTimeout')?.value, 'daemon.stopTimeout', true) : undefined;
+    if (stop !== undefined) daemon.stopTimeoutMs = stop;
   }
   const jobEntries = top.has('jobs') ? r.map(top.get('jobs')?.value, 'jobs', undefined) : undefined;
   for (const [name, { value, key }] of jobEntries ?? []) {
@@ -292,7 +320,7 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     const job = readJob(r, value, `jobs.${name}`, name, file, servers, repositories, serverEntries, repoEntries);
     if (job) jobs.set(name, job);
   }
-  return { file: resolve(file), servers, repositories, jobs, catalog };
+  return { file: resolve(file), daemon, servers, repositories, jobs, catalog };
 }
 
 function readSecret(r: Reader, entries: Entries, path: string, what: 'password' | 'passphrase', file: string): SecretSource | undefined {

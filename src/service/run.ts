@@ -79,7 +79,9 @@ export interface JobRunResult {
 export type JobEvent =
   | { type: 'log'; vm: string | null; line: string }
   | { type: 'vm-start'; vm: string; moref: string; host: string | null; datastores: readonly string[]; attempt: number }
-  | { type: 'vm-end'; vm: string; moref: string; host: string | null; datastores: readonly string[]; attempt: number; error: { code: ErrorCode; message: string } | null };
+  | { type: 'vm-end'; vm: string; moref: string; host: string | null; datastores: readonly string[]; attempt: number; error: { code: ErrorCode; message: string } | null }
+  /** A VM is done (every attempt); retention may still turn a success into a warning (the run's result has the last word). */
+  | { type: 'vm-result'; result: VmRunResult };
 
 export interface RunJobOptions {
   config: ServiceConfig;
@@ -88,6 +90,12 @@ export interface RunJobOptions {
   /** Only these VMs of the selection (names or patterns); they must still be selected by the job. */
   onlyVms?: readonly string[];
   signal?: AbortSignal;
+  /**
+   * Once aborted, no further VM starts and no retry is attempted; VMs already working go on
+   * (`signal` aborts those). A VM never started fails with INTERRUPTED. The daemon's
+   * graceful stop.
+   */
+  drain?: AbortSignal;
   onEvent?: (event: JobEvent) => void;
 }
 
@@ -141,8 +149,14 @@ export async function resolveSelection(session: VsphereSession, job: JobConfig, 
 
 async function openJobRepository(config: ServiceConfig, job: JobConfig, env: NodeJS.ProcessEnv): Promise<Repository | undefined> {
   if (job.type !== 'backup' || job.repository === undefined) return undefined;
-  const repo = config.repositories.get(job.repository);
-  if (!repo) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no repository "${job.repository}"`, { job: job.name });
+  if (!config.repositories.has(job.repository)) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no repository "${job.repository}"`, { job: job.name });
+  return openConfiguredRepository(config, job.repository, env);
+}
+
+/** Opens a repository of the configuration with its passphrase; the caller closes it. */
+export async function openConfiguredRepository(config: ServiceConfig, name: string, env: NodeJS.ProcessEnv): Promise<Repository> {
+  const repo = config.repositories.get(name);
+  if (!repo) throw new VcbtError('CONFIG_INVALID', `no repository "${name}" in the configuration`, { repository: name });
   const passphrase = repo.passphrase ? await readSecret(repo.passphrase, env, `repositories.${repo.name} passphrase`) : env.VCBT_PASSPHRASE || undefined;
   return Repository.open(repo.path, { passphrase });
 }
@@ -182,7 +196,12 @@ export async function runJob(options: RunJobOptions): Promise<JobRunResult> {
       const transport = await transportFor(config, job, () => readSecret(server!.password, env, `servers.${job.server} password`));
       const items = selection.selected.map((s) => ({ selected: s, host: s.placement.host, datastores: s.placement.datastores }));
       emit({ type: 'log', vm: null, line: `job ${job.name}: ${items.length} VMs selected (${items.map((i) => i.selected.placement.vm.name).join(', ')}); limits: ${job.limits.total} at once, ${job.limits.perHost} per host, ${job.limits.perDatastore} per datastore` });
-      const vms = await runWithLimits(items, job.limits, (item) => processVm({ ...options, session, repository, transport, emit }, item.selected));
+      const vms = await runWithLimits(items, job.limits, async (item) => {
+        const done = await processVm({ ...options, session, repository, transport, emit }, item.selected);
+        const { vmId: _, ...vmResult } = done;
+        emit({ type: 'vm-result', result: { ...vmResult, warnings: [...vmResult.warnings], reasonCodes: [...vmResult.reasonCodes] } });
+        return done;
+      });
       let retention: RetentionOutcome | null = null;
       if (repository && job.retention) {
         const vmIds = new Set(vms.flatMap((v) => (v.result === 'failed' ? [] : [v.vmId])));
@@ -252,6 +271,12 @@ async function processVm(work: VmWork, selected: SelectedVm): Promise<VmRunResul
     result.endedAt = new Date().toISOString();
     return result;
   };
+  const stopped = () => signal?.aborted === true || work.drain?.aborted === true;
+  if (stopped()) {
+    result.error = { code: 'INTERRUPTED', message: `VM "${vm.name}" not started: the run is stopping` };
+    log(result.error.message);
+    return finish();
+  }
   if (!placement.vm.cbtEnabled && job.cbt === 'report') {
     result.error = { code: 'CBT_NOT_ENABLED', message: `Changed Block Tracking is off on VM "${vm.name}" and the job is set to report it (cbt: report); enable it with: vcbt cbt enable --vm ${vm.moref}` };
     log(result.error.message);
@@ -279,7 +304,7 @@ async function processVm(work: VmWork, selected: SelectedVm): Promise<VmRunResul
       emit({ type: 'vm-end', ...where, attempt, error: e });
       result.error = e;
       const retriesLeft = attempt <= job.retries.count;
-      if (signal?.aborted || !retriesLeft || !isTransient(e.code)) {
+      if (stopped() || !retriesLeft || !isTransient(e.code)) {
         log(`failed (attempt ${attempt}): ${e.code}: ${e.message}`);
         return finish();
       }

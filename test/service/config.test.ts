@@ -208,3 +208,23 @@ test('vcbt config check: 0 for a valid file (warnings for what this machine lack
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('daemon and catalog keys: listen address, stop timeout, history retention; bad values named at their position', () => {
+  const base = `servers:
+  lab: { url: "https://127.0.0.1:8989/sdk", user: u, passwordEnv: P }
+`;
+  const defaults = parseConfig(base, '/etc/vcbt/vcbt.yaml');
+  assert.deepEqual(defaults.daemon, { listen: { host: '127.0.0.1', port: 8420 }, stopTimeoutMs: 300_000 });
+  assert.equal(defaults.catalog.keepHistoryMs, 90 * 86_400_000);
+  const set = parseConfig(`${base}daemon: { listen: "[::1]:0", stopTimeout: 30s }\ncatalog: { keepHistory: 2d }\n`, '/etc/vcbt/vcbt.yaml');
+  assert.deepEqual(set.daemon, { listen: { host: '::1', port: 0 }, stopTimeoutMs: 30_000 });
+  assert.equal(set.catalog.keepHistoryMs, 2 * 86_400_000);
+  assert.throws(
+    () => parseConfig(`${base}daemon: { listen: "localhost", stopTimeout: soon }\ncatalog: { keepHistory: 0 }\n`, '/etc/vcbt/vcbt.yaml'),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual((error.context.problems as ConfigProblem[]).map((p) => [p.line, p.path]), [[3, 'daemon.listen'], [3, 'daemon.stopTimeout'], [4, 'catalog.keepHistory']]);
+      return true;
+    },
+  );
+});

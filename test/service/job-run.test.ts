@@ -72,7 +72,7 @@ function peaks(events: readonly JobEvent[], keysOf: (e: Extract<JobEvent, { type
   const now = new Map<string, number>();
   const peak = new Map<string, number>();
   for (const e of events) {
-    if (e.type === 'log') continue;
+    if (e.type !== 'vm-start' && e.type !== 'vm-end') continue;
     const delta = e.type === 'vm-start' ? 1 : -1;
     for (const key of keysOf({ ...e, type: 'vm-start' })) {
       now.set(key, (now.get(key) ?? 0) + delta);

@@ -1,27 +1,63 @@
-// `vcbt job list|run`: the jobs of a service configuration (docs/service.md). `list` shows
-// each job's schedule and next run (and with --vms the VMs it selects now); `run` runs one
-// job over its VMs and exits 0 (success), 3 (warning: some VMs failed or needed retries) or
-// 1 (failed: no VM protected).
+// `vcbt job list|run|status`: the jobs of a service configuration (docs/service.md). `list`
+// shows each job's schedule and next run (and with --vms the VMs it selects now); `run` runs
+// one job over its VMs, records it in the catalog and exits 0 (success), 3 (warning: some VMs
+// failed or needed retries) or 1 (failed: no VM protected); `status` reads the catalog.
 import { UsageError } from '../../errors.ts';
 import { jobByName, loadConfig } from '../../service/config.ts';
 import { nextRun } from '../../service/schedule.ts';
-import { openJobSession, resolveSelection, runJob, type JobEvent } from '../../service/run.ts';
+import { openJobSession, resolveSelection, type JobEvent } from '../../service/run.ts';
+import { openCatalog } from '../../service/catalog/open.ts';
+import { recoverCatalog, runRecorded } from '../../service/catalog/record.ts';
+import { jobStatus } from '../../service/catalog/status.ts';
 import { ExitCode, type Command, type CommandIo } from '../command.ts';
 import { parseFlags } from '../flags.ts';
 import { writeJsonDocument } from '../json-output.ts';
-import { documentHeader, type JobListDocument } from '../json-documents.ts';
+import { documentHeader, type JobListDocument, type JobStatusDocument } from '../json-documents.ts';
 
 const usage = `usage: vcbt job list --config FILE [--vms] [--json]
        vcbt job run NAME --config FILE [--vm NAME ...] [--json]
+       vcbt job status --config FILE [--job NAME] [--runs N] [--json]
 
   list    the jobs: type, server, target, schedule and next run; --vms also logs in to each
           job's server and lists the VMs it selects now (and those it excludes, and why)
   run     runs job NAME once over the VMs it selects (--vm: only these of them; names or
           patterns), within its limits, with its retries and retention; per VM and overall
-          success / warning / failed. Exit codes: 0 success, 3 warning, 1 failed.
+          success / warning / failed. Exit codes: 0 success, 3 warning, 1 failed. The run,
+          its VMs and its log lines are recorded in the catalog (catalog.path).
+  status  per job its latest runs (--runs N, default 5) from the catalog, the VMs of the
+          newest one, and when the job last protected its VMs; runs whose process died are
+          shown (and recorded) as interrupted
 
   --config FILE   the service configuration (docs/service.md; check it with vcbt config check)
   --json          machine-readable document on stdout (docs/json.md)`;
+
+async function status(values: { config: string; job?: string; runs: number; json: boolean }, io: CommandIo): Promise<ExitCode> {
+  const config = await loadConfig(values.config);
+  if (values.job !== undefined) jobByName(config, values.job);
+  const catalog = openCatalog(config.catalog);
+  try {
+    await recoverCatalog(catalog, config.catalog.keepHistoryMs);
+    const jobs = await jobStatus(config, catalog, { runs: values.runs, job: values.job });
+    if (values.json) {
+      const document: JobStatusDocument = { ...documentHeader('job-status'), file: config.file, catalog: config.catalog.path, jobs };
+      writeJsonDocument(io, document);
+      return ExitCode.ok;
+    }
+    for (const j of jobs) {
+      io.stdout.write(`${j.name}  ${j.type}; last protected ${j.lastGoodAt ?? 'never'}\n`);
+      for (const r of j.runs) {
+        io.stdout.write(`  run ${r.id}  ${r.status.padEnd(11)} ${r.startedAt} .. ${r.endedAt ?? '(running)'}  ${r.trigger}${r.error ? `  ${r.error.code}: ${r.error.message}` : ''}\n`);
+      }
+      for (const t of j.lastRunTasks) {
+        const figures = t.error ? `${t.error.code}: ${t.error.message}` : `${t.mode ?? '-'}, ${t.bytesRead} bytes read, ${t.bytesStored} bytes stored${t.pointId ? `, restore point ${t.pointId}` : ''}`;
+        io.stdout.write(`    ${t.status.padEnd(11)} ${t.vm}  ${figures}\n`);
+      }
+    }
+    return ExitCode.ok;
+  } finally {
+    await catalog.close();
+  }
+}
 
 const resultExit = { success: ExitCode.ok, warning: ExitCode.partial, failed: ExitCode.failure } as const;
 
@@ -83,7 +119,14 @@ export const jobCommand: Command = {
       args,
       strict: true,
       allowPositionals: true,
-      options: { config: { type: 'string' }, vm: { type: 'string', multiple: true }, vms: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+      options: {
+        config: { type: 'string' },
+        vm: { type: 'string', multiple: true },
+        vms: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        job: { type: 'string' },
+        runs: { type: 'string' },
+      },
     });
     const [action, name, ...extra] = positionals;
     if (!values.config) throw new UsageError(`job needs --config FILE\n\n${usage}`);
@@ -91,21 +134,37 @@ export const jobCommand: Command = {
       if (name !== undefined) throw new UsageError(`job list takes no job name\n\n${usage}`);
       return list({ config: values.config, vms: values.vms, json: values.json }, io);
     }
-    if (action !== 'run') throw new UsageError(`job wants an action: list or run\n\n${usage}`);
+    if (action === 'status') {
+      if (name !== undefined) throw new UsageError(`job status takes no job name (use --job NAME)\n\n${usage}`);
+      const runs = values.runs === undefined ? 5 : Number(values.runs);
+      if (!Number.isSafeInteger(runs) || runs < 1) throw new UsageError(`--runs wants a whole number, at least 1\n\n${usage}`);
+      return status({ config: values.config, job: values.job, runs, json: values.json }, io);
+    }
+    if (action !== 'run') throw new UsageError(`job wants an action: list, run or status\n\n${usage}`);
     if (name === undefined || extra.length > 0) throw new UsageError(`job run wants one job NAME\n\n${usage}`);
     const config = await loadConfig(values.config);
     const job = jobByName(config, name);
-    const result = await runJob({
-      config,
-      job,
-      env: io.env,
-      onlyVms: values.vm,
-      signal: io.signal,
-      onEvent: (event) => {
-        const line = eventLine(event);
-        if (line !== undefined) io.stderr.write(`${line}\n`);
-      },
-    });
+    const catalog = openCatalog(config.catalog);
+    let result;
+    try {
+      await recoverCatalog(catalog, config.catalog.keepHistoryMs);
+      ({ result } = await runRecorded({
+        catalog,
+        trigger: 'manual',
+        config,
+        job,
+        env: io.env,
+        onlyVms: values.vm,
+        signal: io.signal,
+        onRunId: (runId) => io.stderr.write(`${new Date().toISOString()} job ${job.name}: run ${runId}\n`),
+        onEvent: (event) => {
+          const line = eventLine(event);
+          if (line !== undefined) io.stderr.write(`${line}\n`);
+        },
+      }));
+    } finally {
+      await catalog.close();
+    }
     if (values.json) {
       writeJsonDocument(io, { ...documentHeader('job-run'), ...result });
     } else {

@@ -1,0 +1,189 @@
+// The HTTP API of `vcbt serve` (a child process) against the lab: every request needs a
+// token (none or an unknown one: 401), a read-only token reads but cannot run a job (403),
+// "run a job now" starts a run (202) and a second one while it works is refused (409); every
+// answer, errors included, is checked against the OpenAPI document the server serves (its
+// status documented for that path, its body valid against the schema); tokens are stored
+// hashed, and neither a token nor the vSphere password appears in any answer or log line.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startLab, type Lab } from '../lab/lab.ts';
+import { runCli } from '../helpers/cli-runner.ts';
+import { checkSchema } from './schema-check.ts';
+import { openApiDocument } from '../../src/api/openapi.ts';
+
+const bin = join(import.meta.dirname, '../../bin/vcbt.ts');
+const VM = 'DC0_H0_VM1';
+let lab: Lab;
+let dir: string;
+let configFile: string;
+let daemon: ChildProcess;
+let daemonLog = '';
+let base: string;
+let token: string;
+let readOnly: string;
+let document: Record<string, unknown>;
+const bodies: string[] = [];
+
+before(async () => {
+  lab = await startLab({ otherDiskBytes: 2 * 1024 * 1024, diskSizes: [1024 * 1024] });
+  dir = await mkdtemp(join(tmpdir(), 'vcbt-api-'));
+  assert.equal((await runCli(['init', '--repo', join(dir, 'repo')])).code, 0);
+  await writeFile(join(dir, 'lab.password'), lab.info.password, { mode: 0o600 });
+  configFile = join(dir, 'vcbt.yaml');
+  await writeFile(
+    configFile,
+    `servers:
+  lab: { url: "${lab.info.sdk}", user: "${lab.info.username}", passwordFile: lab.password, thumbprint: "${lab.info.thumbprintSha1}" }
+repositories:
+  main: { path: repo }
+catalog: { path: catalog.sqlite }
+daemon: { listen: "127.0.0.1:0", stopTimeout: 5s }
+jobs:
+  one:
+    type: backup
+    server: lab
+    repository: main
+    vms: { include: ["${VM}"] }
+    transport: { ioTimeout: 1s }
+    retries: { count: 0 }
+    waitBusy: 0
+`,
+  );
+  const created = await runCli(['token', 'create', '--config', configFile, '--note', 'test']);
+  assert.equal(created.code, 0, created.stderr);
+  assert.match(created.stdout, /^vcbt_[A-Za-z0-9_-]{43}\n$/);
+  token = created.stdout.trim();
+  const ro = await runCli(['token', 'create', '--config', configFile, '--read-only']);
+  assert.equal(ro.code, 0, ro.stderr);
+  readOnly = ro.stdout.trim();
+  assert.match(ro.stderr, /read-only/);
+
+  daemon = spawn(process.execPath, [bin, 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  daemon.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
+  for (;;) {
+    const match = /API listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(daemonLog);
+    if (match) {
+      base = match[1] as string;
+      break;
+    }
+    assert.equal(daemon.exitCode, null, daemonLog);
+    await sleep(20);
+  }
+});
+
+after(async () => {
+  if (daemon && daemon.exitCode === null) {
+    const exited = new Promise((resolve) => daemon.on('exit', resolve));
+    daemon.kill('SIGTERM');
+    await exited;
+  }
+  await lab?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** A request; the answer is checked against the OpenAPI document for `template` (the path as documented). */
+async function call(method: string, path: string, template: string, auth: string | undefined): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(base + path, { method, headers: auth === undefined ? {} : { authorization: `Bearer ${auth}` } });
+  const text = await response.text();
+  bodies.push(text);
+  assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+  const body = JSON.parse(text) as Record<string, unknown>;
+  const doc = (document ?? openApiDocument) as unknown as Record<string, Record<string, Record<string, Record<string, Record<string, Record<string, unknown>>>>>>;
+  const operation = doc.paths?.[template]?.[method.toLowerCase()];
+  assert.ok(operation, `${method} ${template} is in the document`);
+  const answer = (operation.responses as unknown as Record<string, { content: { 'application/json': { schema: Record<string, unknown> } } }>)[String(response.status)];
+  assert.ok(answer, `${method} ${path}: status ${response.status} is documented (${text})`);
+  assert.deepEqual(checkSchema(doc as unknown as Record<string, unknown>, answer.content['application/json'].schema, body), [], `${method} ${path} ${response.status}: ${text.slice(0, 500)}`);
+  return { status: response.status, body };
+}
+
+test('every request needs a known token; the document served is the one in the code', async () => {
+  for (const [path, template] of [
+    ['/api/openapi.json', '/api/openapi.json'],
+    ['/api/jobs', '/api/jobs'],
+    ['/api/runs', '/api/runs'],
+    ['/api/vms', '/api/vms'],
+  ]) {
+    const none = await call('GET', path as string, template as string, undefined);
+    assert.deepEqual([none.status, none.body.code], [401, 'API_UNAUTHORIZED'], path);
+    const wrong = await call('GET', path as string, template as string, `vcbt_${'A'.repeat(43)}`);
+    assert.deepEqual([wrong.status, wrong.body.code], [401, 'API_UNAUTHORIZED'], path);
+  }
+  const none = await call('POST', '/api/jobs/one/run', '/api/jobs/{name}/run', undefined);
+  assert.equal(none.status, 401);
+  const served = await call('GET', '/api/openapi.json', '/api/openapi.json', readOnly);
+  assert.equal(served.status, 200);
+  assert.equal(served.body.openapi, '3.1.0');
+  assert.deepEqual(served.body, JSON.parse(JSON.stringify(openApiDocument)));
+  document = served.body;
+  // The catalog holds the tokens' hashes only.
+  const catalogBytes = await readFile(join(dir, 'catalog.sqlite'));
+  assert.equal(catalogBytes.includes(token), false);
+  assert.equal(catalogBytes.includes(readOnly), false);
+});
+
+test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks, logs, VMs and points answer what the document says', async () => {
+  document ??= (await call('GET', '/api/openapi.json', '/api/openapi.json', token)).body;
+  const refused = await call('POST', '/api/jobs/one/run', '/api/jobs/{name}/run', readOnly);
+  assert.deepEqual([refused.status, refused.body.code], [403, 'API_READ_ONLY']);
+  const missing = await call('POST', '/api/jobs/nope/run', '/api/jobs/{name}/run', token);
+  assert.deepEqual([missing.status, missing.body.code], [404, 'JOB_NOT_FOUND']);
+
+  // The guest wrote, and the first read of it stalls for the job's ioTimeout (1 s) before it resumes: the run is at work meanwhile.
+  await lab.write(VM, 2000, 0, randomBytes(256 * 1024));
+  await lab.faults({ httpStall: { afterBytes: 64 * 1024, count: 1 } });
+  const started = await call('POST', '/api/jobs/one/run', '/api/jobs/{name}/run', token);
+  assert.equal(started.status, 202);
+  const runId = started.body.runId as number;
+  const again = await call('POST', '/api/jobs/one/run', '/api/jobs/{name}/run', token);
+  assert.deepEqual([again.status, again.body.code], [409, 'JOB_RUNNING']);
+  const jobsWhileRunning = await call('GET', '/api/jobs', '/api/jobs', readOnly);
+  assert.equal((jobsWhileRunning.body.jobs as Array<{ runningRunId: number | null }>)[0]?.runningRunId, runId);
+
+  let detail: { status: number; body: Record<string, unknown> };
+  for (;;) {
+    detail = await call('GET', `/api/runs/${runId}`, '/api/runs/{id}', readOnly);
+    if ((detail.body.run as { status: string }).status !== 'running') break;
+    await sleep(100);
+  }
+  const run = detail.body.run as { status: string; trigger: string; job: string };
+  assert.deepEqual([run.job, run.trigger, run.status], ['one', 'api', 'success'], daemonLog);
+  const [task] = detail.body.tasks as Array<{ vm: string; status: string; mode: string; pointId: string; bytesRead: number }>;
+  assert.deepEqual([task?.vm, task?.status, task?.mode], [VM, 'success', 'full']);
+  assert.ok((task?.bytesRead ?? 0) >= 256 * 1024);
+
+  const runs = await call('GET', '/api/runs?job=one&limit=10', '/api/runs', readOnly);
+  assert.deepEqual((runs.body.runs as Array<{ id: number }>).map((r) => r.id), [runId]);
+  const bad = await call('GET', '/api/runs?limit=0', '/api/runs', readOnly);
+  assert.deepEqual([bad.status, bad.body.code], [400, 'API_BAD_REQUEST']);
+  const logs = await call('GET', `/api/runs/${runId}/logs`, '/api/runs/{id}/logs', readOnly);
+  assert.ok((logs.body.lines as Array<{ line: string }>).some((l) => l.line.includes(`restore point ${task?.pointId} committed`)), JSON.stringify(logs.body));
+  const gone = await call('GET', '/api/runs/999999', '/api/runs/{id}', readOnly);
+  assert.deepEqual([gone.status, gone.body.code], [404, 'API_NOT_FOUND']);
+
+  const vms = await call('GET', '/api/vms', '/api/vms', readOnly);
+  const [vm] = vms.body.vms as Array<{ name: string; lastGood: { job: string; runId: number; pointId: string; ageSeconds: number } | null }>;
+  assert.equal(vm?.name, VM);
+  assert.deepEqual([vm?.lastGood?.job, vm?.lastGood?.runId, vm?.lastGood?.pointId], ['one', runId, task?.pointId]);
+  assert.ok((vm?.lastGood?.ageSeconds ?? -1) >= 0);
+
+  const points = await call('GET', '/api/repositories/main/points', '/api/repositories/{name}/points', readOnly);
+  assert.deepEqual((points.body.points as Array<{ id: string }>).map((p) => p.id), [task?.pointId]);
+  const noRepo = await call('GET', '/api/repositories/other/points', '/api/repositories/{name}/points', readOnly);
+  assert.deepEqual([noRepo.status, noRepo.body.code], [404, 'API_NOT_FOUND']);
+  const jobs = await call('GET', '/api/jobs', '/api/jobs', readOnly);
+  assert.deepEqual((jobs.body.jobs as Array<{ name: string; lastRun: { id: number }; lastGoodAt: string | null; runningRunId: null }>).map((j) => [j.name, j.lastRun.id, j.runningRunId, j.lastGoodAt !== null]), [['one', runId, null, true]]);
+
+  // No secret anywhere: not in answers, not in the daemon's log.
+  for (const secret of [lab.info.password, token, readOnly]) {
+    assert.equal(bodies.some((b) => b.includes(secret)), false, 'no secret in an answer');
+    assert.equal(daemonLog.includes(secret), false, 'no secret in the log');
+  }
+  assert.match(daemonLog, /API POST \/api\/jobs\/one\/run 202 token 1/);
+});
