@@ -12,8 +12,9 @@
 // - job: what to protect (a VM selection, selection.ts), how (backup into a repository or
 //   replicate onto targets, transport, quiesce), when (schedule.ts), and its policies:
 //   retention, retries, limits, CBT, waiting for a busy VM.
+import { homedir } from 'node:os';
 import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Scalar } from 'yaml';
 import { VcbtError } from '../errors.ts';
 import { transportNames, type TransportName } from '../jobs/snapshot-source.ts';
@@ -132,7 +133,15 @@ export interface ServiceConfig {
   catalog: CatalogConfig;
 }
 
-export const DEFAULT_CATALOG_PATH = '/var/lib/vcbt/catalog.sqlite';
+/**
+ * Where the catalog lives when the configuration names none: /var/lib/vcbt for root (the
+ * service), the user's state directory ($XDG_STATE_HOME, else ~/.local/state) otherwise, so
+ * that `vcbt job run` works for a user without extra setup.
+ */
+export function defaultCatalogPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (process.getuid?.() === 0) return '/var/lib/vcbt/catalog.sqlite';
+  return join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'vcbt', 'catalog.sqlite');
+}
 export const DEFAULT_KEEP_HISTORY_MS = 90 * 86_400_000;
 export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8420 };
 export const DEFAULT_STOP_TIMEOUT_MS = 5 * 60_000;
@@ -293,7 +302,7 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     const repository = readRepository(r, value, `repositories.${name}`, name, file);
     if (repository) repositories.set(name, repository);
   }
-  const catalog: CatalogConfig = { path: DEFAULT_CATALOG_PATH, keepHistoryMs: DEFAULT_KEEP_HISTORY_MS };
+  const catalog: CatalogConfig = { path: defaultCatalogPath(), keepHistoryMs: DEFAULT_KEEP_HISTORY_MS };
   if (top.has('catalog')) {
     const entries = r.map(top.get('catalog')?.value, 'catalog', ['path', 'keepHistory']);
     const path = entries?.has('path') ? r.string(entries.get('path')?.value, 'catalog.path') : undefined;
