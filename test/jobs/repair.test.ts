@@ -209,7 +209,9 @@ test('a damaged index, a damaged and a deleted manifest: named by verify, listed
   const m5 = manifestPath(repo, p5.pointId);
   fs.writeFileSync(m5, fs.readFileSync(m5, 'utf8').replace('"label":"', '"label":"X'));
   const listed = JSON.parse((await runCli(['points', '--repo', repo, '--vm', vm, '--json'])).stdout) as { points: Array<{ id: string; damaged: boolean; manifestProblem: { code: string } | null }> };
-  assert.deepEqual(listed.points.at(-1), { ...listed.points.at(-1), id: p5.pointId, damaged: true, manifestProblem: { ...listed.points.at(-1)?.manifestProblem, code: 'REPO_CORRUPT' } });
+  // Found by id: points made within one second list in id order, and a damaged manifest has no createdAt.
+  const listedP5 = listed.points.find((p) => p.id === p5.pointId);
+  assert.deepEqual(listedP5, { ...listedP5, id: p5.pointId, damaged: true, manifestProblem: { ...listedP5?.manifestProblem, code: 'REPO_CORRUPT' } });
   const latestTarget = join(dir, 'latest.raw');
   const refused = await runCli(['restore', '--repo', repo, '--point', 'latest', '--vm', vm, '--disk', String(b), '--to', latestTarget]);
   assert.equal(refused.code, 1);
