@@ -104,5 +104,8 @@ export function diskIsDamaged(record: PointCheck | undefined, deviceKey: number)
 /** The UTC time a restore point id carries (ids start with it), as ISO 8601. */
 export function pointIdTime(pointId: string): string {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(pointId);
-  return m ? `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.000Z` : '';
+  // The id holds whole seconds; the point was made somewhere in that second. Taking its end
+  // sorts a point whose manifest cannot be read after the sound points of the same second, so
+  // `latest` never skips it silently.
+  return m ? `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.999Z` : '';
 }
