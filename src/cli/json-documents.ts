@@ -11,6 +11,7 @@ import type { ApplyResult } from '../jobs/apply.ts';
 import type { BackupResult } from '../jobs/backup.ts';
 import type { ChangesResult } from '../jobs/changes.ts';
 import type { RunningExport } from '../jobs/export.ts';
+import type { GuestEntry, GuestEntryKind, GuestFileSystem } from '../jobs/files.ts';
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { PruneReport } from '../repository/prune.ts';
@@ -157,6 +158,33 @@ export interface JobListDocument extends DocumentHeader<'job-list'> {
 /** `vcbt job run NAME --config FILE --json`: per VM and overall success / warning / failed. */
 export type JobRunDocument = DocumentHeader<'job-run'> & JobRunResult;
 
+/** `vcbt files ls --json`: the disk's file systems, and the entries of PATH when one was given. */
+export interface FilesLsDocument extends DocumentHeader<'files-ls'> {
+  pointId: string;
+  deviceKey: number;
+  filesystems: GuestFileSystem[];
+  /** The PATH asked for, null when none was given. */
+  path: string | null;
+  /** PATH's entries (a directory's, sorted by name; or the one file), null without PATH. */
+  entries: GuestEntry[] | null;
+}
+
+/** `vcbt files find PATTERN --json`. */
+export interface FilesFindDocument extends DocumentHeader<'files-find'> {
+  pointId: string;
+  deviceKey: number;
+  pattern: string;
+  /** Guest paths (N:/dir/name or /dir/name), sorted. */
+  paths: string[];
+}
+
+/** `vcbt files get PATH... --to DIR --json`. */
+export interface FilesGetDocument extends DocumentHeader<'files-get'> {
+  pointId: string;
+  deviceKey: number;
+  copied: Array<{ path: string; to: string; kind: GuestEntryKind }>;
+}
+
 /** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
 export interface JsonDocuments {
   error: ErrorDocument;
@@ -175,6 +203,9 @@ export interface JsonDocuments {
   'config-check': ConfigCheckDocument;
   'job-list': JobListDocument;
   'job-run': JobRunDocument;
+  'files-ls': FilesLsDocument;
+  'files-find': FilesFindDocument;
+  'files-get': FilesGetDocument;
 }
 
 export type JsonDocument = JsonDocuments[keyof JsonDocuments];

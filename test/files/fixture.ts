@@ -1,11 +1,11 @@
 // Guest disks for the file-level restore tests, built without mounting anything and stored as
 // restore points with the repository API (the same writer `vcbt backup` uses).
 //
-// - `gptTwoPartitions`: a GPT disk (sfdisk) with partition 1 = ext4 populated from a directory
-//   (`mkfs.ext4 -d`) and partition 2 = FAT (`mkfs.vfat` + `mcopy -s`). Two versions: the
+// - `gptPoints`: a GPT disk (sfdisk) with partition 1 = ext4 populated from a directory
+//   (`mkfs.ext4 -d`), partition 2 = FAT (`mkfs.vfat` + `mcopy -s`), partition 3 = no file system. Two versions: the
 //   second restore point changes and adds files, so a test can tell the points apart.
-// - `wholeDiskExt4`: ext4 on the whole disk, no partition table (paths without `N:`).
-// - `blankDisk`: zeroes only: no partition table, no file system.
+// - `wholeDiskPoint`: ext4 on the whole disk, no partition table (paths without `N:`).
+// - `blankPoint`: zeroes only: no partition table, no file system.
 // `files` maps every regular file the fixture wrote (as `N:/path` or `/path`) to its bytes.
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
@@ -56,7 +56,7 @@ async function vfatImage(work: string, name: string, sizeBytes: number, files: R
 
 /** The allocated areas of an image: every 64 KiB block that is not all zero, merged. */
 function allocatedAreas(image: Buffer, blockBytes = 64 * 1024): Extent[] {
-  const areas: Extent[] = [];
+  const areas: Array<{ offsetBytes: number; lengthBytes: number }> = [];
   for (let at = 0; at < image.length; at += blockBytes) {
     const n = Math.min(blockBytes, image.length - at);
     if (image.subarray(at, at + n).every((b) => b === 0)) continue;
@@ -95,8 +95,9 @@ async function gptImage(work: string, version: 1 | 2): Promise<Buffer> {
   const disk = join(work, `gpt-v${version}.img`);
   await writeFile(disk, Buffer.alloc(0));
   await run('truncate', ['-s', String(sizeBytes), disk]);
-  // Partition 1: 1 MiB .. 13 MiB (ext4), partition 2: 13 MiB .. 23 MiB (FAT).
-  const script = 'label: gpt\nstart=2048, size=24576, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\nstart=26624, size=20480, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n';
+  // Partition 1: 1 MiB .. 13 MiB (ext4), partition 2: 13 MiB .. 23 MiB (FAT), partition 3:
+  // 512 KiB of zeroes (no file system).
+  const script = 'label: gpt\nstart=2048, size=24576, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\nstart=26624, size=20480, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\nstart=47104, size=1024, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n';
   await new Promise<void>((resolve, reject) => {
     const child = execFile('sfdisk', ['--quiet', disk], (error) => (error ? reject(error) : resolve()));
     child.stdin?.end(script);
