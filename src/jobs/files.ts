@@ -346,14 +346,19 @@ async function discover(session: GuestfishSession, signal?: AbortSignal): Promis
   const devices = (await session.run(['list-devices'], signal)).stdout.split('\n').filter((d) => d !== '');
   const disk = devices[0] ?? '/dev/sda';
   const partitions = (await session.run(['list-partitions'], signal)).stdout.split('\n').filter((d) => d !== '');
-  const candidates = partitions.length > 0 ? partitions : [disk];
   const found: GuestFileSystem[] = [];
-  for (const device of candidates) {
-    const type = (await session.run(['vfs-type', device], signal).catch(() => ({ stdout: '' }))).stdout.trim();
-    const sizeBytes = Number((await session.run(['blockdev-getsize64', device], signal)).stdout.trim());
-    const partition = device === disk ? null : Number((await session.run(['part-to-partnum', device], signal)).stdout.trim());
-    found.push({ partition, device, type, sizeBytes, browsable: MOUNTABLE.has(type) });
+  if (partitions.length === 0) {
+    const sizeBytes = Number((await session.run(['blockdev-getsize64', disk], signal)).stdout.trim());
+    found.push({ partition: null, device: disk, type: (await session.run(['vfs-type', disk], signal)).stdout.trim(), sizeBytes, browsable: false });
+  } else {
+    // One part-list for numbers and sizes (a remote command costs 0.1-0.4 s in TCG), then the types.
+    const table = parseStructList((await session.run(['part-list', disk], signal)).stdout);
+    for (const row of table) {
+      const device = partitions.find((d) => d === `${disk}${row.part_num}`) ?? `${disk}${row.part_num}`;
+      found.push({ partition: Number(row.part_num), device, type: (await session.run(['vfs-type', device], signal)).stdout.trim(), sizeBytes: Number(row.part_size), browsable: false });
+    }
   }
+  for (const fs of found) fs.browsable = MOUNTABLE.has(fs.type);
   if (partitions.length === 0 && found[0].type === '') {
     throw new FilesError('FILES_NO_FILESYSTEM', 'the disk has no partition table and no file system the engine recognises', { device: disk });
   }
