@@ -184,7 +184,7 @@ export class FilesBrowser {
 
   /** The guest path of `path` inside `fs`, in the form the user types. */
   guestPath(fs: GuestFileSystem, path: string): string {
-    return this.filesystems.length === 1 && fs.partition === null ? path : `${fs.partition ?? ''}:${path}`.replace(/^:/, '');
+    return this.filesystems.length === 1 || fs.partition === null ? path : `${fs.partition}:${path}`;
   }
 
   async #mount(fs: GuestFileSystem, signal?: AbortSignal): Promise<void> {
@@ -349,7 +349,7 @@ async function discover(session: GuestfishSession, signal?: AbortSignal): Promis
   const found: GuestFileSystem[] = [];
   if (partitions.length === 0) {
     const sizeBytes = Number((await session.run(['blockdev-getsize64', disk], signal)).stdout.trim());
-    found.push({ partition: null, device: disk, type: (await session.run(['vfs-type', disk], signal)).stdout.trim(), sizeBytes, browsable: false });
+    found.push({ partition: null, device: disk, type: (await session.run(['vfs-type', disk], signal).catch(() => ({ stdout: '' }))).stdout.trim(), sizeBytes, browsable: false });
   } else {
     // One part-list for numbers and sizes (a remote command costs 0.1-0.4 s in TCG), then the types.
     const table = parseStructList((await session.run(['part-list', disk], signal)).stdout);
