@@ -12,6 +12,7 @@ import type { ApplyResult } from '../jobs/apply.ts';
 import type { BackupResult } from '../jobs/backup.ts';
 import type { ChangesResult } from '../jobs/changes.ts';
 import type { RunningExport } from '../jobs/export.ts';
+import type { GuestEntry, GuestEntryKind, GuestFileSystem } from '../jobs/files.ts';
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { RollbackResult } from '../jobs/rollback.ts';
@@ -186,6 +187,33 @@ export interface JobStatusDocument extends DocumentHeader<'job-status'> {
   jobs: JobStatus[];
 }
 
+/** `vcbt files ls --json`: the disk's file systems, and the entries of PATH when one was given. */
+export interface FilesLsDocument extends DocumentHeader<'files-ls'> {
+  pointId: string;
+  deviceKey: number;
+  filesystems: GuestFileSystem[];
+  /** The PATH asked for, null when none was given. */
+  path: string | null;
+  /** PATH's entries (a directory's, sorted by name; or the one file), null without PATH. */
+  entries: GuestEntry[] | null;
+}
+
+/** `vcbt files find PATTERN --json`. */
+export interface FilesFindDocument extends DocumentHeader<'files-find'> {
+  pointId: string;
+  deviceKey: number;
+  pattern: string;
+  /** Guest paths (N:/dir/name or /dir/name), sorted. */
+  paths: string[];
+}
+
+/** `vcbt files get PATH... --to DIR --json`. */
+export interface FilesGetDocument extends DocumentHeader<'files-get'> {
+  pointId: string;
+  deviceKey: number;
+  copied: Array<{ path: string; to: string; kind: GuestEntryKind }>;
+}
+
 /** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
 export interface JsonDocuments {
   error: ErrorDocument;
@@ -206,6 +234,9 @@ export interface JsonDocuments {
   'job-list': JobListDocument;
   'job-run': JobRunDocument;
   'job-status': JobStatusDocument;
+  'files-ls': FilesLsDocument;
+  'files-find': FilesFindDocument;
+  'files-get': FilesGetDocument;
 }
 
 export type JsonDocument = JsonDocuments[keyof JsonDocuments];

@@ -25,6 +25,7 @@ export const commands: CommandEntry[] = [
   { name: 'points', summary: 'list restore points in a repository', load: async () => (await import('./points.ts')).pointsCommand },
   { name: 'restore', summary: 'restore one disk of a restore point to a file or NBD export', load: async () => (await import('./restore.ts')).restoreCommand },
   { name: 'export', summary: 'serve a restore point\'s disk read-only over NBD', load: async () => (await import('./export.ts')).exportCommand },
+  { name: 'files', summary: 'list, find and extract files in a restore point (file-level restore)', load: async () => (await import('./files.ts')).filesCommand },
   { name: 'verify', summary: 'check restore points (structure, or every chunk with --read-data)', load: async () => (await import('./verify.ts')).verifyCommand },
   { name: 'prune', summary: 'delete restore points a retention policy drops, then collect garbage', load: async () => (await import('./prune.ts')).pruneCommand },
   { name: 'unlock', summary: 'remove stale repository locks (or one named lock with --force)', load: async () => (await import('./unlock.ts')).unlockCommand },
