@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"time"
 )
 
 const (
@@ -106,8 +107,15 @@ func (l *lab) liveResolver(dir string) nameResolver {
 		}
 		link := linkName(lv.name, d.key)
 		path := filepath.Join(dir, link)
-		_ = os.Remove(path)
-		if err := os.Link(d.rawPath(d.live()), path); err != nil {
+		// Several connections of one client resolve the same name at once, and nbdkit opens the
+		// link after this returns: replace it atomically (link a temporary name, rename it over)
+		// so that a concurrent open never finds the name missing.
+		tmp := fmt.Sprintf("%s.tmp-%d", path, time.Now().UnixNano())
+		if err := os.Link(d.rawPath(d.live()), tmp); err != nil {
+			return "", nbdRepErrUnknown, fmt.Sprintf("export %q: %v", name, err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			_ = os.Remove(tmp)
 			return "", nbdRepErrUnknown, fmt.Sprintf("export %q: %v", name, err)
 		}
 		return link, 0, ""
