@@ -18,7 +18,7 @@ import { jobStatus } from '../service/catalog/status.ts';
 import type { ServiceConfig } from '../service/config.ts';
 import type { Daemon } from '../service/daemon.ts';
 import { openConfiguredRepository } from '../service/run.ts';
-import { nextRun } from '../service/schedule.ts';
+import { summarizeJob } from '../service/schedule.ts';
 import { checkToken } from '../service/tokens.ts';
 import { openApiDocument } from './openapi.ts';
 
@@ -87,13 +87,7 @@ function routes(options: ApiServerOptions): Array<{ method: string; pattern: Reg
         const jobs = statuses.map((s) => {
           const job = config.jobs.get(s.name)!;
           return {
-            name: job.name,
-            type: job.type,
-            server: job.server,
-            target: job.type === 'backup' ? `repository ${job.repository}` : `replica ${job.replica?.target}`,
-            schedule: job.schedule?.cron ?? null,
-            timezone: job.schedule?.timezone ?? null,
-            nextRun: job.schedule ? (nextRun(job.schedule, now)?.toISOString() ?? null) : null,
+            ...summarizeJob(job, now),
             runningRunId: running.get(job.name) ?? null,
             lastRun: s.runs[0] ?? null,
             lastGoodAt: s.lastGoodAt,

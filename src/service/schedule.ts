@@ -2,6 +2,7 @@
 // with seconds first; `@daily` and friends), e.g. `0 2 * * *` in Europe/Berlin. Without a
 // time zone the machine's local one applies. Only the next run time is computed here; the
 // scheduler that fires them is the daemon's (vcbt serve).
+import type { JobConfig } from './config.ts';
 import { Cron } from 'croner';
 
 export interface Schedule {
@@ -35,4 +36,27 @@ export function scheduleProblem(schedule: Schedule): string | undefined {
 /** The first time after `after` the schedule fires, or null when it never does again. */
 export function nextRun(schedule: Schedule, after: Date): Date | null {
   return cronOf(schedule).nextRun(after);
+}
+
+/** What a job list shows of a job: its kind, where it goes and when it runs next (after `now`). */
+export interface JobSummary {
+  name: string;
+  type: JobConfig['type'];
+  server: string;
+  target: string;
+  schedule: string | null;
+  timezone: string | null;
+  nextRun: string | null;
+}
+
+export function summarizeJob(job: JobConfig, now: Date): JobSummary {
+  return {
+    name: job.name,
+    type: job.type,
+    server: job.server,
+    target: job.type === 'backup' ? `repository ${job.repository}` : `replica ${job.replica?.target}`,
+    schedule: job.schedule?.cron ?? null,
+    timezone: job.schedule?.timezone ?? null,
+    nextRun: job.schedule ? (nextRun(job.schedule, now)?.toISOString() ?? null) : null,
+  };
 }

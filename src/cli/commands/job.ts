@@ -4,7 +4,7 @@
 // failed or needed retries) or 1 (failed: no VM protected); `status` reads the catalog.
 import { UsageError } from '../../errors.ts';
 import { jobByName, loadConfig } from '../../service/config.ts';
-import { nextRun } from '../../service/schedule.ts';
+import { summarizeJob } from '../../service/schedule.ts';
 import { openJobSession, resolveSelection, type JobEvent } from '../../service/run.ts';
 import { openCatalog } from '../../service/catalog/open.ts';
 import { recoverCatalog, runRecorded } from '../../service/catalog/record.ts';
@@ -73,15 +73,8 @@ async function list(values: { config?: string; vms: boolean; json: boolean }, io
   const now = new Date();
   const document: JobListDocument = { ...documentHeader('job-list'), file: config.file, jobs: [] };
   for (const job of config.jobs.values()) {
-    const next = job.schedule ? nextRun(job.schedule, now) : null;
     const entry: JobListDocument['jobs'][number] = {
-      name: job.name,
-      type: job.type,
-      server: job.server,
-      target: job.type === 'backup' ? `repository ${job.repository}` : `replica ${job.replica?.target}`,
-      schedule: job.schedule?.cron ?? null,
-      timezone: job.schedule?.timezone ?? null,
-      nextRun: next?.toISOString() ?? null,
+      ...summarizeJob(job, now),
       selected: null,
       excluded: null,
     };
