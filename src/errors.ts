@@ -133,6 +133,7 @@ export const errorCodes = [
   'FILES_PARTITION_NOT_FOUND',
   'FILES_PATH_NOT_FOUND',
   'FILES_DISK_AMBIGUOUS',
+  'FILES_BUSY',
   // service: configuration, job runs, catalog (src/service)
   'CONFIG_INVALID',
   'CONFIG_UNREADABLE',
