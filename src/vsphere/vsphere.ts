@@ -65,3 +65,17 @@ export { readExtraConfig, setExtraConfig, extraConfigSpec } from './extra-config
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';
 export { queryChangedAreas, changeIdEpoch, ALLOCATED_AREAS, type ChangedAreasQuery } from './changed-areas.ts';
 export { listVmPlacements, type VmPlacement } from './placement.ts';
+export {
+  readVmConfig,
+  decodeVmConfig,
+  listNetworks,
+  type VmConfiguration,
+  type VmControllerConfig,
+  type VmDiskConfig,
+  type VmNicConfig,
+  type VmNetworkRef,
+  type VmOtherDeviceConfig,
+  type NetworkInfo,
+  type Firmware,
+  type DiskProvisioning,
+} from './vm-config.ts';
