@@ -9,13 +9,25 @@
 // with the replica: losing the host that runs vcbt loses nothing, and a DEST that does not
 // match (another source, another disk size, no state, a voided ChangeId) is copied in full
 // with the copy plan's reason (copy-plan.ts).
-import type { VirtualDiskInfo, VmInfo, VsphereSession } from '../vsphere/vsphere.ts';
-import { readExtraConfig, setExtraConfig } from '../vsphere/vsphere.ts';
+//
+// `--create`: when no VM is named DEST, it is made from the source's configuration
+// (CreateVM_Task, vsphere/create-vm.ts: same hardware, empty disks with the same keys and
+// capacities), powered off, placed as the flags say or next to the source, and marked as a
+// replica: its annotation says so and its extraConfig names the source
+// (`vcbt.replica.source`). A VM named DEST that carries no vcbt replica option is somebody
+// else's VM: VM_EXISTS (vcbt never writes over it because of --create).
+import type { PlacementRequest, VirtualDiskInfo, VmInfo, VmSelector, VsphereSession } from '../vsphere/vsphere.ts';
+import { createVm, findVm, readExtraConfig, readVm, readVmConfig, resolvePlacement, setExtraConfig, VsphereError } from '../vsphere/vsphere.ts';
+import { parseDatastorePath } from '../vmdk/descriptor.ts';
 import { parseReplicaState, ReplicateError, type ReplicaState } from './replica-state.ts';
 import { expandNbdTemplate } from './snapshot-source.ts';
 
+/** extraConfig key prefix of every vcbt replica option. */
+export const REPLICA_KEY_PREFIX = 'vcbt.replica.';
 /** extraConfig key prefix of the per-disk replica states on DEST. */
-export const REPLICA_STATE_KEY_PREFIX = 'vcbt.replica.disk.';
+export const REPLICA_STATE_KEY_PREFIX = `${REPLICA_KEY_PREFIX}disk.`;
+/** extraConfig key naming the source of a VM made by --create: `{"server","vm":{name,moref,instanceUuid}}`. */
+export const REPLICA_SOURCE_KEY = `${REPLICA_KEY_PREFIX}source`;
 
 export function replicaStateKey(deviceKey: number): string {
   return `${REPLICA_STATE_KEY_PREFIX}${deviceKey}`;
@@ -72,4 +84,55 @@ export function matchDestDisks(source: VmInfo, sourceDisks: readonly VirtualDisk
     matched.set(disk.key, { disk: target, uri });
   }
   return matched;
+}
+
+/** How to make DEST when it does not exist (`--create`). */
+export interface CreateReplicaOptions {
+  /** Placement flags; the datastore defaults to the source's (of its .vmx). */
+  placement: Omit<PlacementRequest, 'datastore'> & { datastore?: string };
+}
+
+/**
+ * DEST by name; with `create`, made from the source when no VM has the name (and refused
+ * when the VM of that name is not a vcbt replica). Resolves to DEST and whether it was made.
+ */
+export async function findOrCreateReplicaVm(
+  session: VsphereSession,
+  source: VmInfo,
+  dest: VmSelector,
+  create: CreateReplicaOptions | undefined,
+  log: (line: string) => void,
+  signal?: AbortSignal,
+): Promise<{ vm: VmInfo; created: boolean }> {
+  let found: VmInfo | undefined;
+  try {
+    found = await findVm(session, dest);
+  } catch (error) {
+    if (!create || !(error instanceof VsphereError) || error.code !== 'VM_NOT_FOUND') throw error;
+  }
+  if (found) {
+    if (create && (await readExtraConfig(session, found, REPLICA_KEY_PREFIX)).size === 0) {
+      throw new ReplicateError('VM_EXISTS', `a VM named "${found.name}" (${found.moref.value}) exists and is not a vcbt replica; --create never writes over another VM (choose another --to-vm name)`, { vm: found.name });
+    }
+    return { vm: found, created: false };
+  }
+  if (!('name' in dest)) throw new ReplicateError('REPLICATE_TARGET', '--create needs --to-vm NAME (a name for the new VM, not a moref, UUID or path)', {});
+  const config = await readVmConfig(session, source.moref, source);
+  const datastore = create?.placement.datastore ?? parseDatastorePath(config.vmPathName).datastore;
+  const placement = await resolvePlacement(session, source.moref, { ...create?.placement, datastore });
+  const sourceRef = { server: session.server, vm: { name: source.name, moref: source.moref.value, instanceUuid: source.instanceUuid ?? null } };
+  log(`creating VM "${dest.name}" from the configuration of "${source.name}" on datastore "${datastore}" (${config.disks.length} empty disks)`);
+  const moref = await createVm(
+    session,
+    placement,
+    {
+      name: dest.name,
+      config,
+      annotation: `Replica of VM "${source.name}" (${source.moref.value}${source.instanceUuid ? `, ${source.instanceUuid}` : ''}) on ${session.server}, kept by vcbt replicate. Powering it on is a failover: it stops following its source.`,
+      extraConfig: new Map([[REPLICA_SOURCE_KEY, JSON.stringify(sourceRef)]]),
+      thin: true,
+    },
+    signal,
+  );
+  return { vm: await readVm(session, moref), created: true };
 }

@@ -17,11 +17,11 @@ import { isNbdUri } from '../nbd/uri.ts';
 export { isNbdUri };
 import type { Disk } from '../transport/disk.ts';
 import { openDisk } from '../transport/open-disk.ts';
-import { findVm, type VirtualDiskInfo, type VmInfo, type VmSelector } from '../vsphere/vsphere.ts';
+import { type VirtualDiskInfo, type VmInfo, type VmSelector } from '../vsphere/vsphere.ts';
 import type { CopyReasonCode } from './copy-reason.ts';
 import { copyAreas } from './copy-areas.ts';
 import { loadReplicaState, ReplicateError, replicaStatePath, replicaWords, saveReplicaState, type ReplicaState } from './replica-state.ts';
-import { matchDestDisks, readVmReplicaStates, replicaStateWhere, requirePoweredOff, saveVmReplicaState } from './replica-vm.ts';
+import { findOrCreateReplicaVm, matchDestDisks, readVmReplicaStates, replicaStateWhere, requirePoweredOff, saveVmReplicaState, type CreateReplicaOptions } from './replica-vm.ts';
 import { runSnapshotJob, selectDisks, vmRef, type DiskToCopy, type FailedDisk, type SnapshotJobOptions, type SnapshotJobSink } from './snapshot-job.ts';
 
 export { ReplicateError };
@@ -33,6 +33,8 @@ export interface ReplicaVmOptions {
   nbdUriTemplate: string;
   /** Device keys of the source to replicate (default: all). */
   diskKeys?: readonly number[];
+  /** Make DEST from the source's configuration when no VM has its name. */
+  create?: CreateReplicaOptions;
 }
 
 export interface ReplicateOptions extends SnapshotJobOptions {
@@ -65,8 +67,8 @@ export interface DiskReplicaResult {
 export interface ReplicateResult {
   vm: { name: string; moref: string; instanceUuid: string | null };
   server: string;
-  /** The replica VM (`--to-vm`), or null for file/NBD targets. */
-  toVm: { name: string; moref: string; instanceUuid: string | null } | null;
+  /** The replica VM (`--to-vm`; `created` by this run's --create), or null for file/NBD targets. */
+  toVm: { name: string; moref: string; instanceUuid: string | null; created: boolean } | null;
   snapshot: string;
   leftoverSnapshotsRemoved: string[];
   /** Why CBT was reset before the snapshot (a disk grew), or null. */
@@ -121,8 +123,9 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
   readonly #options: ReplicateOptions;
   /** Per device key: target and state (the state itself is the baseline, if any). */
   readonly #targets = new Map<number, TargetSlot>();
-  /** The replica VM when replicating onto one. */
+  /** The replica VM when replicating onto one, and whether this run made it. */
   destVm: VmInfo | undefined;
+  created = false;
 
   constructor(options: ReplicateOptions) {
     this.#options = options;
@@ -154,7 +157,8 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
   /** DEST found, powered off, its disks matched by key and of the source's sizes, its states read. */
   async #prepareVm(vm: VmInfo, toVm: ReplicaVmOptions): Promise<void> {
     const { session, signal } = this.#options;
-    const dest = await findVm(session, toVm.vm);
+    const { vm: dest, created } = await findOrCreateReplicaVm(session, vm, toVm.vm, toVm.create, this.#options.onEvent ?? (() => {}), signal);
+    this.created = created;
     requirePoweredOff(dest, `replicating onto it`);
     const disks = selectDisks(session, vm, toVm.diskKeys);
     const matched = matchDestDisks(vm, disks, dest, toVm.nbdUriTemplate);
@@ -197,8 +201,9 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
     try {
       const targetDisk = await openTarget(target, disk.capacityBytes, signal);
       try {
-        if (copy.mode === 'full') {
-          // Unallocated areas must read as zero on the target too, whatever it held before.
+        if (copy.mode === 'full' && !this.created) {
+          // Unallocated areas must read as zero on the target too, whatever it held before
+          // (a disk this run created is empty already).
           for (const hole of subtract([extent(0, disk.capacityBytes)], copy.areas)) {
             await targetDisk.writeZeroes(hole.offsetBytes, hole.lengthBytes, signal);
             bytesZeroed += hole.lengthBytes;
@@ -239,7 +244,7 @@ export async function replicate(options: ReplicateOptions): Promise<ReplicateRes
   return {
     vm: result.vm,
     server: result.server,
-    toVm: sink.destVm ? vmRef(sink.destVm) : null,
+    toVm: sink.destVm ? { ...vmRef(sink.destVm), created: sink.created } : null,
     snapshot: result.snapshot.moref,
     leftoverSnapshotsRemoved: result.leftoverSnapshotsRemoved,
     cbtResetReason: result.cbtResetReason,

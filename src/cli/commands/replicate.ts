@@ -14,7 +14,7 @@ import { isNbdUri, replicate } from '../../jobs/replicate.ts';
 import { parseVmSelector } from '../../jobs/vsphere-admin.ts';
 import type { VirtualDiskInfo, VmInfo } from '../../vsphere/vsphere.ts';
 
-const usage = `usage: vcbt replicate --vm VM (--to TARGET | --disk KEY=TARGET ... | --to-vm DEST --to-nbd-uri TEMPLATE)
+const usage = `usage: vcbt replicate --vm VM (--to TARGET | --disk KEY=TARGET ... | --to-vm DEST --to-nbd-uri TEMPLATE [--create ...])
                       [--transport http|nbd|vddk|file] [--full] [--quiesce] [--json]
                       --server URL --user USER [--thumbprint FP]
 
@@ -35,6 +35,12 @@ targets (file paths or NBD URIs; files are created sparse when missing):
                          extraConfig (vcbt.replica.disk.<key>), not in a local file
   --to-nbd-uri TEMPLATE  writable NBD export of DEST's live disks, e.g.
                          nbd://proxy/{vm}/{disk} (placeholders {vm} {disk} {file} {datastore})
+  --create               make DEST when no VM has that name: VM's hardware with empty thin
+                         disks (same keys and capacities), powered off, marked as a replica
+    --datastore NAME     for its files and disks (default: VM's datastore)
+    --folder PATH        VM folder, inventory path (default: VM's folder)
+    --resource-pool PATH resource pool, inventory path (default: VM's pool)
+    --host NAME          a host instead of a pool (its root resource pool)
 
 ${transportUsage}
   --in-flight N          pieces of 256 KiB read and written at once, 1 to 1024 (default 32)
@@ -69,6 +75,11 @@ export const replicateCommand: Command = {
         disk: { type: 'string', multiple: true },
         'to-vm': { type: 'string' },
         'to-nbd-uri': { type: 'string' },
+        create: { type: 'boolean', default: false },
+        datastore: { type: 'string' },
+        folder: { type: 'string' },
+        'resource-pool': { type: 'string' },
+        host: { type: 'string' },
         ...transportFlags,
         'state-dir': { type: 'string' },
         'in-flight': { type: 'string' },
@@ -82,6 +93,10 @@ export const replicateCommand: Command = {
     if (given.length > 1) throw new UsageError(`give one of --to, --disk KEY=TARGET and --to-vm, not ${given.join(' and ')}`);
     if (toVm && !values['to-nbd-uri']) throw new UsageError('--to-vm needs --to-nbd-uri TEMPLATE (a writable export of the replica VM\'s disks: {vm} {disk} {file} {datastore})');
     if (!toVm && values['to-nbd-uri']) throw new UsageError('--to-nbd-uri goes with --to-vm');
+    const placementGiven = (['datastore', 'folder', 'resource-pool', 'host'] as const).filter((flag) => values[flag] !== undefined);
+    if (!values.create && placementGiven.length > 0) throw new UsageError(`--${placementGiven.join(', --')} place a VM that --create makes; add --create`);
+    if (values.create && !toVm) throw new UsageError('--create goes with --to-vm');
+    if (values['resource-pool'] && values.host) throw new UsageError('give --resource-pool or --host, not both');
     if (values['to-nbd-uri']?.includes('{snapshot}')) throw new UsageError(`--to-nbd-uri writes the replica VM's live disks, which have no {snapshot}: "${values['to-nbd-uri']}"`);
     const perDisk = new Map(parsePairs(values.disk, '--disk').map(([key, target]) => [parsePositiveInteger(key, '--disk KEY'), target] as const));
     const transportOptions = await parseTransportFlags(values, io);
@@ -103,7 +118,13 @@ export const replicateCommand: Command = {
         session,
         vm: parseVmSelector(values.vm ?? ''),
         targets,
-        toVm: toVm ? { vm: parseVmSelector(toVm), nbdUriTemplate: values['to-nbd-uri'] ?? '' } : undefined,
+        toVm: toVm
+          ? {
+              vm: parseVmSelector(toVm),
+              nbdUriTemplate: values['to-nbd-uri'] ?? '',
+              create: values.create ? { placement: { datastore: values.datastore, folder: values.folder, resourcePool: values['resource-pool'], host: values.host } } : undefined,
+            }
+          : undefined,
         transport: transportOptions,
         stateDir: values['state-dir'],
         env: io.env,
@@ -122,7 +143,7 @@ export const replicateCommand: Command = {
         io.stdout.write(`disk ${d.deviceKey} (${d.label}) -> ${d.target}: ${d.mode}, ${d.areas} areas, ${d.bytesCopied} bytes copied; ChangeId ${d.changeId}\n`);
       }
       for (const f of result.failedDisks) io.stdout.write(`disk ${f.deviceKey}: FAILED ${f.code}: ${f.message}\n`);
-      if (result.toVm) io.stdout.write(`replica VM "${result.toVm.name}" (${result.toVm.moref}) records the state in its extraConfig\n`);
+      if (result.toVm) io.stdout.write(`replica VM "${result.toVm.name}" (${result.toVm.moref}${result.toVm.created ? ', created by this run' : ''}) records the state in its extraConfig\n`);
       io.stdout.write(`replicated VM "${result.vm.name}" at snapshot ${result.snapshot} (removed) in ${(result.elapsedMs / 1000).toFixed(1)} s\n`);
     }
     // Some disks replicated, others failed: a partial failure.
