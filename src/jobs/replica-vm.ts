@@ -16,8 +16,12 @@
 // replica: its annotation says so and its extraConfig names the source
 // (`vcbt.replica.source`). A VM named DEST that carries no vcbt replica option is somebody
 // else's VM: VM_EXISTS (vcbt never writes over it because of --create).
+//
+// A source disk that grew: DEST's disk is grown to the same capacity before the snapshot
+// (growReplicaDisks); the copy plan then copies it in full (CAPACITY_CHANGED). A DEST disk
+// larger than its source's is refused (REPLICATE_TARGET_SIZE): vcbt never shrinks a disk.
 import type { PlacementRequest, VirtualDiskInfo, VmInfo, VmSelector, VsphereSession } from '../vsphere/vsphere.ts';
-import { createVm, findVm, readExtraConfig, readVm, readVmConfig, resolvePlacement, setExtraConfig, VsphereError } from '../vsphere/vsphere.ts';
+import { createVm, findVm, growDisk, readExtraConfig, readVm, readVmConfig, resolvePlacement, setExtraConfig, VsphereError } from '../vsphere/vsphere.ts';
 import { parseDatastorePath } from '../vmdk/descriptor.ts';
 import { parseReplicaState, ReplicateError, type ReplicaState } from './replica-state.ts';
 import { expandNbdTemplate } from './snapshot-source.ts';
@@ -135,4 +139,23 @@ export async function findOrCreateReplicaVm(
     signal,
   );
   return { vm: await readVm(session, moref), created: true };
+}
+
+/**
+ * DEST's disks smaller than their source disks grown to the source's capacity (a source
+ * disk grew since DEST was made). Resolves to DEST as it is now.
+ */
+export async function growReplicaDisks(session: VsphereSession, dest: VmInfo, sourceDisks: readonly VirtualDiskInfo[], log: (line: string) => void, signal?: AbortSignal): Promise<VmInfo> {
+  const smaller = sourceDisks.flatMap((disk) => {
+    const target = dest.disks.find((d) => d.key === disk.key);
+    return target && target.capacityBytes < disk.capacityBytes ? [{ target, capacityBytes: disk.capacityBytes }] : [];
+  });
+  if (smaller.length === 0) return dest;
+  const config = await readVmConfig(session, dest.moref, dest);
+  for (const { target, capacityBytes } of smaller) {
+    log(`growing disk ${target.key} of replica VM "${dest.name}" from ${target.capacityBytes} to ${capacityBytes} bytes (its source disk grew)`);
+    const mode = config.disks.find((d) => d.key === target.key)?.mode ?? 'persistent';
+    await growDisk(session, dest, target, capacityBytes, mode, signal);
+  }
+  return readVm(session, dest.moref);
 }

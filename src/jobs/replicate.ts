@@ -21,7 +21,7 @@ import { type VirtualDiskInfo, type VmInfo, type VmSelector } from '../vsphere/v
 import type { CopyReasonCode } from './copy-reason.ts';
 import { copyAreas } from './copy-areas.ts';
 import { loadReplicaState, ReplicateError, replicaStatePath, replicaWords, saveReplicaState, type ReplicaState } from './replica-state.ts';
-import { findOrCreateReplicaVm, matchDestDisks, readVmReplicaStates, replicaStateWhere, requirePoweredOff, saveVmReplicaState, type CreateReplicaOptions } from './replica-vm.ts';
+import { findOrCreateReplicaVm, growReplicaDisks, matchDestDisks, readVmReplicaStates, replicaStateWhere, requirePoweredOff, saveVmReplicaState, type CreateReplicaOptions } from './replica-vm.ts';
 import { runSnapshotJob, selectDisks, vmRef, type DiskToCopy, type FailedDisk, type SnapshotJobOptions, type SnapshotJobSink } from './snapshot-job.ts';
 
 export { ReplicateError };
@@ -157,10 +157,13 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
   /** DEST found, powered off, its disks matched by key and of the source's sizes, its states read. */
   async #prepareVm(vm: VmInfo, toVm: ReplicaVmOptions): Promise<void> {
     const { session, signal } = this.#options;
-    const { vm: dest, created } = await findOrCreateReplicaVm(session, vm, toVm.vm, toVm.create, this.#options.onEvent ?? (() => {}), signal);
-    this.created = created;
-    requirePoweredOff(dest, `replicating onto it`);
+    const log = this.#options.onEvent ?? (() => {});
+    const found = await findOrCreateReplicaVm(session, vm, toVm.vm, toVm.create, log, signal);
+    this.created = found.created;
+    requirePoweredOff(found.vm, `replicating onto it`);
     const disks = selectDisks(session, vm, toVm.diskKeys);
+    matchDestDisks(vm, disks, found.vm, toVm.nbdUriTemplate);
+    const dest = await growReplicaDisks(session, found.vm, disks, log, signal);
     const matched = matchDestDisks(vm, disks, dest, toVm.nbdUriTemplate);
     const states = await readVmReplicaStates(session, dest);
     for (const disk of disks) {

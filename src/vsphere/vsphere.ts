@@ -62,6 +62,7 @@ export {
   type SnapshotOwner,
 } from './snapshots.ts';
 export { createVm, newVmSpec, resolvePlacement, datastoreFreeSpace, type NewVmOptions, type VmPlacementSpec, type PlacementRequest } from './create-vm.ts';
+export { growDisk } from './grow-disk.ts';
 export { readExtraConfig, setExtraConfig, extraConfigSpec } from './extra-config.ts';
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';
 export { queryChangedAreas, changeIdEpoch, ALLOCATED_AREAS, type ChangedAreasQuery } from './changed-areas.ts';

@@ -144,3 +144,24 @@ test('replicate --to-vm: another source on DEST gets a full copy with the reason
     await lab.govmomi(['power', dest, 'off']);
   }
 });
+
+test('replicate --to-vm: a source disk that grew grows DEST\'s disk (full, CAPACITY_CHANGED); after a CBT reset the copy is full (CHANGEID_REFUSED)', async () => {
+  await replicated(source);
+  const capacityBytes = (await lab.refreshInfo()).vms.find((v) => v.name === source)!.disks[0].capacityBytes;
+  const grownBytes = capacityBytes + 1024 * 1024;
+  await lab.resize(source, key, grownBytes);
+  await lab.write(source, key, grownBytes - 4096, new Uint8Array(4096).fill(0xab));
+  const grown = await replicated(source);
+  assert.equal(grown.disks[0].mode, 'full');
+  assert.equal(grown.disks[0].reasonCode, 'CAPACITY_CHANGED');
+  assert.equal((await lab.refreshInfo()).vms.find((v) => v.name === dest)!.disks[0].capacityBytes, grownBytes, "DEST's disk follows its source");
+
+  const reset = await runCli(['cbt', 'reset', '--vm', source, ...connection.flags], connection.env);
+  assert.equal(reset.code, 0, reset.stderr);
+  await lab.write(source, key, 4096, new Uint8Array(100).fill(5));
+  const afterReset = await replicated(source);
+  assert.equal(afterReset.disks[0].mode, 'full');
+  assert.equal(afterReset.disks[0].reasonCode, 'CHANGEID_REFUSED');
+  const next = await replicated(source);
+  assert.equal(next.disks[0].mode, 'incremental', 'incremental again in the new epoch');
+});
