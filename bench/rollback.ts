@@ -5,6 +5,8 @@
 //     guest in single 64 KiB blocks of existing data, the VM powered off, then
 //     `vcbt restore --in-place` to that backup's point (timed): only the areas CBT lists since
 //     the point's ChangeId are written; the disk is checked by sha256 against the point;
+//   - per repetition a rollback with nothing changed since the backup (the fixed cost: login,
+//     manifest, CBT query, the NBD connection);
 //   - then per repetition the same guest change and a full restore of the same point onto
 //     the same live disk (`vcbt restore --disk 2000 --to nbd://…/{vm}/2000`, timed): every
 //     byte is written (data as writes, zero chunks as zero writes), checked the same way.
@@ -68,6 +70,13 @@ try {
     const d = r.value.disks[0];
     rollbacks.push({ seconds: r.seconds, bytes: d.bytesWritten, areas: d.areas, mode: d.mode });
   }
+  // The fixed cost of a rollback: login, manifest, CBT query, NBD connection, nothing to write.
+  const idle: number[] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    const point = await backup();
+    await power(lab, 'off');
+    idle.push((await timed(() => cli(lab, ['restore', '--repo', repo, '--point', point.pointId, '--vm', vm, '--in-place', '--transport', 'nbd', '--nbd-uri', lab.info.nbdLiveUriTemplate, '--json']))).seconds);
+  }
   load.push(loadavg()[0]);
 
   const point = await backup();
@@ -86,6 +95,7 @@ try {
   console.log('| path | median s | each s | MiB written (data + zero writes) | note |');
   console.log('| --- | --- | --- | --- | --- |');
   console.log(`| vcbt restore --in-place (rollback) | ${median(rollbacks.map((r) => r.seconds)).toFixed(2)} | ${rollbacks.map((r) => r.seconds.toFixed(2)).join(', ')} | ${rollbacks.map((r) => mib(r.bytes)).join(', ')} | ${rollbacks.map((r) => `${r.mode}, ${r.areas} areas`).join('; ')} |`);
+  console.log(`| vcbt restore --in-place, nothing changed (fixed cost) | ${median(idle).toFixed(2)} | ${idle.map((x) => x.toFixed(2)).join(', ')} | 0 | login, manifest, CBT query, NBD connection |`);
   console.log(`| vcbt restore --to the live disk (full) | ${median(fulls.map((r) => r.seconds)).toFixed(2)} | ${fulls.map((r) => r.seconds.toFixed(2)).join(', ')} | ${fulls.map((r) => mib(r.bytes)).join(', ')} | every byte |`);
   console.log('');
   console.log(`full restore time / rollback time, medians: ${(median(fulls.map((r) => r.seconds)) / median(rollbacks.map((r) => r.seconds))).toFixed(1)}x`);
