@@ -16,6 +16,7 @@ import type { GuestEntry, GuestEntryKind, GuestFileSystem } from '../jobs/files.
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { RollbackResult } from '../jobs/rollback.ts';
+import type { VmHardwareSummary } from '../jobs/vm-capture.ts';
 import type { PruneReport } from '../repository/prune.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
@@ -142,6 +143,8 @@ export interface PointJson {
     bytesRead: number;
     bytesStored: number;
   }>;
+  /** The VM's hardware stored with the point (docs/format.md, "VM configuration"); null for points written before vcbt recorded it. */
+  hardware: VmHardwareSummary | null;
 }
 
 export interface PointsDocument extends DocumentHeader<'points'> {

@@ -61,6 +61,23 @@ export {
   type CreateSnapshotOptions,
   type SnapshotOwner,
 } from './snapshots.ts';
+export { createVm, newVmSpec, resolvePlacement, datastoreFreeSpace, type NewVmOptions, type VmPlacementSpec, type PlacementRequest } from './create-vm.ts';
+export { growDisk } from './grow-disk.ts';
+export { readExtraConfig, setExtraConfig, extraConfigSpec } from './extra-config.ts';
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';
 export { queryChangedAreas, changeIdEpoch, ALLOCATED_AREAS, type ChangedAreasQuery } from './changed-areas.ts';
 export { listVmPlacements, type VmPlacement } from './placement.ts';
+export {
+  readVmConfig,
+  decodeVmConfig,
+  listNetworks,
+  type VmConfiguration,
+  type VmControllerConfig,
+  type VmDiskConfig,
+  type VmNicConfig,
+  type VmNetworkRef,
+  type VmOtherDeviceConfig,
+  type NetworkInfo,
+  type Firmware,
+  type DiskProvisioning,
+} from './vm-config.ts';
