@@ -5,13 +5,19 @@
 // objects (plain objects whose key order is the XML Schema sequence order the server
 // expects; `$type` becomes `xsi:type`, which polymorphic types such as ObjectSpec's
 // TraversalSpec or VirtualMachineConfigSpec need) and arrays (repeated elements).
-// `undefined` fields are left out.
+// `undefined` fields are left out. A value of a field typed `xsd:anyType` (OptionValue's
+// `value`) must say its type: `xsdString(text)` sends `<value xsi:type="xsd:string">`.
 import { escapeXml, parseXml, XSI_NAMESPACE, type XmlElement } from './xml.ts';
 import { child, children, optionalText, SoapDecodeError, type MoRef } from './decode.ts';
 
-export type SoapValue = string | number | bigint | boolean | SoapRef | SoapObject | readonly SoapValue[] | undefined;
+export type SoapValue = string | number | bigint | boolean | SoapRef | SoapTypedText | SoapObject | readonly SoapValue[] | undefined;
 export interface SoapRef {
   readonly $ref: MoRef;
+}
+/** Text with an explicit XML Schema type, for fields declared `xsd:anyType`. */
+export interface SoapTypedText {
+  readonly $xsd: 'string';
+  readonly $text: string;
 }
 export interface SoapObject {
   readonly $type?: string;
@@ -29,6 +35,15 @@ function isRef(value: object): value is SoapRef {
   return '$ref' in value;
 }
 
+/** A string sent as `xsi:type="xsd:string"` (OptionValue.value and other anyType fields). */
+export function xsdString(text: string): SoapTypedText {
+  return { $xsd: 'string', $text: text };
+}
+
+function isTypedText(value: object): value is SoapTypedText {
+  return '$xsd' in value;
+}
+
 export function encodeValue(name: string, value: SoapValue): string {
   if (value === undefined) return '';
   if (Array.isArray(value)) return value.map((v: SoapValue) => encodeValue(name, v)).join('');
@@ -39,7 +54,8 @@ export function encodeValue(name: string, value: SoapValue): string {
     return `<${name}>${value}</${name}>`;
   }
   if (typeof value === 'boolean') return `<${name}>${value}</${name}>`;
-  const object = value as SoapRef | SoapObject;
+  const object = value as SoapRef | SoapTypedText | SoapObject;
+  if (isTypedText(object)) return `<${name} xsi:type="xsd:${object.$xsd}">${escapeXml(object.$text)}</${name}>`;
   if (isRef(object)) return `<${name} type="${escapeXml(object.$ref.type)}">${escapeXml(object.$ref.value)}</${name}>`;
   const typeAttribute = object.$type ? ` xsi:type="${escapeXml(object.$type)}"` : '';
   let inner = '';

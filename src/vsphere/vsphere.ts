@@ -61,6 +61,7 @@ export {
   type CreateSnapshotOptions,
   type SnapshotOwner,
 } from './snapshots.ts';
+export { readExtraConfig, setExtraConfig, extraConfigSpec } from './extra-config.ts';
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';
 export { queryChangedAreas, changeIdEpoch, ALLOCATED_AREAS, type ChangedAreasQuery } from './changed-areas.ts';
 export { listVmPlacements, type VmPlacement } from './placement.ts';
