@@ -32,6 +32,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	_ "unsafe" // go:linkname, for vcsim's lease table
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/object"
@@ -64,6 +65,13 @@ var nfcFaults = struct {
 	cutAfterBytes      int64
 	datastoreFreeBytes int64
 }{datastoreFreeBytes: -1}
+
+// vcsimNfcLeases is vcsim's own table of live leases (simulator.nfcLease, unexported): a
+// lease lives in its session's registry, out of simulator.Map's reach, and the lab must put a
+// failed one into state error where the property collector reads it.
+//
+//go:linkname vcsimNfcLeases github.com/vmware/govmomi/simulator.nfcLease
+var vcsimNfcLeases sync.Map
 
 var leaseReturnval = regexp.MustCompile(`<returnval[^>]*type="HttpNfcLease"[^>]*>([^<]+)</returnval>`)
 
@@ -168,11 +176,10 @@ func (l *lab) failImport(imp *nfcImport, message string) {
 	if already {
 		return
 	}
-	if obj := simulator.Map.Get(imp.lease); obj != nil {
-		simulator.Map.Update(obj, []types.PropertyChange{
-			{Name: "state", Val: types.HttpNfcLeaseStateError},
-			{Name: "error", Val: &types.LocalizedMethodFault{Fault: &types.SystemError{Reason: message}, LocalizedMessage: message}},
-		})
+	if obj, ok := vcsimNfcLeases.Load(imp.lease); ok {
+		lease := obj.(*simulator.HttpNfcLease)
+		lease.State = types.HttpNfcLeaseStateError
+		lease.Error = &types.LocalizedMethodFault{Fault: &types.SystemError{Reason: message}, LocalizedMessage: message}
 	}
 	l.rollBackImport(imp)
 }
