@@ -81,3 +81,21 @@ export {
   type Firmware,
   type DiskProvisioning,
 } from './vm-config.ts';
+export { buildOvfDescriptor, STREAM_OPTIMIZED_FORMAT, OVF_NAMESPACE, type OvfDisk, type OvfOptions } from './ovf.ts';
+export {
+  createImportSpec,
+  importVApp,
+  waitForLease,
+  leaseState,
+  leaseProgress,
+  leaseComplete,
+  leaseAbort,
+  uploadToLease,
+  type ImportTarget,
+  type ImportSpec,
+  type ImportSpecParams,
+  type LeaseDevice,
+  type ReadyLease,
+} from './nfc.ts';
+export { resolvePlacement, vmNamed, type ImportPlacementRequest, type ResolvedPlacement } from './import-target.ts';
+export { applyConfiguration, powerOnVm, destroyVm, copiedExtraConfig, skippedExtraConfig } from './vm-reconfigure.ts';
