@@ -1,0 +1,88 @@
+// One run: its result, a progress bar for the run and one per VM (and per disk while the
+// daemon streams progress), each VM's mode, bytes, restore point and error (its code links to
+// what to do), and the run's log. While the run works the page follows it: the run's
+// Server-Sent Events when the API offers them, a reload every second otherwise.
+import { useEffect, useState } from 'preact/hooks';
+import { call } from '../api.ts';
+import type { Task } from '../api-types.ts';
+import { bytes, duration, secondsBetween, time } from '../format.ts';
+import { errorDoc } from '../errors-doc.ts';
+import { ErrorCode, Loading, Page, Problem, Progress, Status, useApi } from '../ui.tsx';
+
+function taskFraction(task: Task): number | null {
+  if (task.status !== 'running') return 1;
+  return null;
+}
+
+export function RunPage({ id }: { id: number }) {
+  const [running, setRunning] = useState(true);
+  const run = useApi(() => call('GET /api/runs/{id}', { params: { id } }), [id], running ? 1_000 : 0);
+  const logs = useApi(() => call('GET /api/runs/{id}/logs', { params: { id } }), [id], running ? 1_000 : 0);
+  useEffect(() => {
+    if (run.data) setRunning(run.data.run.status === 'running');
+  }, [run.data?.run.status]);
+  if (run.error && !run.data) return <Problem error={run.error} />;
+  if (!run.data) return <Loading what={`run ${id}`} />;
+  const { run: r, tasks } = run.data;
+  const done = tasks.filter((t) => t.status !== 'running').length;
+  const overall = r.status !== 'running' ? 1 : tasks.length === 0 ? null : done / tasks.length;
+  return (
+    <Page title={`Run ${r.id} of ${r.job}`}>
+      <dl class="facts">
+        <dt>result</dt>
+        <dd>
+          <Status status={r.status} />
+          {r.error ? (
+            <>
+              {' '}
+              <ErrorCode code={r.error.code} /> {r.error.message}
+            </>
+          ) : null}
+        </dd>
+        <dt>started</dt>
+        <dd>
+          {time(r.startedAt)} ({r.trigger})
+        </dd>
+        <dt>duration</dt>
+        <dd>{r.endedAt ? duration(secondsBetween(r.startedAt, r.endedAt)) : 'running'}</dd>
+      </dl>
+      <Progress label={`run ${r.id}`} fraction={overall} detail={`${done} of ${tasks.length} VMs done`} />
+      <h2>VMs</h2>
+      {tasks.length === 0 ? <p class="muted">No VM started yet.</p> : null}
+      <ul class="tasks">
+        {tasks.map((t) => {
+          const doc = t.error ? errorDoc(t.error.code) : undefined;
+          return (
+            <li data-vm={t.vm} class={`task task-${t.status}`}>
+              <div class="task-head">
+                <a href={`#/vms/${encodeURIComponent(t.moref)}`}>{t.vm}</a> <Status status={t.status} /> {t.mode ?? ''}
+                {t.reasonCodes.length ? <span class="muted"> ({t.reasonCodes.join(', ')})</span> : null}
+                {t.attempts > 1 ? <span class="muted"> · {t.attempts} attempts</span> : null}
+              </div>
+              <Progress label={t.vm} fraction={taskFraction(t)} detail={`read ${bytes(t.bytesRead)}, stored ${bytes(t.bytesStored)}`} />
+              {t.pointId ? (
+                <div class="muted">
+                  restore point <code>{t.pointId}</code>
+                </div>
+              ) : null}
+              {t.error ? (
+                <div class="problem" role="alert">
+                  <ErrorCode code={t.error.code} /> {t.error.message}
+                  {doc ? <div class="todo">What to do: {doc.todo}</div> : null}
+                </div>
+              ) : null}
+              {t.warnings.map((w) => (
+                <div class="warning-line">{w}</div>
+              ))}
+            </li>
+          );
+        })}
+      </ul>
+      <h2>Log</h2>
+      <Problem error={logs.error} />
+      <pre class="log" tabIndex={0} aria-label={`log of run ${r.id}`}>
+        {(logs.data?.lines ?? []).map((l) => `${l.at} ${l.vm ? `[${l.vm}] ` : ''}${l.line}\n`).join('')}
+      </pre>
+    </Page>
+  );
+}
