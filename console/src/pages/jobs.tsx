@@ -117,11 +117,13 @@ export function JobsPage({ canAct }: { canAct: boolean }) {
       ) : (
         <Loading what="runs" />
       )}
+      {canAct ? (
       <Confirm open={confirm !== null} title={`Run ${confirm?.name ?? ''} now?`} confirmLabel="Start the run" onConfirm={() => confirm && void runNow(confirm)} onCancel={() => setConfirm(null)}>
         <p>
           This backs up every VM job <strong>{confirm?.name}</strong> selects, now ({confirm?.type} to {confirm?.target}). It adds restore points and overwrites nothing.
         </p>
       </Confirm>
+      ) : null}
     </Page>
   );
 }

@@ -1,5 +1,5 @@
 // Repositories: per repository of the jobs, its restore points (per VM, full or incremental)
-// and their count over time as a chart.
+// and their count over time as a chart. Points name their VM by instance UUID (`vm.id`).
 import { call } from '../api.ts';
 import { TimeChart } from '../chart.tsx';
 import { time } from '../format.ts';
@@ -58,11 +58,9 @@ export function RepositoryPage({ name, canAct }: { name?: string; canAct: boolea
                 </tr>
               </thead>
               <tbody>
-                {[...perVm].map(([moref, e]) => (
-                  <tr>
-                    <th scope="row">
-                      <a href={`#/vms/${encodeURIComponent(moref)}`}>{e.name}</a>
-                    </th>
+                {[...perVm].map(([id, e]) => (
+                  <tr data-vm-id={id}>
+                    <th scope="row">{e.name}</th>
                     <td>{e.count}</td>
                     <td>{time(e.newest)}</td>
                   </tr>

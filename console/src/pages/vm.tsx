@@ -21,7 +21,9 @@ export function VmPage({ moref, canAct }: { moref: string; canAct: boolean }) {
   const job = jobs.data?.jobs.find((j) => j.name === jobName);
   const repository = job ? repositoryOf(job.target) : null;
   const points = useApi(async () => (repository ? (await call('GET /api/repositories/{name}/points', { params: { name: repository } })).points : []), [repository, vm?.lastTask.id], 0);
-  const mine = (points.data ?? []).filter((p) => p.vm.id === moref).reverse();
+  // A point names its VM by instance UUID (vm.id): the one of the VM's last good point, else its name.
+  const vmId = points.data?.find((p) => p.id === vm?.lastGood?.pointId)?.vm.id;
+  const mine = (points.data ?? []).filter((p) => (vmId ? p.vm.id === vmId : p.vm.name === vm?.name)).reverse();
   const [confirming, setConfirming] = useState(false);
   const [actionError, setActionError] = useState<unknown>(undefined);
   const backUpNow = async () => {
@@ -95,11 +97,13 @@ export function VmPage({ moref, canAct }: { moref: string; canAct: boolean }) {
       ) : (
         <Loading what="restore points" />
       )}
+      {canAct ? (
       <Confirm open={confirming} title={`Back up ${vm.name} now?`} confirmLabel="Start the run" onConfirm={() => void backUpNow()} onCancel={() => setConfirming(false)}>
         <p>
           This starts a run of job <strong>{jobName}</strong> now, which backs up every VM the job selects. It overwrites nothing: it adds restore points.
         </p>
       </Confirm>
+      ) : null}
     </Page>
   );
 }
