@@ -14,6 +14,7 @@ import { VcbtError } from '../errors.ts';
 import type { Catalog, TokenRecord } from '../service/catalog/catalog.ts';
 import type { ServiceConfig } from '../service/config.ts';
 import type { Daemon } from '../service/daemon.ts';
+import type { InventoryCache } from '../service/inventory.ts';
 
 /** Codes: API_UNAUTHORIZED, API_READ_ONLY, API_NOT_FOUND, API_BAD_REQUEST, API_LISTEN (context `host`, `port`). */
 export class ApiError extends VcbtError {}
@@ -24,6 +25,8 @@ export interface ApiContext {
   daemon: Daemon;
   log: (line: string) => void;
   env: NodeJS.ProcessEnv;
+  /** The servers' VM inventories, cached (daemon.inventoryCache). */
+  inventory: InventoryCache;
 }
 
 export interface ApiRequest {

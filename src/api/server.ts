@@ -17,6 +17,7 @@ import { VcbtError } from '../errors.ts';
 import type { Catalog } from '../service/catalog/catalog.ts';
 import type { ServiceConfig } from '../service/config.ts';
 import type { Daemon } from '../service/daemon.ts';
+import { InventoryCache } from '../service/inventory.ts';
 import { checkToken } from '../service/tokens.ts';
 import { isConsolePath, serveConsole } from './console.ts';
 import { openApiDocument } from './openapi.ts';
@@ -53,7 +54,8 @@ const statusOf: Record<string, number> = {
 const BODY_MAX_BYTES = 64 * 1024;
 
 function routes(options: ApiServerOptions): Route[] {
-  const context: ApiContext = { config: options.config, catalog: options.catalog, daemon: options.daemon, log: options.log, env: options.env ?? process.env };
+  const env = options.env ?? process.env;
+  const context: ApiContext = { config: options.config, catalog: options.catalog, daemon: options.daemon, log: options.log, env, inventory: new InventoryCache(options.config, env) };
   return [
     { method: 'GET', pattern: /^\/api\/openapi\.json$/, action: false, handler: async () => ({ status: 200, body: openApiDocument }) },
     ...routeGroups.flatMap((g) => g.routes(context)),

@@ -134,8 +134,14 @@ function errorOf(error: unknown): { code: ErrorCode; message: string } {
 
 /** Logs in to the job's server with its secret; the caller logs out. */
 export async function openJobSession(config: ServiceConfig, job: JobConfig, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<VsphereSession> {
-  const server = config.servers.get(job.server);
-  if (!server) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no server "${job.server}"`, { job: job.name });
+  if (!config.servers.has(job.server)) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no server "${job.server}"`, { job: job.name });
+  return openServerSession(config, job.server, env, signal);
+}
+
+/** Logs in to a server of the configuration with its secret; the caller logs out. */
+export async function openServerSession(config: ServiceConfig, name: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<VsphereSession> {
+  const server = config.servers.get(name);
+  if (!server) throw new VcbtError('CONFIG_INVALID', `no server "${name}" in the configuration`, { server: name });
   const password = await readSecret(server.password, env, `servers.${server.name} password`);
   return openVsphereSession({ server: server.url, username: server.user, password, thumbprint: server.thumbprint, signal });
 }

@@ -16,6 +16,7 @@ import { startLab, type Lab } from '../lab/lab.ts';
 import { runCli } from '../helpers/cli-runner.ts';
 import { checkSchema } from './schema-check.ts';
 import { openApiDocument } from '../../src/api/openapi.ts';
+import { openSqliteCatalog } from '../../src/service/catalog/sqlite.ts';
 
 const bin = join(import.meta.dirname, '../../bin/vcbt.ts');
 const VM = 'DC0_H0_VM1';
@@ -43,7 +44,7 @@ before(async () => {
 repositories:
   main: { path: repo }
 catalog: { path: catalog.sqlite }
-daemon: { listen: "127.0.0.1:0", stopTimeout: 5s }
+daemon: { listen: "127.0.0.1:0", stopTimeout: 5s, inventoryCache: 10m }
 jobs:
   one:
     type: backup
@@ -53,8 +54,23 @@ jobs:
     transport: { ioTimeout: 1s }
     retries: { count: 0 }
     waitBusy: 0
+    rpo: 1h
+  nightly:
+    type: backup
+    server: lab
+    repository: main
+    vms: { include: ["DC0_H0_*"], exclude: ["${VM}"] }
+    schedule: "0 2 * * *"
 `,
   );
+  // A VM the catalog knows that vSphere no longer lists (deleted since its last backup).
+  const seeded = openSqliteCatalog(join(dir, 'catalog.sqlite'));
+  const dayAgo = (ms: number) => new Date(Date.now() - 86_400_000 + ms).toISOString();
+  const oldRun = await seeded.startRun({ job: 'one', jobType: 'backup', trigger: 'manual', startedAt: dayAgo(0), host: 'elsewhere', pid: 1 });
+  const oldTask = await seeded.startTask(oldRun, { vm: 'deleted-vm', moref: 'vm-9999', host: null, startedAt: dayAgo(1000) });
+  await seeded.endTask(oldTask, { status: 'success', endedAt: dayAgo(60_000), attempts: 1, mode: 'full', reasonCodes: ['NO_BASELINE'], bytesRead: 1, bytesStored: 1, pointId: null, error: null, warnings: [] });
+  await seeded.endRun(oldRun, { status: 'success', endedAt: dayAgo(60_000), error: null });
+  await seeded.close();
   const created = await runCli(['token', 'create', '--config', configFile, '--note', 'test']);
   assert.equal(created.code, 0, created.stderr);
   assert.match(created.stdout, /^vcbt_[A-Za-z0-9_-]{43}\n$/);
@@ -154,12 +170,12 @@ test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks
   }
   const run = detail.body.run as { status: string; trigger: string; job: string };
   assert.deepEqual([run.job, run.trigger, run.status], ['one', 'api', 'success'], daemonLog);
-  const [task] = detail.body.tasks as Array<{ vm: string; status: string; mode: string; pointId: string; bytesRead: number }>;
+  const [task] = detail.body.tasks as Array<{ vm: string; status: string; mode: string; pointId: string; bytesRead: number; reasonCodes: string[] }>;
   assert.deepEqual([task?.vm, task?.status, task?.mode], [VM, 'success', 'full']);
   assert.ok((task?.bytesRead ?? 0) >= 256 * 1024);
 
   const runs = await call('GET', '/api/runs?job=one&limit=10', '/api/runs', readOnly);
-  assert.deepEqual((runs.body.runs as Array<{ id: number }>).map((r) => r.id), [runId]);
+  assert.deepEqual((runs.body.runs as Array<{ id: number; host: string }>).map((r) => [r.id, r.host === 'elsewhere']), [[runId, false], [runId - 1, true]], 'newest first; the seeded run of the deleted VM before');
   const bad = await call('GET', '/api/runs?limit=0', '/api/runs', readOnly);
   assert.deepEqual([bad.status, bad.body.code], [400, 'API_BAD_REQUEST']);
   const logs = await call('GET', `/api/runs/${runId}/logs`, '/api/runs/{id}/logs', readOnly);
@@ -167,18 +183,44 @@ test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks
   const gone = await call('GET', '/api/runs/999999', '/api/runs/{id}', readOnly);
   assert.deepEqual([gone.status, gone.body.code], [404, 'API_NOT_FOUND']);
 
+  type VmRow = { server: string; name: string; moref: string; inInventory: boolean | null; cbtEnabled: boolean | null; provisionedBytes: number | null; powerState: string | null; jobs: Array<{ job: string; rpoSeconds: number | null; breached: boolean | null; lastGood: { runId: number; pointId: string | null; ageSeconds: number } | null }>; lastGood: { job: string; runId: number; pointId: string; ageSeconds: number } | null };
   const vms = await call('GET', '/api/vms', '/api/vms', readOnly);
-  const [vm] = vms.body.vms as Array<{ name: string; lastGood: { job: string; runId: number; pointId: string; ageSeconds: number } | null }>;
-  assert.equal(vm?.name, VM);
+  const rows = vms.body.vms as VmRow[];
+  // Every lab VM, with its inventory facts; the catalog's deleted VM marked gone.
+  assert.deepEqual(rows.filter((r) => r.inInventory).map((r) => r.name).sort(), lab.info.vms.map((v) => v.name).sort());
+  for (const labVm of lab.info.vms) {
+    const row = rows.find((r) => r.moref === labVm.moref);
+    assert.deepEqual([row?.server, row?.powerState, row?.provisionedBytes], ['lab', labVm.powerState, labVm.disks.reduce((sum, d) => sum + d.capacityBytes, 0)], labVm.name);
+  }
+  const deleted = rows.find((r) => r.moref === 'vm-9999');
+  assert.deepEqual([deleted?.name, deleted?.inInventory, deleted?.jobs.map((j) => [j.job, j.breached])], ['deleted-vm', false, [['one', true]]]);
+  const vm = rows.find((r) => r.name === VM);
+  assert.equal(vm?.cbtEnabled, true, 'the job enabled CBT, or it was on');
   assert.deepEqual([vm?.lastGood?.job, vm?.lastGood?.runId, vm?.lastGood?.pointId], ['one', runId, task?.pointId]);
   assert.ok((vm?.lastGood?.ageSeconds ?? -1) >= 0);
+  assert.deepEqual(vm?.jobs.map((j) => [j.job, j.rpoSeconds, j.breached, j.lastGood?.runId]), [['one', 3600, false, runId]]);
+  // The nightly job covers the other DC0_H0 VMs: no good point yet, so its RPO (twice a day's interval) is breached.
+  const covered = rows.filter((r) => r.inInventory && r.jobs.some((j) => j.job === 'nightly'));
+  assert.deepEqual(covered.map((r) => r.name).sort(), lab.info.vms.map((v) => v.name).filter((n) => n.startsWith('DC0_H0_') && n !== VM).sort());
+  for (const r of covered) assert.deepEqual(r.jobs.find((j) => j.job === 'nightly'), { job: 'nightly', lastGood: null, rpoSeconds: 2 * 86400, breached: true });
+  const servers = vms.body.servers as Array<{ server: string; error: unknown; vmCount: number }>;
+  assert.deepEqual(servers.map((x) => [x.server, x.error, x.vmCount]), [['lab', null, lab.info.vms.length]]);
+  const vmsAgain = await call('GET', '/api/vms', '/api/vms', readOnly);
+  assert.deepEqual((vmsAgain.body.servers as Array<{ readAt: string }>).map((x) => x.readAt), servers.map((x) => (x as unknown as { readAt: string }).readAt), 'the inventory is reused within daemon.inventoryCache');
+
+  const vmPoints = await call('GET', `/api/vms/lab/${vm?.moref}/points`, '/api/vms/{server}/{moref}/points', readOnly);
+  const [vmPoint] = vmPoints.body.points as Array<{ id: string; repository: string; mode: string; reasonCodes: string[]; bytesStored: number; runId: number; job: string }>;
+  assert.deepEqual([vmPoint?.id, vmPoint?.repository, vmPoint?.mode, vmPoint?.reasonCodes, vmPoint?.runId, vmPoint?.job], [task?.pointId, 'main', 'full', task?.reasonCodes, runId, 'one']);
+  assert.ok((vmPoint?.bytesStored ?? 0) > 0);
+  const noVm = await call('GET', '/api/vms/lab/vm-424242/points', '/api/vms/{server}/{moref}/points', readOnly);
+  assert.deepEqual([noVm.status, noVm.body.code], [404, 'API_NOT_FOUND']);
 
   const points = await call('GET', '/api/repositories/main/points', '/api/repositories/{name}/points', readOnly);
   assert.deepEqual((points.body.points as Array<{ id: string }>).map((p) => p.id), [task?.pointId]);
   const noRepo = await call('GET', '/api/repositories/other/points', '/api/repositories/{name}/points', readOnly);
   assert.deepEqual([noRepo.status, noRepo.body.code], [404, 'API_NOT_FOUND']);
   const jobs = await call('GET', '/api/jobs', '/api/jobs', readOnly);
-  assert.deepEqual((jobs.body.jobs as Array<{ name: string; lastRun: { id: number }; lastGoodAt: string | null; runningRunId: null }>).map((j) => [j.name, j.lastRun.id, j.runningRunId, j.lastGoodAt !== null]), [['one', runId, null, true]]);
+  assert.deepEqual((jobs.body.jobs as Array<{ name: string; lastRun: { id: number } | null; lastGoodAt: string | null; runningRunId: null }>).map((j) => [j.name, j.lastRun?.id, j.runningRunId, j.lastGoodAt !== null]), [['one', runId, null, true], ['nightly', undefined, null, false]]);
 
   // No secret anywhere: not in answers, not in the daemon's log.
   for (const secret of [lab.info.password, token, readOnly]) {
