@@ -72,10 +72,37 @@ export type LogLine = {
 };
 
 export type Vm = {
+  /** the name of the server in the configuration */
+  server: string;
   name: string;
   moref: string;
-  lastTask: VmTask;
-  /** the newest task that protected the VM (success or warning), its restore point and age */
+  /** false: the catalog knows the VM but its server no longer lists it; null: the server could not be read */
+  inInventory: boolean | null;
+  instanceUuid: string | null;
+  /** poweredOn, poweredOff, suspended; null when not in the inventory */
+  powerState: string | null;
+  cbtEnabled: boolean | null;
+  /** sum of the disks’ capacities */
+  provisionedBytes: number | null;
+  host: string | null;
+  folder: string | null;
+  /** the jobs whose selection covers the VM now, and those with tasks of it */
+  jobs: Array<{
+    job: string;
+    /** the newest task that protected the VM (success or warning): its job, run, end, age and restore point */
+    lastGood: null | {
+      job: string;
+      runId: number;
+      endedAt: string;
+      ageSeconds: number;
+      pointId: string | null;
+    };
+    /** the job’s recovery point objective (its `rpo`, else twice its schedule’s interval); null: none */
+    rpoSeconds: number | null;
+    /** no good restore point of this job, or the newest is older than rpoSeconds; null without an objective */
+    breached: boolean | null;
+  }>;
+  /** the newest task that protected the VM (success or warning): its job, run, end, age and restore point */
   lastGood: null | {
     job: string;
     runId: number;
@@ -83,6 +110,46 @@ export type Vm = {
     ageSeconds: number;
     pointId: string | null;
   };
+  lastTask: null | VmTask;
+};
+
+export type InventoryServer = {
+  server: string;
+  error: null | Error;
+  /** when its inventory was read (it is reused for daemon.inventoryCache) */
+  readAt: string;
+  vmCount: number | null;
+};
+
+export type VmPoint = {
+  repository: string;
+  id: string;
+  createdAt: string;
+  mode: "full" | "incremental" | "mixed";
+  /** why each disk was copied full or incremental (from the run that made it; empty when unknown) */
+  reasonCodes: Array<string>;
+  /** bytes of new chunk files this point stored */
+  bytesStored: number;
+  damaged: boolean;
+  runId: number | null;
+  job: string | null;
+  disks: Array<{
+    deviceKey: number;
+    label: string;
+    capacityBytes: number;
+    mode: "full" | "incremental";
+    bytesStored: number;
+    basedOn: string | null;
+  }>;
+};
+
+export type Replica = {
+  job: string;
+  runId: number;
+  endedAt: string;
+  mode: "full" | "incremental" | "mixed" | null;
+  reasonCodes: Array<string>;
+  bytesWritten: number;
 };
 
 export type VmTask = {
@@ -147,9 +214,18 @@ export interface Endpoints {
   "GET /api/runs/{id}/logs": {
     lines: Array<LogLine>;
   };
-  /** every VM a run worked on, with its protection status */
+  /** every VM of every configured server (inventory cached for daemon.inventoryCache) and every VM the catalog knows, with the jobs covering it, its last good restore point and RPO status per job */
   "GET /api/vms": {
+    servers: Array<InventoryServer>;
     vms: Array<Vm>;
+  };
+  /** the restore points of one VM across the repositories (oldest first), and its replicas */
+  "GET /api/vms/{server}/{moref}/points": {
+    server: string;
+    moref: string;
+    name: string | null;
+    points: Array<VmPoint>;
+    replicas: Array<Replica>;
   };
   /** the restore points in a repository of the configuration, oldest first */
   "GET /api/repositories/{name}/points": {

@@ -116,7 +116,7 @@ function App() {
   const canAct = !session.readOnly;
   let page;
   if (first === '') page = <Dashboard />;
-  else if (first === 'vms' && rest.length >= 1) page = <VmPage moref={rest[0] as string} canAct={canAct} />;
+  else if (first === 'vms' && rest.length >= 2) page = <VmPage server={rest[0] as string} moref={rest[1] as string} canAct={canAct} />;
   else if (first === 'vms') page = <VmsPage />;
   else if (first === 'jobs') page = <JobsPage canAct={canAct} />;
   else if (first === 'runs' && rest[0]) page = <RunPage id={Number(rest[0])} />;

@@ -1,7 +1,7 @@
 // The web console end to end: `vcbt serve` (a child process) on the lab, driven in Debian's
 // chromium by playwright-core (npm run test:e2e; scripts/install-system-packages.sh installs
-// chromium). Logs in with a token; sees every lab VM; runs a job from the Jobs page and
-// watches its run reach 100 %; finds the new restore point on the VM's timeline; sees a VM
+// chromium). Logs in with a token; sees every lab VM with its power and CBT state; runs a job
+// from the Jobs page and watches its run reach 100 %; finds the new restore point on the VM's timeline; sees a VM
 // failed by an injected snapshot fault with its error code (linked to what to do); a
 // read-only token sees no action. Every page passes axe-core with no serious or critical
 // violation, raises no Content-Security-Policy violation, and is photographed into
@@ -49,7 +49,7 @@ before(async () => {
 repositories:
   main: { path: repo }
 catalog: { path: catalog.sqlite }
-daemon: { listen: "127.0.0.1:0", stopTimeout: 5s }
+daemon: { listen: "127.0.0.1:0", stopTimeout: 5s, inventoryCache: 0 }
 jobs:
   nightly:
     type: backup
@@ -159,6 +159,19 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   assert.equal(await page.evaluate(() => sessionStorage.getItem('vcbt.token')), token, 'the token is kept in sessionStorage');
   assert.equal(await page.evaluate(() => localStorage.getItem('vcbt.token')), null);
 
+  // VMs before any run: every lab VM with its power and CBT state as vSphere reports them.
+  await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'VMs' }).click();
+  const before = (await (await fetch(`${base}/api/vms`, { headers: { authorization: `Bearer ${token}` } })).json()) as { vms: Array<{ name: string; cbtEnabled: boolean | null; powerState: string | null }> };
+  for (const vm of lab.info.vms) {
+    const row = page.locator(`tr[data-vm="${vm.name}"]`);
+    await row.waitFor();
+    const cbt = before.vms.find((v) => v.name === vm.name)?.cbtEnabled;
+    assert.equal(typeof cbt, 'boolean', `${vm.name}: the API knows its CBT state`);
+    assert.equal(await row.locator('td[data-cbt]').getAttribute('data-cbt'), cbt ? 'on' : 'off', vm.name);
+    assert.match((await row.textContent()) ?? '', new RegExp(vm.powerState));
+  }
+  await accessibility(page, 'vms before a run');
+
   // Jobs: run nightly now (a confirmation first) and follow its run page to 100 %.
   await page.getByRole('link', { name: 'Jobs and runs' }).click();
   await page.getByRole('heading', { level: 1, name: 'Jobs and runs' }).waitFor();
@@ -209,7 +222,10 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   for (const vm of lab.info.vms) await page.locator(`tr[data-vm="${vm.name}"]`).waitFor();
   await page.locator(`tr[data-vm="${FAILING_VM}"] .badge`, { hasText: 'failed' }).waitFor();
   await page.locator(`tr[data-vm="${FAILING_VM}"]`).getByRole('link', { name: code }).waitFor();
-  for (const vm of nightlyVms) await page.locator(`tr[data-vm="${vm.name}"] .badge`, { hasText: 'protected' }).waitFor();
+  for (const vm of nightlyVms) {
+    await page.locator(`tr[data-vm="${vm.name}"] .badge`, { hasText: 'protected' }).waitFor();
+    await page.locator(`tr[data-vm="${vm.name}"] td[data-cbt="on"]`).waitFor(); // the job switched CBT on where it was off
+  }
   await accessibility(page, 'vms');
   await photograph(page, 'vms');
   await page.getByLabel('Search VMs').fill('H0_VM0');
@@ -226,6 +242,7 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   const entry = page.locator(`ol.timeline li[data-point="${pointId}"]`);
   await entry.waitFor();
   await entry.locator('.badge', { hasText: 'full' }).waitFor();
+  assert.match((await entry.textContent()) ?? '', /FIRST_COPY/, 'the reason of the full');
   await accessibility(page, 'vm');
   await photograph(page, 'vm');
   await entry.getByRole('link', { name: /Restore or verify/ }).click();
@@ -278,7 +295,7 @@ test('a read-only token sees no action', { timeout: 5 * 60_000 }, async () => {
   const page = await open();
   await logIn(page, readOnly);
   await page.locator('.badge', { hasText: 'read-only' }).waitFor();
-  for (const hash of ['#/jobs', '#/vms/' + encodeURIComponent(lab.info.vms[0]!.moref), '#/repository']) {
+  for (const hash of ['#/jobs', `#/vms/lab/${encodeURIComponent(lab.info.vms[0]!.moref)}`, '#/repository']) {
     await page.goto(`${base}/${hash}`);
     await page.locator('h1').waitFor();
     await page.waitForLoadState('networkidle');

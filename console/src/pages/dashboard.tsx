@@ -1,4 +1,4 @@
-// The dashboard: VMs protected / unprotected / past their RPO, the last 24 hours of runs by
+// The dashboard: VMs protected / unprotected / past the RPO of one of their jobs, the last 24 hours of runs by
 // result, a chart of run durations, and the next scheduled runs.
 import { call } from '../api.ts';
 import type { Vm } from '../api-types.ts';
@@ -6,12 +6,10 @@ import { TimeChart } from '../chart.tsx';
 import { duration, time } from '../format.ts';
 import { Loading, Page, Problem, Status, useApi } from '../ui.tsx';
 
-/** Age past which a VM's last good point counts as an RPO breach when its job names no RPO. */
-export const DEFAULT_RPO_SECONDS = 24 * 3600;
-
+/** A VM past the RPO of one of its jobs; else protected when it has a good point. */
 export function protection(vm: Vm): 'protected' | 'unprotected' | 'breach' {
-  if (!vm.lastGood) return 'unprotected';
-  return vm.lastGood.ageSeconds > DEFAULT_RPO_SECONDS ? 'breach' : 'protected';
+  if (vm.jobs.some((j) => j.breached === true)) return 'breach';
+  return vm.lastGood ? 'protected' : 'unprotected';
 }
 
 export function Dashboard() {

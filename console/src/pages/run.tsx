@@ -7,6 +7,7 @@ import { call } from '../api.ts';
 import type { Task } from '../api-types.ts';
 import { bytes, duration, secondsBetween, time } from '../format.ts';
 import { errorDoc } from '../errors-doc.ts';
+import { vmHref } from './vms.tsx';
 import { ErrorCode, Loading, Page, Problem, Progress, Status, useApi } from '../ui.tsx';
 
 function taskFraction(task: Task): number | null {
@@ -17,6 +18,7 @@ function taskFraction(task: Task): number | null {
 export function RunPage({ id }: { id: number }) {
   const [running, setRunning] = useState(true);
   const run = useApi(() => call('GET /api/runs/{id}', { params: { id } }), [id], running ? 1_000 : 0);
+  const jobs = useApi(() => call('GET /api/jobs'), []);
   const logs = useApi(() => call('GET /api/runs/{id}/logs', { params: { id } }), [id], running ? 1_000 : 0);
   useEffect(() => {
     if (run.data) setRunning(run.data.run.status === 'running');
@@ -24,6 +26,7 @@ export function RunPage({ id }: { id: number }) {
   if (run.error && !run.data) return <Problem error={run.error} />;
   if (!run.data) return <Loading what={`run ${id}`} />;
   const { run: r, tasks } = run.data;
+  const server = jobs.data?.jobs.find((j) => j.name === r.job)?.server;
   const done = tasks.filter((t) => t.status !== 'running').length;
   const overall = r.status !== 'running' ? 1 : tasks.length === 0 ? null : done / tasks.length;
   return (
@@ -55,7 +58,7 @@ export function RunPage({ id }: { id: number }) {
           return (
             <li data-vm={t.vm} class={`task task-${t.status}`}>
               <div class="task-head">
-                <a href={`#/vms/${encodeURIComponent(t.moref)}`}>{t.vm}</a> <Status status={t.status} /> {t.mode ?? ''}
+                {server ? <a href={vmHref({ server, moref: t.moref })}>{t.vm}</a> : <strong>{t.vm}</strong>} <Status status={t.status} /> {t.mode ?? ''}
                 {t.reasonCodes.length ? <span class="muted"> ({t.reasonCodes.join(', ')})</span> : null}
                 {t.attempts > 1 ? <span class="muted"> · {t.attempts} attempts</span> : null}
               </div>
