@@ -19,6 +19,7 @@ import type { Catalog, RunTrigger } from './catalog/catalog.ts';
 import { runRecorded } from './catalog/record.ts';
 import type { JobConfig, ServiceConfig } from './config.ts';
 import type { JobEvent } from './run.ts';
+import { RunEventBus } from './run-events.ts';
 import { nextRun } from './schedule.ts';
 
 /** Codes: JOB_RUNNING (context `job`, `runId`), DAEMON_STOPPING. */
@@ -45,6 +46,8 @@ export class Daemon {
   readonly #active = new Map<string, ActiveRun>();
   readonly #drain = new AbortController();
   readonly #abort = new AbortController();
+  /** The live events of the runs at work (the API's Server-Sent Events). */
+  readonly events = new RunEventBus();
 
   constructor(options: DaemonOptions) {
     this.#options = options;
@@ -118,11 +121,13 @@ export class Daemon {
       onRunId: (rid) => {
         runId = rid;
         active.runId = rid;
+        this.events.begin(rid, job.name);
         log(`job ${job.name}: run ${rid} started (${trigger})`);
         resolveId(rid);
       },
       onEvent: (event) => {
         if (event.type === 'log') log(`job ${job.name} run ${runId}: ${event.vm ? `[${event.vm}] ` : ''}${event.line}`);
+        this.events.publish(runId, event);
         this.#options.onEvent?.(job.name, runId, event);
       },
     }).then(
@@ -131,8 +136,11 @@ export class Daemon {
         rejectId(error);
         log(`job ${job.name}: run ${runId} failed: ${error instanceof VcbtError ? `${error.code}: ` : ''}${error instanceof Error ? error.message : String(error)}`);
       },
-    ).finally(() => {
+    ).finally(async () => {
       if (this.#active.get(job.name) === active) this.#active.delete(job.name);
+      if (runId === 0) return;
+      const record = await catalog.run(runId).catch(() => undefined);
+      this.events.end(runId, { status: record?.status ?? 'interrupted', endedAt: record?.endedAt ?? new Date().toISOString(), error: record?.error ?? null });
     });
     return id;
   }

@@ -119,6 +119,26 @@ async function call(method: string, path: string, template: string, auth: string
   return { status: response.status, body };
 }
 
+/** Reads a run's Server-Sent Events to the end; each is checked against the document's RunEvent schema. */
+async function readEvents(runId: number, auth: string): Promise<Array<{ event: string; data: Record<string, unknown> }>> {
+  const response = await fetch(`${base}/api/runs/${runId}/events`, { headers: { authorization: `Bearer ${auth}` } });
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+  const text = await response.text();
+  bodies.push(text);
+  const events: Array<{ event: string; data: Record<string, unknown> }> = [];
+  for (const block of text.split('\n\n')) {
+    const event = /^event: (.+)$/m.exec(block)?.[1];
+    const data = /^data: (.+)$/m.exec(block)?.[1];
+    if (!event || !data) continue;
+    const parsed = { event, data: JSON.parse(data) as Record<string, unknown> };
+    const doc = (document ?? openApiDocument) as unknown as Record<string, unknown>;
+    assert.deepEqual(checkSchema(doc, { $ref: '#/components/schemas/RunEvent' }, parsed), [], block.slice(0, 500));
+    events.push(parsed);
+  }
+  return events;
+}
+
 test('every request needs a known token; the document served is the one in the code', async () => {
   for (const [path, template] of [
     ['/api/openapi.json', '/api/openapi.json'],
@@ -159,6 +179,7 @@ test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks
   const runId = started.body.runId as number;
   const again = await call('POST', '/api/jobs/one/run', '/api/jobs/{name}/run', token);
   assert.deepEqual([again.status, again.body.code], [409, 'JOB_RUNNING']);
+  const live = readEvents(runId, readOnly);
   const jobsWhileRunning = await call('GET', '/api/jobs', '/api/jobs', readOnly);
   assert.equal((jobsWhileRunning.body.jobs as Array<{ runningRunId: number | null }>)[0]?.runningRunId, runId);
 
@@ -173,6 +194,24 @@ test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks
   const [task] = detail.body.tasks as Array<{ vm: string; status: string; mode: string; pointId: string; bytesRead: number; reasonCodes: string[] }>;
   assert.deepEqual([task?.vm, task?.status, task?.mode], [VM, 'success', 'full']);
   assert.ok((task?.bytesRead ?? 0) >= 256 * 1024);
+
+  // The live stream: state first, the VM's start, its disk's progress up to its total, its end with the point, the run's end last.
+  const events = await live;
+  assert.equal(events[0]?.event, 'state');
+  assert.deepEqual(events.at(-1), { event: 'end', data: { status: 'success', endedAt: (detail.body.run as { endedAt: string }).endedAt, error: null } });
+  assert.ok(events.some((e) => e.event === 'task-start' && e.data.vm === VM && e.data.attempt === 1), JSON.stringify(events.map((e) => e.event)));
+  const progress = events.filter((e) => e.event === 'progress') as unknown as Array<{ data: { deviceKey: number; doneBytes: number; totalBytes: number } }>;
+  assert.ok(progress.length > 0, 'progress events');
+  const lastProgress = progress.at(-1)!.data;
+  assert.equal(lastProgress.doneBytes, lastProgress.totalBytes, 'the disk reached 100 %');
+  assert.ok(lastProgress.totalBytes >= 256 * 1024);
+  const taskEnd = events.find((e) => e.event === 'task-end');
+  assert.deepEqual([taskEnd?.data.vm, taskEnd?.data.result, taskEnd?.data.pointId], [VM, 'success', task?.pointId]);
+  assert.ok(events.some((e) => e.event === 'log' && String(e.data.line).includes('committed')));
+  // A finished run replays its final state and ends.
+  const replay = await readEvents(runId, readOnly);
+  assert.deepEqual(replay.map((e) => e.event), ['state', 'end']);
+  assert.deepEqual((replay[0]?.data.vms as Array<{ vm: string; phase: string; result: string }>).map((v) => [v.vm, v.phase, v.result]), [[VM, 'done', 'success']]);
 
   const runs = await call('GET', '/api/runs?job=one&limit=10', '/api/runs', readOnly);
   assert.deepEqual((runs.body.runs as Array<{ id: number; host: string }>).map((r) => [r.id, r.host === 'elsewhere']), [[runId, false], [runId - 1, true]], 'newest first; the seeded run of the deleted VM before');
