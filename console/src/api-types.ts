@@ -71,6 +71,97 @@ export type LogLine = {
   line: string;
 };
 
+export type DiskProgress = {
+  deviceKey: number;
+  doneBytes: number;
+  /** bytes this attempt copies of the disk (its changed or allocated areas) */
+  totalBytes: number;
+};
+
+/** one Server-Sent Event of GET /api/runs/{id}/events: its event name and its data */
+export type RunEvent = {
+  event: "state";
+  data: {
+    runId: number;
+    job: string;
+    status: "running" | "success" | "warning" | "failed" | "interrupted";
+    vms: Array<{
+      vm: string;
+      moref: string;
+      host: string | null;
+      phase: "working" | "copying" | "retrying" | "done";
+      attempt: number;
+      result: "success" | "warning" | "failed" | "interrupted" | "running" | null;
+      disks: Array<DiskProgress>;
+      error: null | Error;
+    }>;
+  };
+} | {
+  event: "task-start";
+  data: {
+    vm: string;
+    moref: string;
+    host: string | null;
+    attempt: number;
+    /** when the daemon saw it */
+    at: string;
+  };
+} | {
+  event: "progress";
+  data: {
+    vm: string;
+    moref: string;
+    deviceKey: number;
+    doneBytes: number;
+    /** bytes this attempt copies of the disk (its changed or allocated areas) */
+    totalBytes: number;
+    /** when the daemon saw it */
+    at: string;
+  };
+} | {
+  event: "attempt-end";
+  data: {
+    vm: string;
+    moref: string;
+    attempt: number;
+    error: null | Error;
+    /** when the daemon saw it */
+    at: string;
+  };
+} | {
+  event: "task-end";
+  data: {
+    vm: string;
+    moref: string;
+    result: "success" | "warning" | "failed";
+    attempts: number;
+    mode: "full" | "incremental" | "mixed" | null;
+    reasonCodes: Array<string>;
+    bytesRead: number;
+    bytesStored: number;
+    pointId: string | null;
+    error: null | Error;
+    warnings: Array<string>;
+    /** when the daemon saw it */
+    at: string;
+  };
+} | {
+  event: "log";
+  data: {
+    vm: string | null;
+    line: string;
+    /** when the daemon saw it */
+    at: string;
+  };
+} | {
+  event: "end";
+  data: {
+    status: "running" | "success" | "warning" | "failed" | "interrupted";
+    endedAt: string | null;
+    error: null | Error;
+  };
+};
+
 export type Vm = {
   /** the name of the server in the configuration */
   server: string;
@@ -210,6 +301,8 @@ export interface Endpoints {
     run: Run;
     tasks: Array<Task>;
   };
+  /** live progress of a run as Server-Sent Events (text/event-stream) */
+  "GET /api/runs/{id}/events": null;
   /** the log lines of a run */
   "GET /api/runs/{id}/logs": {
     lines: Array<LogLine>;

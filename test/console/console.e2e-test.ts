@@ -57,6 +57,7 @@ jobs:
     repository: main
     vms: { include: ["DC0_*"], exclude: ["${FAILING_VM}"] }
     schedule: "0 2 * * *"
+    transport: { ioTimeout: 1s }
     retries: { count: 0 }
     waitBusy: 0
   edge:
@@ -175,6 +176,8 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   // Jobs: run nightly now (a confirmation first) and follow its run page to 100 %.
   await page.getByRole('link', { name: 'Jobs and runs' }).click();
   await page.getByRole('heading', { level: 1, name: 'Jobs and runs' }).waitFor();
+  // The first read of guest data stalls for the transport's ioTimeout (1 s) and resumes: the run is at work meanwhile.
+  await lab.faults({ httpStall: { afterBytes: 64 * 1024, count: 1 } });
   await page.getByRole('button', { name: 'Run nightly now' }).click();
   const dialog = page.getByRole('dialog', { name: 'Run nightly now?' });
   await dialog.waitFor();
@@ -183,6 +186,14 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   const runId = Number(/#\/runs\/(\d+)$/.exec(page.url())![1]);
   const bar = page.getByRole('progressbar', { name: `run ${runId}` });
   await bar.waitFor();
+  // Every per-disk bar the page shows while the run works (they come from the run's Server-Sent Events).
+  await page.evaluate(() => {
+    const g = globalThis as unknown as InPage & { diskBars: string[]; MutationObserver: new (f: () => void) => { observe(n: unknown, o: unknown): void } };
+    g.diskBars = [];
+    new g.MutationObserver(() => {
+      for (const b of g.document.querySelectorAll('.disk-progress [role=progressbar]') as unknown as Array<{ getAttribute(n: string): string | null }>) g.diskBars.push(`${b.getAttribute('aria-label')}=${b.getAttribute('aria-valuenow')}`);
+    }).observe(g.document.body, { subtree: true, childList: true, attributes: true });
+  });
   await page.waitForFunction((id) => (globalThis as unknown as InPage).document.querySelector(`[role=progressbar][aria-label="run ${id}"]`)?.getAttribute('aria-valuenow') === '100', runId, { timeout: WAIT_MS, polling: 250 });
   await page.locator('.badge', { hasText: 'success' }).first().waitFor();
   const nightlyVms = lab.info.vms.filter((v) => v.name !== FAILING_VM);
@@ -190,6 +201,8 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
     await page.getByRole('progressbar', { name: vm.name, exact: true }).waitFor();
     assert.equal(await page.getByRole('progressbar', { name: vm.name, exact: true }).getAttribute('aria-valuenow'), '100', vm.name);
   }
+  const diskBars = await page.evaluate(() => (globalThis as unknown as { diskBars: string[] }).diskBars);
+  assert.ok(diskBars.some((b) => /^DC0_\w+ disk \d+=\d+$/.test(b)), `per-disk progress was shown while the run worked: ${diskBars.slice(0, 5).join(', ')}`);
   await page.locator('pre.log').filter({ hasText: /\S/ }).waitFor();
   await accessibility(page, 'run');
   await photograph(page, 'run');

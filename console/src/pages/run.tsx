@@ -1,24 +1,27 @@
 // One run: its result, a progress bar for the run and one per VM (and per disk while the
 // daemon streams progress), each VM's mode, bytes, restore point and error (its code links to
-// what to do), and the run's log. While the run works the page follows it: the run's
-// Server-Sent Events when the API offers them, a reload every second otherwise.
+// what to do), and the run's log. While the run works the page follows it: per-disk bytes from
+// the run's Server-Sent Events (run-events.ts), the run, its VMs and its log reloaded every
+// second.
 import { useEffect, useState } from 'preact/hooks';
 import { call } from '../api.ts';
 import type { Task } from '../api-types.ts';
 import { bytes, duration, secondsBetween, time } from '../format.ts';
 import { errorDoc } from '../errors-doc.ts';
 import { vmHref } from './vms.tsx';
+import { useRunEvents, vmFraction, type LiveVm } from '../run-events.ts';
 import { ErrorCode, Loading, Page, Problem, Progress, Status, useApi } from '../ui.tsx';
 
-function taskFraction(task: Task): number | null {
+function taskFraction(task: Task, live: LiveVm | undefined): number | null {
   if (task.status !== 'running') return 1;
-  return null;
+  return live ? vmFraction(live) : null;
 }
 
 export function RunPage({ id }: { id: number }) {
   const [running, setRunning] = useState(true);
   const run = useApi(() => call('GET /api/runs/{id}', { params: { id } }), [id], running ? 1_000 : 0);
   const jobs = useApi(() => call('GET /api/jobs'), []);
+  const live = useRunEvents(id);
   const logs = useApi(() => call('GET /api/runs/{id}/logs', { params: { id } }), [id], running ? 1_000 : 0);
   useEffect(() => {
     if (run.data) setRunning(run.data.run.status === 'running');
@@ -28,7 +31,9 @@ export function RunPage({ id }: { id: number }) {
   const { run: r, tasks } = run.data;
   const server = jobs.data?.jobs.find((j) => j.name === r.job)?.server;
   const done = tasks.filter((t) => t.status !== 'running').length;
-  const overall = r.status !== 'running' ? 1 : tasks.length === 0 ? null : done / tasks.length;
+  // Live: VMs at work count by the bytes they copied so far.
+  const partial = tasks.filter((t) => t.status === 'running').reduce((n, t) => n + (taskFraction(t, live.vms.get(t.moref)) ?? 0), 0);
+  const overall = r.status !== 'running' ? 1 : tasks.length === 0 ? null : (done + partial) / tasks.length;
   return (
     <Page title={`Run ${r.id} of ${r.job}`}>
       <dl class="facts">
@@ -62,7 +67,14 @@ export function RunPage({ id }: { id: number }) {
                 {t.reasonCodes.length ? <span class="muted"> ({t.reasonCodes.join(', ')})</span> : null}
                 {t.attempts > 1 ? <span class="muted"> · {t.attempts} attempts</span> : null}
               </div>
-              <Progress label={t.vm} fraction={taskFraction(t)} detail={`read ${bytes(t.bytesRead)}, stored ${bytes(t.bytesStored)}`} />
+              <Progress label={t.vm} fraction={taskFraction(t, live.vms.get(t.moref))} detail={t.status === 'running' ? (live.vms.get(t.moref)?.phase ?? 'working') : `read ${bytes(t.bytesRead)}, stored ${bytes(t.bytesStored)}`} />
+              {t.status === 'running'
+                ? (live.vms.get(t.moref)?.disks ?? []).map((d) => (
+                    <div class="disk-progress">
+                      <Progress label={`${t.vm} disk ${d.deviceKey}`} fraction={d.totalBytes > 0 ? d.doneBytes / d.totalBytes : null} detail={`${bytes(d.doneBytes)} of ${bytes(d.totalBytes)}`} />
+                    </div>
+                  ))
+                : null}
               {t.pointId ? (
                 <div class="muted">
                   restore point <code>{t.pointId}</code>
