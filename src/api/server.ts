@@ -19,6 +19,7 @@ import type { ServiceConfig } from '../service/config.ts';
 import type { Daemon } from '../service/daemon.ts';
 import { InventoryCache } from '../service/inventory.ts';
 import { checkToken } from '../service/tokens.ts';
+import { isConsolePath, serveConsole } from './console.ts';
 import { openApiDocument } from './openapi.ts';
 import { ApiError, type ApiContext, type Route } from './route.ts';
 import { routeGroups } from './routes/index.ts';
@@ -133,7 +134,20 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   };
   const server = createServer((req, res) => {
     if (req.method !== 'POST') req.resume();
-    handle(req, res).then(
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    // The web console's files (console.ts) are public; every other path is the API's.
+    const answer = isConsolePath(pathname)
+      ? serveConsole(req, res, pathname).then(
+          (status) => ({ status, tokenId: null }),
+          (error: unknown) => {
+            options.log(`console ${pathname}: ${error instanceof Error ? error.message : String(error)}`);
+            if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+            res.end();
+            return { status: 500, tokenId: null };
+          },
+        )
+      : handle(req, res);
+    answer.then(
       ({ status, tokenId }) => options.log(`API ${req.method} ${new URL(req.url ?? '/', 'http://localhost').pathname} ${status}${tokenId === null ? '' : ` token ${tokenId}`}`),
       () => undefined,
     );
