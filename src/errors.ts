@@ -142,6 +142,7 @@ export const errorCodes = [
   'CATALOG_UNAVAILABLE',
   'JOB_RUNNING',
   'DAEMON_STOPPING',
+  'NOTIFY_FAILED',
   // the HTTP API (src/api)
   'API_UNAUTHORIZED',
   'API_READ_ONLY',

@@ -20,6 +20,7 @@ import type { PruneReport } from '../repository/prune.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
 import type { JobStatus } from '../service/catalog/status.ts';
+import type { RunNotification } from '../service/notify.ts';
 import type { VerifyReport } from '../repository/verify.ts';
 import type { VmInfo } from '../vsphere/vsphere.ts';
 
@@ -187,6 +188,9 @@ export interface JobStatusDocument extends DocumentHeader<'job-status'> {
   jobs: JobStatus[];
 }
 
+/** What a webhook notifier of format `json` receives when a job run ends (not printed by a command). */
+export type RunNotificationDocument = RunNotification;
+
 /** `vcbt files ls --json`: the disk's file systems, and the entries of PATH when one was given. */
 export interface FilesLsDocument extends DocumentHeader<'files-ls'> {
   pointId: string;
@@ -234,6 +238,7 @@ export interface JsonDocuments {
   'job-list': JobListDocument;
   'job-run': JobRunDocument;
   'job-status': JobStatusDocument;
+  'run-notification': RunNotificationDocument;
   'files-ls': FilesLsDocument;
   'files-find': FilesFindDocument;
   'files-get': FilesGetDocument;
