@@ -124,6 +124,12 @@ export const openApiDocument = {
   security: [{ token: [] }],
   paths: {
     '/api/openapi.json': { get: { summary: 'this document', responses: { '200': { description: 'the OpenAPI document', ...json({ type: 'object' }) }, ...errors } } },
+    '/metrics': {
+      get: {
+        summary: 'Prometheus metrics (text exposition format 0.0.4; docs/operations.md lists them)',
+        responses: { '200': { description: 'the metrics', content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } } }, ...errors },
+      },
+    },
     '/api/jobs': { get: { summary: 'the jobs with their schedule, next run, the run at work and the last one', responses: { '200': { description: 'jobs', ...json(list('jobs', 'Job')) }, ...errors } } },
     '/api/jobs/{name}/run': {
       post: {

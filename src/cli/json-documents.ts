@@ -21,6 +21,7 @@ import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
 import type { JobStatus } from '../service/catalog/status.ts';
 import type { RunNotification } from '../service/notify.ts';
+import type { TokenInfo } from '../service/tokens.ts';
 import type { VerifyReport } from '../repository/verify.ts';
 import type { VmInfo } from '../vsphere/vsphere.ts';
 
@@ -188,6 +189,11 @@ export interface JobStatusDocument extends DocumentHeader<'job-status'> {
   jobs: JobStatus[];
 }
 
+/** `vcbt token list --config FILE --json`: the daemon's API tokens, oldest first (never a token or its hash). */
+export interface TokenListDocument extends DocumentHeader<'token-list'> {
+  tokens: TokenInfo[];
+}
+
 /** What a webhook notifier of format `json` receives when a job run ends (not printed by a command). */
 export type RunNotificationDocument = RunNotification;
 
@@ -239,6 +245,7 @@ export interface JsonDocuments {
   'job-run': JobRunDocument;
   'job-status': JobStatusDocument;
   'run-notification': RunNotificationDocument;
+  'token-list': TokenListDocument;
   'files-ls': FilesLsDocument;
   'files-find': FilesFindDocument;
   'files-get': FilesGetDocument;
