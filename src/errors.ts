@@ -154,12 +154,15 @@ export const errorCodes = [
   'CATALOG_UNAVAILABLE',
   'JOB_RUNNING',
   'DAEMON_STOPPING',
+  'NOTIFY_FAILED',
+  'TOKEN_NOT_FOUND',
   // the HTTP API (src/api)
   'API_UNAUTHORIZED',
   'API_READ_ONLY',
   'API_NOT_FOUND',
   'API_BAD_REQUEST',
   'API_LISTEN',
+  'API_TLS',
 ] as const;
 
 /**

@@ -22,6 +22,8 @@ import type { PruneReport } from '../repository/prune.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
 import type { JobStatus } from '../service/catalog/status.ts';
+import type { RunNotification } from '../service/notify.ts';
+import type { TokenInfo } from '../service/tokens.ts';
 import type { VerifyReport } from '../repository/verify.ts';
 import type { VmInfo } from '../vsphere/vsphere.ts';
 
@@ -191,6 +193,14 @@ export interface JobStatusDocument extends DocumentHeader<'job-status'> {
   jobs: JobStatus[];
 }
 
+/** `vcbt token list --config FILE --json`: the daemon's API tokens, oldest first (never a token or its hash). */
+export interface TokenListDocument extends DocumentHeader<'token-list'> {
+  tokens: TokenInfo[];
+}
+
+/** What a webhook notifier of format `json` receives when a job run ends (not printed by a command). */
+export type RunNotificationDocument = RunNotification;
+
 /** `vcbt files ls --json`: the disk's file systems, and the entries of PATH when one was given. */
 export interface FilesLsDocument extends DocumentHeader<'files-ls'> {
   pointId: string;
@@ -242,6 +252,8 @@ export interface JsonDocuments {
   'job-list': JobListDocument;
   'job-run': JobRunDocument;
   'job-status': JobStatusDocument;
+  'run-notification': RunNotificationDocument;
+  'token-list': TokenListDocument;
   'files-ls': FilesLsDocument;
   'files-find': FilesFindDocument;
   'files-get': FilesGetDocument;

@@ -33,5 +33,5 @@ export const commands: CommandEntry[] = [
   { name: 'config', summary: 'validate a service configuration file (config check FILE)', load: async () => (await import('./config.ts')).configCommand },
   { name: 'job', summary: 'list and run the protection jobs of a service configuration', load: async () => (await import('./job.ts')).jobCommand },
   { name: 'serve', summary: 'the daemon: job schedules, the run catalog and the HTTP API', load: async () => (await import('./serve.ts')).serveCommand },
-  { name: 'token', summary: 'create an API token for the daemon (shown once, stored hashed)', load: async () => (await import('./token.ts')).tokenCommand },
+  { name: 'token', summary: 'create, list or revoke API tokens of the daemon (shown once, stored hashed)', load: async () => (await import('./token.ts')).tokenCommand },
 ];
