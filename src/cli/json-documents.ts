@@ -105,6 +105,8 @@ export interface InitDocument extends DocumentHeader<'init'> {
   chunkBytes: number;
   compression: { algorithm: string; level: number };
   encrypted: boolean;
+  /** Object Lock retention of every restore point's objects, in days (0: none). */
+  immutableDays: number;
 }
 
 /** One restore point of `vcbt points`. */
