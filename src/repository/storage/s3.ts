@@ -406,7 +406,7 @@ export class S3Storage implements Storage {
   }
 
   /** When the newest version of a blob is locked until (undefined: not locked). */
-  async retainedUntilMs(ref: BlobRef): Promise<number | undefined> {
+  async lockedUntilMs(ref: BlobRef): Promise<number | undefined> {
     const key = this.keyOf(ref);
     const head = await this.#send('stat', this.describe(ref), () => this.#client.send(new HeadObjectCommand({ Bucket: this.settings.bucket, Key: key })), () => undefined);
     const until = head?.ObjectLockRetainUntilDate?.getTime();

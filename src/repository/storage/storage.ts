@@ -87,6 +87,8 @@ export interface Storage {
    * (storages without `open` or without objectLock never get a value above 0).
    */
   retentionDays?: number;
+  /** Until when a blob cannot be deleted (Object Lock), undefined when it can; absent: never locked. */
+  lockedUntilMs?(ref: BlobRef): Promise<number | undefined>;
   /** Where a blob lives, for messages (a path or a URL). */
   describe(ref: BlobRef): string;
   /** The whole blob; `maxBytes` refuses a larger one (REPO_CORRUPT) before reading it. */
