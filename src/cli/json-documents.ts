@@ -17,6 +17,7 @@ import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { RollbackResult } from '../jobs/rollback.ts';
 import type { PruneReport } from '../repository/prune.ts';
+import type { CopyReport } from '../repository/copy.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
 import type { JobStatus } from '../service/catalog/status.ts';
@@ -152,6 +153,13 @@ export interface PointsDocument extends DocumentHeader<'points'> {
 
 export type PruneDocument = DocumentHeader<'prune'> & PruneReport;
 
+/** `vcbt copy --json`: each selected point, copied now or already in the target. */
+export interface CopyDocument extends DocumentHeader<'copy'> {
+  from: string;
+  to: string;
+  points: CopyReport['points'];
+}
+
 export type VerifyDocument = DocumentHeader<'verify'> & VerifyReport;
 
 /** `vcbt config check FILE --json`: valid or not, every problem with its position, warnings. */
@@ -231,6 +239,7 @@ export interface JsonDocuments {
   init: InitDocument;
   points: PointsDocument;
   prune: PruneDocument;
+  copy: CopyDocument;
   verify: VerifyDocument;
   'config-check': ConfigCheckDocument;
   'job-list': JobListDocument;
