@@ -107,6 +107,14 @@ export const errorCodes = [
   'REPO_IO',
   'REPO_LOCK_LIVE',
   'REPO_LOCK_NOT_FOUND',
+  'REPO_NO_OBJECT_LOCK',
+  // object storage (src/repository/storage/s3.ts)
+  'S3_CREDENTIALS',
+  'S3_BUCKET_MISSING',
+  'S3_TLS',
+  'S3_CLOCK_SKEW',
+  'S3_UNAVAILABLE',
+  'S3_OBJECT_LOCKED',
   // jobs (src/jobs)
   'APPLY_AREAS_UNREADABLE',
   'APPLY_TARGET_SMALLER',

@@ -19,6 +19,7 @@ import type { RollbackResult } from '../jobs/rollback.ts';
 import type { RestoreVmResult } from '../jobs/restore-vm.ts';
 import type { VmHardwareSummary } from '../jobs/vm-capture.ts';
 import type { PruneReport } from '../repository/prune.ts';
+import type { CopyReport } from '../repository/copy.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
 import type { JobStatus } from '../service/catalog/status.ts';
@@ -109,6 +110,8 @@ export interface InitDocument extends DocumentHeader<'init'> {
   chunkBytes: number;
   compression: { algorithm: string; level: number };
   encrypted: boolean;
+  /** Object Lock retention of every restore point's objects, in days (0: none). */
+  immutableDays: number;
 }
 
 /** One restore point of `vcbt points`. */
@@ -155,6 +158,13 @@ export interface PointsDocument extends DocumentHeader<'points'> {
 }
 
 export type PruneDocument = DocumentHeader<'prune'> & PruneReport;
+
+/** `vcbt copy --json`: each selected point, copied now or already in the target. */
+export interface CopyDocument extends DocumentHeader<'copy'> {
+  from: string;
+  to: string;
+  points: CopyReport['points'];
+}
 
 export type VerifyDocument = DocumentHeader<'verify'> & VerifyReport;
 
@@ -247,6 +257,7 @@ export interface JsonDocuments {
   init: InitDocument;
   points: PointsDocument;
   prune: PruneDocument;
+  copy: CopyDocument;
   verify: VerifyDocument;
   'config-check': ConfigCheckDocument;
   'job-list': JobListDocument;

@@ -28,6 +28,7 @@ export const commands: CommandEntry[] = [
   { name: 'export', summary: 'serve a restore point\'s disk read-only over NBD', load: async () => (await import('./export.ts')).exportCommand },
   { name: 'files', summary: 'list, find and extract files in a restore point (file-level restore)', load: async () => (await import('./files.ts')).filesCommand },
   { name: 'verify', summary: 'check restore points (structure, or every chunk with --read-data)', load: async () => (await import('./verify.ts')).verifyCommand },
+  { name: 'copy', summary: 'copy restore points between repositories (only missing chunks, re-encrypted, verified)', load: async () => (await import('./copy.ts')).copyCommand },
   { name: 'prune', summary: 'delete restore points a retention policy drops, then collect garbage', load: async () => (await import('./prune.ts')).pruneCommand },
   { name: 'unlock', summary: 'remove stale repository locks (or one named lock with --force)', load: async () => (await import('./unlock.ts')).unlockCommand },
   { name: 'config', summary: 'validate a service configuration file (config check FILE)', load: async () => (await import('./config.ts')).configCommand },
