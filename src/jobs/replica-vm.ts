@@ -21,7 +21,7 @@
 // (growReplicaDisks); the copy plan then copies it in full (CAPACITY_CHANGED). A DEST disk
 // larger than its source's is refused (REPLICATE_TARGET_SIZE): vcbt never shrinks a disk.
 import type { PlacementRequest, VirtualDiskInfo, VmInfo, VmSelector, VsphereSession } from '../vsphere/vsphere.ts';
-import { createVm, findVm, growDisk, readExtraConfig, readVm, readVmConfig, resolvePlacement, setExtraConfig, VsphereError } from '../vsphere/vsphere.ts';
+import { createVm, findVm, growDisk, readExtraConfig, readVm, readVmConfig, resolvePlacementNear, setExtraConfig, VsphereError } from '../vsphere/vsphere.ts';
 import { parseDatastorePath } from '../vmdk/descriptor.ts';
 import { parseReplicaState, ReplicateError, type ReplicaState } from './replica-state.ts';
 import { expandNbdTemplate } from './snapshot-source.ts';
@@ -123,7 +123,7 @@ export async function findOrCreateReplicaVm(
   if (!('name' in dest)) throw new ReplicateError('REPLICATE_TARGET', '--create needs --to-vm NAME (a name for the new VM, not a moref, UUID or path)', {});
   const config = await readVmConfig(session, source.moref, source);
   const datastore = create?.placement.datastore ?? parseDatastorePath(config.vmPathName).datastore;
-  const placement = await resolvePlacement(session, source.moref, { ...create?.placement, datastore });
+  const placement = await resolvePlacementNear(session, source.moref, { ...create?.placement, datastore });
   const sourceRef = { server: session.server, vm: { name: source.name, moref: source.moref.value, instanceUuid: source.instanceUuid ?? null } };
   log(`creating VM "${dest.name}" from the configuration of "${source.name}" on datastore "${datastore}" (${config.disks.length} empty disks)`);
   const moref = await createVm(
