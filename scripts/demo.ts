@@ -1,8 +1,8 @@
 // `npm run demo`: vcbt on the built-in vSphere lab, as an administrator would run it.
 // Starts a lab, lists the VMs, enables CBT, replicates a VM's two disks (a full copy), lets
 // the guest write, lists the changed areas (the seed's CSV) through a snapshot vcbt takes and
-// removes, replicates again (an incremental), backs the VM up twice into a new repository and
-// restores a disk. Every vcbt command runs as its own process and is printed first. Exits 0
+// removes, replicates again (an incremental), backs the VM up twice into a new repository,
+// restores a disk, and restores the latest point as a new VM in the lab (restore-vm). Every vcbt command runs as its own process and is printed first. Exits 0
 // only if the changed areas are exactly the blocks written and every copy is byte-identical.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -110,6 +110,17 @@ async function story(lab: Lab, dir: string): Promise<void> {
   await vcbt(lab, ['restore', '--repo', repo, '--point', ids[0], '--disk', String(disk1.key), '--to', restored], false);
   check((await sha256(restored)) === atFirstBackup, 'the first restore point restores byte-identical to the disk at that backup');
   await vcbt(lab, ['verify', '--repo', repo, '--read-data'], false);
+
+  say('\nThe whole VM comes back as a new one: its configuration was stored with each restore point.');
+  const atLatest = await Promise.all([disk1, disk2].map(async (d) => (await lab.sha256(vm, d.key)).sha256));
+  const made = JSON.parse(await vcbt(lab, ['restore-vm', '--repo', repo, '--point', 'latest', '--vm', vm, '--name', `${vm}-restored`, '--json'])) as {
+    vm: { name: string; moref: string };
+    disks: Array<{ key: number; sourceKey: number; capacityBytes: number; bytesWritten: number }>;
+  };
+  for (const [i, d] of made.disks.entries()) {
+    check((await lab.sha256(made.vm.name, d.key)).sha256 === atLatest[i], `disk ${d.sourceKey} of the new VM ${made.vm.name} (${made.vm.moref}) is byte-identical to the restore point (${d.bytesWritten} bytes uploaded for ${d.capacityBytes})`);
+  }
+  await vcbt(lab, ['vms']);
 }
 
 const lab = await startLab();

@@ -16,6 +16,7 @@ import type { GuestEntry, GuestEntryKind, GuestFileSystem } from '../jobs/files.
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { RollbackResult } from '../jobs/rollback.ts';
+import type { RestoreVmResult } from '../jobs/restore-vm.ts';
 import type { VmHardwareSummary } from '../jobs/vm-capture.ts';
 import type { PruneReport } from '../repository/prune.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
@@ -217,6 +218,9 @@ export interface FilesGetDocument extends DocumentHeader<'files-get'> {
   copied: Array<{ path: string; to: string; kind: GuestEntryKind }>;
 }
 
+/** `vcbt restore-vm --json`: the new VM, per disk what was uploaded, the transport. */
+export type RestoreVmDocument = DocumentHeader<'restore-vm'> & RestoreVmResult;
+
 /** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
 export interface JsonDocuments {
   error: ErrorDocument;
@@ -228,6 +232,7 @@ export interface JsonDocuments {
   replicate: ReplicateDocument;
   restore: RestoreDocument;
   rollback: RollbackDocument;
+  'restore-vm': RestoreVmDocument;
   export: ExportDocument;
   init: InitDocument;
   points: PointsDocument;

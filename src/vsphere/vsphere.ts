@@ -61,7 +61,7 @@ export {
   type CreateSnapshotOptions,
   type SnapshotOwner,
 } from './snapshots.ts';
-export { createVm, newVmSpec, resolvePlacement, datastoreFreeSpace, type NewVmOptions, type VmPlacementSpec, type PlacementRequest } from './create-vm.ts';
+export { createVm, newVmSpec, type NewVmOptions } from './create-vm.ts';
 export { growDisk } from './grow-disk.ts';
 export { readExtraConfig, setExtraConfig, extraConfigSpec } from './extra-config.ts';
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';
@@ -81,3 +81,21 @@ export {
   type Firmware,
   type DiskProvisioning,
 } from './vm-config.ts';
+export { buildOvfDescriptor, STREAM_OPTIMIZED_FORMAT, OVF_NAMESPACE, type OvfDisk, type OvfOptions } from './ovf.ts';
+export {
+  createImportSpec,
+  importVApp,
+  waitForLease,
+  leaseState,
+  leaseProgress,
+  leaseComplete,
+  leaseAbort,
+  uploadToLease,
+  type ImportTarget,
+  type ImportSpec,
+  type ImportSpecParams,
+  type LeaseDevice,
+  type ReadyLease,
+} from './nfc.ts';
+export { resolvePlacement, vmNamed, type ImportPlacementRequest, type ResolvedPlacement } from './import-target.ts';
+export { applyConfiguration, powerOnVm, destroyVm, copiedExtraConfig, skippedExtraConfig } from './vm-reconfigure.ts';

@@ -116,7 +116,7 @@ test('CreateVM_Task: DuplicateName is VM_EXISTS; no space is DATASTORE_SPACE, ch
   try {
     const vm = await findVm(s, { name: source });
     const config = await readVmConfig(s, vm.moref, vm);
-    const placement = await resolvePlacement(s, vm.moref, { datastore: 'LocalDS_0' });
+    const placement = await resolvePlacement(s, { datastore: 'LocalDS_0' });
     await assert.rejects(createVm(s, placement, { name: 'DC0_H0_VM1', config }), (error: Error & { code?: string }) => error.code === 'VM_EXISTS');
 
     await lab.faults({ methods: { CreateVM_Task: { fault: 'NoDiskSpace', count: 1 } } });

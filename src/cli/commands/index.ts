@@ -24,6 +24,7 @@ export const commands: CommandEntry[] = [
   { name: 'backup', summary: 'store a restore point of a VM in a repository (incremental with CBT)', load: async () => (await import('./backup.ts')).backupCommand },
   { name: 'points', summary: 'list restore points in a repository', load: async () => (await import('./points.ts')).pointsCommand },
   { name: 'restore', summary: 'restore one disk of a restore point to a file or NBD export', load: async () => (await import('./restore.ts')).restoreCommand },
+  { name: 'restore-vm', summary: 'restore a restore point as a new VM in vSphere (OVF import, no VDDK)', load: async () => (await import('./restore-vm.ts')).restoreVmCommand },
   { name: 'export', summary: 'serve a restore point\'s disk read-only over NBD', load: async () => (await import('./export.ts')).exportCommand },
   { name: 'files', summary: 'list, find and extract files in a restore point (file-level restore)', load: async () => (await import('./files.ts')).filesCommand },
   { name: 'verify', summary: 'check restore points (structure, or every chunk with --read-data)', load: async () => (await import('./verify.ts')).verifyCommand },

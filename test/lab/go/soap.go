@@ -23,13 +23,16 @@ import (
 var interceptedMethods = []string{
 	"QueryChangedDiskAreas", "CreateSnapshot_Task", "RemoveSnapshot_Task", "RemoveAllSnapshots_Task",
 	"RevertToSnapshot_Task", "RevertToCurrentSnapshot_Task", "ReconfigVM_Task", "ConsolidateVMDisks_Task",
-	"PowerOnVM_Task", "PowerOffVM_Task", "RenameSnapshot", "CreateVM_Task",
+	"PowerOnVM_Task", "PowerOffVM_Task", "RenameSnapshot", "CreateVM_Task", "ImportVApp", "HttpNfcLeaseComplete", "HttpNfcLeaseAbort",
+	"CreateImportSpec",
 }
 
 func (l *lab) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/folder/"):
 		l.serveFolder(w, r)
+	case strings.HasPrefix(r.URL.Path, "/nfc/"):
+		l.serveNfc(w, r)
 	case r.URL.Path == "/sdk" && r.Method == http.MethodPost:
 		l.serveSdk(w, r)
 	default:
@@ -91,6 +94,19 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
 	if err != nil || method.Name != name {
 		relay(w, l.forward(r, body))
+		return
+	}
+
+	// Imports take l.mu themselves (a rolled-back import destroys its VM through vcsim's SOAP).
+	switch name {
+	case "ImportVApp":
+		l.serveImportVApp(w, r, body, method.Body.(*types.ImportVApp))
+		return
+	case "HttpNfcLeaseComplete", "HttpNfcLeaseAbort":
+		l.serveLeaseEnd(w, r, body, name, method.This)
+		return
+	case "CreateImportSpec":
+		relay(w, l.forward(r, vcsimOvfNames(body)))
 		return
 	}
 
