@@ -169,7 +169,7 @@ export async function restoreVm(options: RestoreVmOptions): Promise<RestoreVmRes
   const networks = mapNetworks(config, await listNetworks(session), options.networkMap ?? new Map());
   const source = manifest.source as { datacenter?: unknown } | null;
   const placement: ResolvedPlacement = await resolvePlacement(session, {
-    datacenter: typeof source?.datacenter === 'string' && options.datastore === undefined ? source.datacenter : undefined,
+    preferredDatacenter: typeof source?.datacenter === 'string' ? source.datacenter : undefined,
     datastore: options.datastore ?? defaultDatastore(capture),
     folder: options.folder,
     resourcePool: options.resourcePool,

@@ -17,6 +17,8 @@ import type { VsphereSession } from './session.ts';
 export interface ImportPlacementRequest {
   /** Datacenter name; default the only (or first) datacenter. */
   datacenter?: string;
+  /** Used when no `datacenter` is given and one of this name exists (the VM's own, on its old server). */
+  preferredDatacenter?: string;
   datastore: string;
   folder?: string;
   resourcePool?: string;
@@ -45,7 +47,8 @@ export async function resolvePlacement(session: VsphereSession, request: ImportP
   return withTarget(session.target(), async () => {
     const datacenters = await retrieveAllOfType(session, 'Datacenter', ['name', 'vmFolder', 'datastore']);
     const names = datacenters.map((d) => d.props.get('name')?.text ?? d.obj.value);
-    const dc = request.datacenter === undefined ? datacenters[0] : datacenters.find((d) => d.props.get('name')?.text === request.datacenter);
+    const named = (name: string | undefined) => datacenters.find((d) => d.props.get('name')?.text === name);
+    const dc = request.datacenter === undefined ? (named(request.preferredDatacenter) ?? datacenters[0]) : named(request.datacenter);
     if (!dc) throw notFound(session, 'datacenter', request.datacenter ?? '(any)', names);
     const dcName = dc.props.get('name')?.text ?? dc.obj.value;
     const vmFolderEl = dc.props.get('vmFolder');

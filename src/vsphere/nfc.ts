@@ -234,8 +234,13 @@ export function uploadToLease(session: VsphereSession, device: LeaseDevice, body
         touch();
         if (!request.write(piece)) {
           await new Promise<void>((drained) => {
-            request.once('drain', drained);
-            request.once('close', drained);
+            const done = () => {
+              request.off('drain', done);
+              request.off('close', done);
+              drained();
+            };
+            request.on('drain', done);
+            request.on('close', done);
           });
         }
         options.onBytes?.(sentBytes);

@@ -12,6 +12,10 @@
 // - Disk: a VirtualDisk device, named by its device key (2000, 2001, ...).
 // - ChangeId: the CBT position on a disk backing, `<epoch>/<sequence>`; `*` asks for allocated areas.
 // - Changed areas (changed-areas.ts): byte extents (src/extents) that changed since a ChangeId.
+// - VM configuration (vm-config.ts): a VM's or snapshot's `config` decoded for a rebuild.
+// - OVF import (ovf.ts, nfc.ts, import-target.ts, vm-reconfigure.ts): a configuration as an
+//   OVF descriptor, CreateImportSpec/ImportVApp and the HttpNfcLease whose device URLs take
+//   each disk's upload, where the new VM goes, and the reconfigure for what OVF cannot carry.
 //
 // Layering: xml → soap/decode → session → property-collector/tasks → inventory, snapshots,
 // cbt, changed-areas. This file is the public surface; import from here.
