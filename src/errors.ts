@@ -144,6 +144,7 @@ export const errorCodes = [
   'DAEMON_STOPPING',
   'JOB_AMBIGUOUS',
   'RESTORE_PATH_REFUSED',
+  'RESTORE_TARGET_EXISTS',
   // the HTTP API (src/api)
   'API_UNAUTHORIZED',
   'API_READ_ONLY',
