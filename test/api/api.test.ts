@@ -386,7 +386,14 @@ test('repositories: figures and size history; verify, prune (dry run first) and 
   for (const secret of [lab.info.password, token, readOnly]) assert.equal(bodies.some((b) => b.includes(secret)) || daemonLog.includes(secret), false);
 });
 
-test('every operation of the document was exercised by these tests', { skip: process.argv.some((a) => a.startsWith('--test-name-pattern')) }, () => {
+test('every operation of the document was exercised by these tests', { skip: process.argv.some((a) => a.startsWith('--test-name-pattern')) }, async () => {
+  // The session (the console's) and the metrics (text, checked in their own tests): answered here too.
+  const session = await call('GET', '/api/session', '/api/session', readOnly);
+  assert.deepEqual([session.status, session.body.readOnly], [200, true]);
+  const metrics = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${readOnly}` } });
+  assert.deepEqual([metrics.status, (metrics.headers.get('content-type') ?? '').startsWith('text/plain')], [200, true]);
+  bodies.push(await metrics.text());
+  exercised.add('GET /metrics');
   const documented = Object.entries(openApiDocument.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
   assert.deepEqual(documented.filter((op) => !exercised.has(op)), []);
 });

@@ -3,6 +3,7 @@ import type { RouteGroup } from '../route.ts';
 import { jobsGroup } from './jobs.ts';
 import { repositoriesGroup } from './repositories.ts';
 import { runsGroup } from './runs.ts';
+import { sessionGroup } from './session.ts';
 import { vmsGroup } from './vms.ts';
 
-export const routeGroups: readonly RouteGroup[] = [jobsGroup, runsGroup, vmsGroup, repositoriesGroup];
+export const routeGroups: readonly RouteGroup[] = [sessionGroup, jobsGroup, runsGroup, vmsGroup, repositoriesGroup];
