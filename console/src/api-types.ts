@@ -331,6 +331,27 @@ export type Export = {
   };
 };
 
+export type GuestFileSystem = {
+  /** what a path names this file system with (N or VG/LV); null for a file system on the whole disk */
+  prefix: string | null;
+  partition: number | null;
+  volume: string | null;
+  type: string;
+  sizeBytes: number;
+  browsable: boolean;
+};
+
+export type GuestEntry = {
+  name: string;
+  path: string;
+  kind: "file" | "directory" | "symlink" | "other";
+  sizeBytes: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  modifiedAt: string;
+};
+
 /** Per endpoint ("METHOD /path" as in the OpenAPI document): its success answer. */
 export interface Endpoints {
   /** this document */
@@ -460,4 +481,13 @@ export interface Endpoints {
   "GET /api/repositories/{name}/points": {
     points: Array<Point>;
   };
+  /** the file systems of a restore point's disk, and with `path` a directory's entries (or one file) */
+  "GET /api/repositories/{name}/points/{id}/files": {
+    pointId: string;
+    deviceKey: number;
+    filesystems: Array<GuestFileSystem>;
+    entries: null | Array<GuestEntry>;
+  };
+  /** download a file (as itself) or a directory (as a tar archive) from a restore point */
+  "GET /api/repositories/{name}/points/{id}/files/content": null;
 }

@@ -27,6 +27,8 @@ export interface ApiContext {
   env: NodeJS.ProcessEnv;
   /** The servers' VM inventories, cached (daemon.inventoryCache). */
   inventory: InventoryCache;
+  /** Registers what must be undone when the API server closes (kept sessions). */
+  onClose(cleanup: () => Promise<void>): void;
 }
 
 export interface ApiRequest {

@@ -27,6 +27,7 @@ import { checkToken } from '../service/tokens.ts';
 import { isConsolePath, serveConsole } from './console.ts';
 import { openApiDocument } from './openapi.ts';
 import { ApiError, type ApiContext, type Route } from './route.ts';
+import { filesStatusOf } from './routes/files.ts';
 import { routeGroups } from './routes/index.ts';
 
 export { ApiError };
@@ -62,14 +63,15 @@ const statusOf: Record<string, number> = {
   REPO_LOCKED: 409,
   RESTORE_PATH_REFUSED: 400,
   RESTORE_TARGET_EXISTS: 409,
+  ...filesStatusOf,
 };
 
 /** The largest request body read (actions take a few small fields). */
 const BODY_MAX_BYTES = 64 * 1024;
 
-function routes(options: ApiServerOptions): Route[] {
+function routes(options: ApiServerOptions, cleanups: Array<() => Promise<void>>): Route[] {
   const env = options.env ?? process.env;
-  const context: ApiContext = { config: options.config, catalog: options.catalog, daemon: options.daemon, log: options.log, env, inventory: new InventoryCache(options.config, env) };
+  const context: ApiContext = { config: options.config, catalog: options.catalog, daemon: options.daemon, log: options.log, env, inventory: new InventoryCache(options.config, env), onClose: (cleanup) => cleanups.push(cleanup) };
   return [
     { method: 'GET', pattern: /^\/api\/openapi\.json$/, action: false, handler: async () => ({ status: 200, body: openApiDocument }) },
     ...routeGroups.flatMap((g) => g.routes(context)),
@@ -105,7 +107,8 @@ function send(response: ServerResponse, status: number, body: unknown): void {
 
 /** Starts the API on config.daemon.listen; API_LISTEN when the address cannot be used. */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
-  const table = routes(options);
+  const cleanups: Array<() => Promise<void>> = [];
+  const table = routes(options, cleanups);
   const { host, port } = options.config.daemon.listen;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<{ status: number; tokenId: number | null }> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -187,11 +190,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+      await Promise.allSettled(cleanups.map((cleanup) => cleanup()));
+    },
   };
 }
 

@@ -20,8 +20,8 @@
 // A source disk that grew: DEST's disk is grown to the same capacity before the snapshot
 // (growReplicaDisks); the copy plan then copies it in full (CAPACITY_CHANGED). A DEST disk
 // larger than its source's is refused (REPLICATE_TARGET_SIZE): vcbt never shrinks a disk.
-import type { PlacementRequest, VirtualDiskInfo, VmInfo, VmSelector, VsphereSession } from '../vsphere/vsphere.ts';
-import { createVm, findVm, growDisk, readExtraConfig, readVm, readVmConfig, resolvePlacementNear, setExtraConfig, VsphereError } from '../vsphere/vsphere.ts';
+import type { ImportPlacementRequest, VirtualDiskInfo, VmInfo, VmSelector, VsphereSession } from '../vsphere/vsphere.ts';
+import { createVm, datacenterOf, findVm, growDisk, readExtraConfig, readVm, readVmConfig, resolvePlacement, setExtraConfig, VsphereError } from '../vsphere/vsphere.ts';
 import { parseDatastorePath } from '../vmdk/descriptor.ts';
 import { parseReplicaState, ReplicateError, type ReplicaState } from './replica-state.ts';
 import { expandNbdTemplate } from './snapshot-source.ts';
@@ -93,7 +93,7 @@ export function matchDestDisks(source: VmInfo, sourceDisks: readonly VirtualDisk
 /** How to make DEST when it does not exist (`--create`). */
 export interface CreateReplicaOptions {
   /** Placement flags; the datastore defaults to the source's (of its .vmx). */
-  placement: Omit<PlacementRequest, 'datastore'> & { datastore?: string };
+  placement: Omit<ImportPlacementRequest, 'datastore' | 'datacenter'> & { datastore?: string };
 }
 
 /**
@@ -123,7 +123,8 @@ export async function findOrCreateReplicaVm(
   if (!('name' in dest)) throw new ReplicateError('REPLICATE_TARGET', '--create needs --to-vm NAME (a name for the new VM, not a moref, UUID or path)', {});
   const config = await readVmConfig(session, source.moref, source);
   const datastore = create?.placement.datastore ?? parseDatastorePath(config.vmPathName).datastore;
-  const placement = await resolvePlacementNear(session, source.moref, { ...create?.placement, datastore });
+  const datacenter = (await datacenterOf(session, source.moref)).name;
+  const placement = await resolvePlacement(session, { ...create?.placement, datacenter, datastore });
   const sourceRef = { server: session.server, vm: { name: source.name, moref: source.moref.value, instanceUuid: source.instanceUuid ?? null } };
   log(`creating VM "${dest.name}" from the configuration of "${source.name}" on datastore "${datastore}" (${config.disks.length} empty disks)`);
   const moref = await createVm(

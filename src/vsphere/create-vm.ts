@@ -6,7 +6,8 @@
 //
 // Vocabulary
 // - placement: the folder the VM goes into, its resource pool, optionally a host, and the
-//   datastore of its files and disks (`[datastore]`: vSphere names the files).
+//   datastore of its files and disks (`[datastore]`: vSphere names the files), as
+//   import-target.ts resolves them from the placement flags.
 // - the spec: a vim25 VirtualMachineConfigSpec; fields in the schema's order (soap.ts).
 //   Controllers, disks and NICs keep their device keys; IDE controllers, which every VM has,
 //   are not added (devices on them use the built-in ones, keys 200 and 201). CD-ROMs,
@@ -15,23 +16,14 @@
 //   may grow to it) before anything is created: DATASTORE_SPACE; a server that still finds
 //   no space (NoDiskSpace, InsufficientDiskSpace) is reported with the same code.
 // - a name a VM already has: DuplicateName, as VM_EXISTS.
-import { asMoRef, optionalLong, withTarget, type MoRef } from './decode.ts';
+import { asMoRef, withTarget, type MoRef } from './decode.ts';
 import { VsphereError, isVsphereFault } from './errors.ts';
 import { extraConfigSpec } from './extra-config.ts';
-import { retrieveAllOfType, retrieveOne } from './property-collector.ts';
+import type { ResolvedPlacement } from './import-target.ts';
 import type { VsphereSession } from './session.ts';
-import { ref, returnValues, type SoapObject } from './soap.ts';
-import type { XmlElement } from './xml.ts';
+import { ref, type SoapObject } from './soap.ts';
 import { runTask } from './tasks.ts';
 import type { VmConfiguration, VmControllerConfig, VmDiskConfig, VmNicConfig } from './vm-config.ts';
-
-export interface VmPlacementSpec {
-  folder: MoRef;
-  pool: MoRef;
-  host?: MoRef;
-  /** Datastore name for the VM's files and disks. */
-  datastore: string;
-}
 
 export interface NewVmOptions {
   name: string;
@@ -141,23 +133,11 @@ export function missingControllers(config: VmConfiguration): number[] {
   return [...new Set(config.disks.map((d) => d.controllerKey).filter((k): k is number => k !== null && !keys.has(k)))];
 }
 
-/** A datastore by name with its free space. */
-export async function datastoreFreeSpace(session: VsphereSession, name: string): Promise<{ moref: MoRef; freeBytes: number }> {
-  const all = await retrieveAllOfType(session, 'Datastore', ['name', 'summary']);
-  const found = all.find((o) => o.props.get('name')?.text === name);
-  if (!found) {
-    const names = all.map((o) => o.props.get('name')?.text ?? o.obj.value).sort();
-    throw new VsphereError('PLACEMENT_NOT_FOUND', `no datastore named "${name}" (found: ${names.join(', ') || 'none'})`, session.target(), { datastore: name });
-  }
-  const summary = found.props.get('summary');
-  return { moref: found.obj, freeBytes: summary ? (optionalLong(summary, 'freeSpace') ?? 0) : 0 };
-}
-
 /**
  * Creates the VM (powered off) and resolves to its moref. Refuses before anything is created
  * when the datastore cannot hold every disk at full capacity (DATASTORE_SPACE).
  */
-export async function createVm(session: VsphereSession, placement: VmPlacementSpec, options: NewVmOptions, signal?: AbortSignal): Promise<MoRef> {
+export async function createVm(session: VsphereSession, placement: ResolvedPlacement, options: NewVmOptions, signal?: AbortSignal): Promise<MoRef> {
   const target = { vm: { name: options.name, moref: '(new)' } };
   return withTarget(session.target(target), async () => {
     const missing = missingControllers(options.config);
@@ -165,18 +145,18 @@ export async function createVm(session: VsphereSession, placement: VmPlacementSp
       throw new VsphereError('VSPHERE_BAD_RESPONSE', `the configuration's disks sit on controllers ${missing.join(', ')}, which it does not list`, session.target(target));
     }
     const neededBytes = options.config.disks.reduce((sum, d) => sum + d.capacityBytes, 0);
-    const { freeBytes } = await datastoreFreeSpace(session, placement.datastore);
+    const { freeBytes, name: datastore } = placement.datastore;
     if (neededBytes > freeBytes) {
       throw new VsphereError(
         'DATASTORE_SPACE',
-        `datastore "${placement.datastore}" has ${freeBytes} bytes free, less than the ${neededBytes} bytes of the VM's disks; nothing was created (choose another with --datastore)`,
+        `datastore "${datastore}" has ${freeBytes} bytes free, less than the ${neededBytes} bytes of the VM's disks; nothing was created (choose another with --datastore)`,
         session.target(target),
-        { datastore: placement.datastore, freeBytes, neededBytes },
+        { datastore, freeBytes, neededBytes },
       );
     }
-    const spec = newVmSpec(options, placement.datastore);
+    const spec = newVmSpec(options, datastore);
     try {
-      const result = await runTask(session, 'CreateVM_Task', placement.folder, { config: spec, pool: ref(placement.pool), host: placement.host ? ref(placement.host) : undefined }, { target, signal });
+      const result = await runTask(session, 'CreateVM_Task', placement.folder, { config: spec, pool: ref(placement.resourcePool), host: placement.host ? ref(placement.host) : undefined }, { target, signal });
       if (!result) throw new VsphereError('VSPHERE_BAD_RESPONSE', 'CreateVM_Task succeeded without naming the new VM', session.target(target));
       return asMoRef(result);
     } catch (error) {
@@ -184,58 +164,10 @@ export async function createVm(session: VsphereSession, placement: VmPlacementSp
         throw new VsphereError('VM_EXISTS', `a VM named "${options.name}" already exists; choose another name`, session.target(), { name: options.name }, { cause: error });
       }
       if (isVsphereFault(error, 'NoDiskSpace') || isVsphereFault(error, 'InsufficientDiskSpace')) {
-        throw new VsphereError('DATASTORE_SPACE', `datastore "${placement.datastore}" has no space for the VM's disks: ${(error as Error).message}`, session.target(), { datastore: placement.datastore }, { cause: error });
+        throw new VsphereError('DATASTORE_SPACE', `datastore "${datastore}" has no space for the VM's disks: ${(error as Error).message}`, session.target(), { datastore }, { cause: error });
       }
       throw error;
     }
   });
 }
 
-/** Where a new VM goes, as the placement flags give it (`--folder --resource-pool|--host --datastore`). */
-export interface PlacementRequest {
-  /** Inventory path of a VM folder (`DC0/vm/Replicas`). */
-  folder?: string;
-  /** Inventory path of a resource pool (`DC0/host/Cluster/Resources/Pool`). */
-  resourcePool?: string;
-  /** Host name; its compute resource's root pool. */
-  host?: string;
-  datastore: string;
-}
-
-function placementNotFound(session: VsphereSession, what: string, value: string): VsphereError {
-  return new VsphereError('PLACEMENT_NOT_FOUND', `no ${what} "${value}"`, session.target(), { [what.replace(/ /g, '')]: value });
-}
-
-async function byInventoryPath(session: VsphereSession, path: string, type: string, what: string): Promise<MoRef> {
-  const response = await session.call('FindByInventoryPath', session.serviceContent.searchIndex, { inventoryPath: path }, { idempotent: true });
-  const found = returnValues(response)[0];
-  if (!found || asMoRef(found).type !== type) throw placementNotFound(session, what, path);
-  return asMoRef(found);
-}
-
-/**
- * The placement of a new VM: each flag given, otherwise as `near` (the VM it is made from)
- * is placed: its folder, its resource pool (its host when `--host` names none).
- */
-export async function resolvePlacement(session: VsphereSession, near: MoRef, request: PlacementRequest): Promise<VmPlacementSpec> {
-  return withTarget(session.target(), async () => {
-    const props = await retrieveOne(session, near, ['parent', 'resourcePool'], { idempotent: true });
-    const folder = request.folder ? await byInventoryPath(session, request.folder, 'Folder', 'folder') : props.get('parent') && asMoRef(props.get('parent') as XmlElement);
-    let pool: MoRef | undefined;
-    let host: MoRef | undefined;
-    if (request.resourcePool) pool = await byInventoryPath(session, request.resourcePool, 'ResourcePool', 'resource pool');
-    else if (request.host) {
-      const hosts = await retrieveAllOfType(session, 'HostSystem', ['name', 'parent']);
-      const found = hosts.find((h) => h.props.get('name')?.text === request.host);
-      if (!found) throw placementNotFound(session, 'host', request.host);
-      host = found.obj;
-      const compute = asMoRef(found.props.get('parent') as XmlElement);
-      const computeProps = await retrieveOne(session, compute, ['resourcePool'], { idempotent: true });
-      pool = computeProps.get('resourcePool') && asMoRef(computeProps.get('resourcePool') as XmlElement);
-    } else {
-      pool = props.get('resourcePool') && asMoRef(props.get('resourcePool') as XmlElement);
-    }
-    if (!folder || !pool) throw new VsphereError('PLACEMENT_NOT_FOUND', `VM ${near.value} has no ${folder ? 'resource pool' : 'folder'} to place the new VM next to; give --folder and --resource-pool`, session.target());
-    return { folder, pool, host, datastore: request.datastore };
-  });
-}

@@ -61,7 +61,7 @@ export {
   type CreateSnapshotOptions,
   type SnapshotOwner,
 } from './snapshots.ts';
-export { createVm, newVmSpec, resolvePlacement as resolvePlacementNear, datastoreFreeSpace, type NewVmOptions, type VmPlacementSpec, type PlacementRequest } from './create-vm.ts';
+export { createVm, newVmSpec, type NewVmOptions } from './create-vm.ts';
 export { growDisk } from './grow-disk.ts';
 export { readExtraConfig, setExtraConfig, extraConfigSpec } from './extra-config.ts';
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';

@@ -395,5 +395,7 @@ test('every operation of the document was exercised by these tests', { skip: pro
   bodies.push(await metrics.text());
   exercised.add('GET /metrics');
   const documented = Object.entries(openApiDocument.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
-  assert.deepEqual(documented.filter((op) => !exercised.has(op)), []);
+  // File browsing needs libguestfs: exercised (and checked against the document) by the slow files suite (test/files).
+  const elsewhere = documented.filter((op) => op.includes('/files'));
+  assert.deepEqual(documented.filter((op) => !exercised.has(op) && !elsewhere.includes(op)), []);
 });

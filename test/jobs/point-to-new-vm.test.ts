@@ -14,7 +14,7 @@ import { startLab, type Lab } from '../lab/lab.ts';
 import { writePointToNewVm } from '../../src/jobs/point-to-new-vm.ts';
 import { storedVmCapture } from '../../src/jobs/vm-capture.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { connect, createVm, readVm, resolvePlacementNear } from '../../src/vsphere/vsphere.ts';
+import { connect, createVm, readVm, resolvePlacement } from '../../src/vsphere/vsphere.ts';
 
 const MiB = 1024 * 1024;
 const vm = 'DC0_H0_VM0';
@@ -51,8 +51,7 @@ test('a restore point written onto a VM made from its stored configuration: byte
   try {
     const capture = storedVmCapture(await repository.readManifest(pointId));
     assert.ok(capture, 'the restore point holds the VM configuration');
-    const source = await readVm(session, { type: 'VirtualMachine', value: lab.info.vms.find((v) => v.name === vm)!.moref });
-    const placement = await resolvePlacementNear(session, source.moref, { datastore: 'LocalDS_0' });
+    const placement = await resolvePlacement(session, { datastore: 'LocalDS_0' });
     const made = await readVm(session, await createVm(session, placement, { name: 'restored', config: capture.configuration, thin: true }));
     const written = await writePointToNewVm({ session, repository, pointId, vm: made, nbdUriTemplate: lab.info.nbdLiveUriTemplate });
     assert.deepEqual(written.map((d) => d.key), [2000, 2001]);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { labConnection, runCli } from '../helpers/cli-runner.ts';
 import { randomGuestWrites } from '../lab/guest-writes.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
-import { connect, createVm, findVm, readExtraConfig, readVmConfig, resolvePlacementNear, type VsphereSession } from '../../src/vsphere/vsphere.ts';
+import { connect, createVm, findVm, readExtraConfig, readVmConfig, resolvePlacement, type VsphereSession } from '../../src/vsphere/vsphere.ts';
 
 const MiB = 1024 * 1024;
 const source = 'DC0_H0_VM0';
@@ -116,7 +116,7 @@ test('CreateVM_Task: DuplicateName is VM_EXISTS; no space is DATASTORE_SPACE, ch
   try {
     const vm = await findVm(s, { name: source });
     const config = await readVmConfig(s, vm.moref, vm);
-    const placement = await resolvePlacementNear(s, vm.moref, { datastore: 'LocalDS_0' });
+    const placement = await resolvePlacement(s, { datastore: 'LocalDS_0' });
     await assert.rejects(createVm(s, placement, { name: 'DC0_H0_VM1', config }), (error: Error & { code?: string }) => error.code === 'VM_EXISTS');
 
     await lab.faults({ methods: { CreateVM_Task: { fault: 'NoDiskSpace', count: 1 } } });

@@ -38,9 +38,10 @@ targets (file paths or NBD URIs; files are created sparse when missing):
   --create               make DEST when no VM has that name: VM's hardware with empty thin
                          disks (same keys and capacities), powered off, marked as a replica
     --datastore NAME     for its files and disks (default: VM's datastore)
-    --folder PATH        VM folder, inventory path (default: VM's folder)
-    --resource-pool PATH resource pool, inventory path (default: VM's pool)
-    --host NAME          a host instead of a pool (its root resource pool)
+    --folder PATH        VM folder, inventory path (default: the datacenter's VM folder)
+    --resource-pool PATH resource pool, inventory path (default: the root pool of --host's
+                         compute resource, else of the datacenter's first one)
+    --host NAME          the host to run it on
 
 ${transportUsage}
   --in-flight N          pieces of 256 KiB read and written at once, 1 to 1024 (default 32)
