@@ -34,7 +34,8 @@ export type Job = {
 export type Run = {
   id: number;
   job: string;
-  jobType: "backup" | "replicate";
+  /** a job’s type, or an operation the API started (then job is KIND/TARGET, e.g. verify/main) */
+  jobType: "backup" | "replicate" | "verify" | "prune" | "restore";
   trigger: "manual" | "schedule" | "api";
   status: "running" | "success" | "warning" | "failed" | "interrupted";
   startedAt: string;
@@ -278,6 +279,58 @@ export type Point = {
   }>;
 };
 
+export type Repository = {
+  name: string;
+  /** the backup jobs that write to it */
+  jobs: Array<string>;
+  /** bytes of chunk and index files */
+  storedBytes: number;
+  /** sum of the restore points’ disk capacities */
+  logicalBytes: number;
+  chunks: number;
+  indexes: number;
+  points: number;
+  /** logicalBytes / storedBytes: deduplication, zero chunks not stored and compression together */
+  reductionRatio: number;
+  locks: Array<{
+    kind: "shared" | "exclusive" | null;
+    purpose: string | null;
+    host: string | null;
+    pid: number | null;
+    since: string | null;
+    stale: boolean;
+  }>;
+  /** the newest verify the API started */
+  lastVerify: null | Run;
+  /** the newest prune the API started */
+  lastPrune: null | Run;
+};
+
+export type RepositorySize = {
+  at: string;
+  storedBytes: number;
+  logicalBytes: number;
+  chunks: number;
+  points: number;
+};
+
+export type Export = {
+  id: string;
+  repository: string;
+  pointId: string;
+  deviceKey: number;
+  label: string;
+  capacityBytes: number;
+  /** nbd://HOST:PORT/NAME */
+  uri: string;
+  startedAt: string;
+  commands: {
+    nbdcopy: string;
+    qemuImg: string;
+    qemuNbd: string;
+  };
+};
+
 export type GuestFileSystem = {
   /** what a path names this file system with (N or VG/LV); null for a file system on the whole disk */
   prefix: string | null;
@@ -335,6 +388,18 @@ export interface Endpoints {
     servers: Array<InventoryServer>;
     vms: Array<Vm>;
   };
+  /** switch Changed Block Tracking on for the VM (its next backup is a full); not with a read-only token */
+  "POST /api/vms/{server}/{moref}/cbt/enable": {
+    server: string;
+    name: string;
+    moref: string;
+    cbtEnabled: boolean;
+  };
+  /** back the VM up now: a run of the backup job that selects it, restricted to it (`vcbt job run NAME --vm`); not with a read-only token */
+  "POST /api/vms/{server}/{moref}/backup": {
+    runId: number;
+    job: string;
+  };
   /** the restore points of one VM across the repositories (oldest first), and its replicas */
   "GET /api/vms/{server}/{moref}/points": {
     server: string;
@@ -342,6 +407,75 @@ export interface Endpoints {
     name: string | null;
     points: Array<VmPoint>;
     replicas: Array<Replica>;
+  };
+  /** the repositories of the configuration with their figures, locks held and last verify and prune */
+  "GET /api/repositories": {
+    repositories: Array<Repository>;
+  };
+  /** one repository: its figures, its size history (recorded after each run and prune; oldest first) and its verify and prune runs (newest first) */
+  "GET /api/repositories/{name}": {
+    name: string;
+    /** the backup jobs that write to it */
+    jobs: Array<string>;
+    /** bytes of chunk and index files */
+    storedBytes: number;
+    /** sum of the restore points’ disk capacities */
+    logicalBytes: number;
+    chunks: number;
+    indexes: number;
+    points: number;
+    /** logicalBytes / storedBytes: deduplication, zero chunks not stored and compression together */
+    reductionRatio: number;
+    locks: Array<{
+      kind: "shared" | "exclusive" | null;
+      purpose: string | null;
+      host: string | null;
+      pid: number | null;
+      since: string | null;
+      stale: boolean;
+    }>;
+    /** the newest verify the API started */
+    lastVerify: null | Run;
+    /** the newest prune the API started */
+    lastPrune: null | Run;
+    history: Array<RepositorySize>;
+    verifyRuns: Array<Run>;
+    pruneRuns: Array<Run>;
+  };
+  /** verify the repository (every point, the points named, or a random sample; --read-data with readData), as a run (verify/NAME); not with a read-only token */
+  "POST /api/repositories/{name}/verify": {
+    runId: number;
+  };
+  /** prune the repository by a retention policy: dryRun answers what would go and what stays; otherwise a run (prune/NAME); not with a read-only token */
+  "POST /api/repositories/{name}/prune": {
+    dryRun: boolean;
+    keep: Array<{
+      id: string;
+      createdAt: string;
+      vmId: string;
+      reasons: Array<string>;
+    }>;
+    remove: Array<{
+      id: string;
+      createdAt: string;
+      vmId: string;
+    }>;
+    damaged: Array<string>;
+  };
+  /** restore a disk of a restore point to a file under daemon.restoreDirectory (created 0600), as a run (restore/NAME) with progress; not with a read-only token */
+  "POST /api/repositories/{name}/points/{id}/disks/{key}/restore": {
+    runId: number;
+    path: string;
+  };
+  /** serve a disk of a restore point read-only over NBD until stopped; answers the URI and the commands to use it; not with a read-only token */
+  "POST /api/repositories/{name}/points/{id}/disks/{key}/export": Export;
+  /** the NBD exports running */
+  "GET /api/exports": {
+    exports: Array<Export>;
+  };
+  /** stop an NBD export (clients are disconnected); not with a read-only token */
+  "DELETE /api/exports/{id}": {
+    stopped: string;
   };
   /** the restore points in a repository of the configuration, oldest first */
   "GET /api/repositories/{name}/points": {
