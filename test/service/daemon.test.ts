@@ -2,7 +2,8 @@
 // time (no timing assertion beyond "it fired"), runs of one job never overlap, SIGTERM in the
 // middle of a stalled copy aborts the VM after daemon.stopTimeout leaving no snapshot, and the
 // run and its VM are recorded interrupted; a schedule missed while the daemon was down runs
-// once at start, not once per missed time.
+// once at start, not once per missed time; a daemon SIGKILLed mid-run leaves a snapshot that
+// its restart cleans up (the next run of the VM), and the run is recorded interrupted.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -145,4 +146,45 @@ test('a schedule missed while the daemon was down runs once at start', async () 
   const runs = await runsOf(catalogFile);
   assert.deepEqual(runs.map((r) => [r.trigger, r.status]), [['schedule', 'success']]);
   assert.match(daemon.stderr(), /job yearly: its schedule passed at 2021-01-01T\d\d:00:00\.000Z while the daemon was down; running it once now/);
+});
+
+test('a daemon SIGKILLed mid-run: after its restart the run is interrupted in the catalog and its snapshot is gone once the VM runs again', async () => {
+  const configFile = await writeConfig('killed', '*/2 * * * * *');
+  const catalogFile = join(dir, 'killed.sqlite');
+  // Every disk read stalls: the first scheduled run holds its snapshot until the kill.
+  await lab.write(VM, 2000, 0, randomBytes(512 * 1024));
+  await lab.faults({ httpStall: { afterBytes: 64 * 1024, count: 1000 } });
+  const first = serve(configFile);
+  const alive = () => assert.equal(first.child.exitCode, null, `vcbt serve ended early:\n${first.stderr()}`);
+  let killedRun: RunRecord;
+  try {
+    killedRun = await until('a run is at work', async () => (await runsOf(catalogFile)).find((r) => r.status === 'running'), alive, first.stderr);
+    await until('its snapshot is there', async () => ((await lab.snapshots(VM)).length > 0) || undefined, alive, first.stderr);
+  } finally {
+    first.child.kill('SIGKILL');
+  }
+  await first.exit;
+  assert.equal((await lab.snapshots(VM)).length, 1, 'the killed daemon could not remove its snapshot');
+  assert.equal((await runsOf(catalogFile)).find((r) => r.id === killedRun.id)?.status, 'running');
+  await lab.faults({ httpStall: { afterBytes: 0, count: 0 } });
+
+  const second = serve(configFile);
+  const alive2 = () => assert.equal(second.child.exitCode, null, `vcbt serve ended early:\n${second.stderr()}`);
+  try {
+    await until('the next run succeeded', async () => (await runsOf(catalogFile)).find((r) => r.id > killedRun.id && r.status === 'success'), alive2, second.stderr);
+  } finally {
+    second.child.kill('SIGTERM');
+  }
+  assert.equal(await second.exit, 0, second.stderr());
+  const killed = (await runsOf(catalogFile)).find((r) => r.id === killedRun.id)!;
+  assert.deepEqual([killed.status, killed.error?.code], ['interrupted', 'INTERRUPTED']);
+  assert.match(killed.error?.message ?? '', new RegExp(`pid ${first.child.pid}`));
+  assert.match(second.stderr(), new RegExp(`job killed: run ${killedRun.id} was interrupted \\(its process, pid ${first.child.pid}, is gone\\)`));
+  const catalog = openSqliteCatalog(catalogFile);
+  try {
+    assert.deepEqual((await catalog.tasks(killedRun.id)).map((t) => [t.vm, t.status, t.error?.code]), [[VM, 'interrupted', 'INTERRUPTED']]);
+  } finally {
+    await catalog.close();
+  }
+  assert.deepEqual(await lab.snapshots(VM), [], 'the snapshot the killed daemon left was removed by the next run');
 });
