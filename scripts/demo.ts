@@ -4,6 +4,8 @@
 // removes, replicates again (an incremental), backs the VM up twice into a new repository and
 // restores a disk. Every vcbt command runs as its own process and is printed first. Exits 0
 // only if the changed areas are exactly the blocks written and every copy is byte-identical.
+// Then the service: a job run through `vcbt serve` and its HTTP API (demo-service.ts);
+// `npm run demo -- --serve` keeps the lab and the daemon up until Ctrl-C instead.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -11,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startLab, type Lab } from '../test/lab/lab.ts';
+import { serveUntilInterrupted, serviceStory, type DemoIo } from './demo-service.ts';
 
 const run = promisify(execFile);
 const vm = 'DC0_H0_VM0';
@@ -112,10 +115,18 @@ async function story(lab: Lab, dir: string): Promise<void> {
   await vcbt(lab, ['verify', '--repo', repo, '--read-data'], false);
 }
 
+// `npm run demo -- --serve`: the lab and `vcbt serve` on it until Ctrl-C (demo-service.ts).
+const serveMode = process.argv.slice(2).includes('--serve');
 const lab = await startLab();
 const dir = await mkdtemp(join(tmpdir(), 'vcbt-demo-'));
+const io: DemoIo = { say, check, vcbt: (args, show = true) => vcbt(lab, args, false, show) };
 try {
-  await story(lab, dir);
+  if (serveMode) {
+    if ((await serveUntilInterrupted(lab, dir, io)) !== 0) failures++;
+  } else {
+    await story(lab, dir);
+    await serviceStory(lab, dir, io);
+  }
 } catch (error) {
   failures++;
   say(`FAILED: ${error instanceof Error ? error.message : String(error)}`);
