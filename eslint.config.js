@@ -47,7 +47,7 @@ const layerRules = Object.entries(allowed).map(([folder, may]) => {
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'test/lab/go/**', '.lab-cache/**'] },
+  { ignores: ['node_modules/**', 'test/lab/go/**', '.lab-cache/**', 'console/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

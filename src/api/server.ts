@@ -6,7 +6,8 @@
 //   catalog knows only its hash (src/service/tokens.ts). Missing or unknown: 401
 //   API_UNAUTHORIZED. A read-only token may GET everything and act on nothing: 403
 //   API_READ_ONLY.
-// - action: a request that changes something (POST); today "run a job now".
+// - action: a request that changes something (POST); route.ts.
+// - routes: the groups of routes/*.ts, each with its part of the OpenAPI document.
 // - error answer: `{code, message}` with a stable code (docs/errors.md). An error that is not
 //   a VcbtError answers INTERNAL without its message (which might name anything).
 // - request log: one line per request (method, path, status, token id), never a header value.
@@ -17,18 +18,19 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { VcbtError } from '../errors.ts';
-import type { Catalog, TokenRecord } from '../service/catalog/catalog.ts';
-import { jobStatus } from '../service/catalog/status.ts';
+import type { Catalog } from '../service/catalog/catalog.ts';
 import type { ServiceConfig } from '../service/config.ts';
 import type { Daemon } from '../service/daemon.ts';
+import { InventoryCache } from '../service/inventory.ts';
 import type { ServiceMetrics } from '../service/metrics.ts';
-import { openConfiguredRepository } from '../service/run.ts';
-import { summarizeJob } from '../service/schedule.ts';
 import { checkToken } from '../service/tokens.ts';
+import { isConsolePath, serveConsole } from './console.ts';
 import { openApiDocument } from './openapi.ts';
+import { ApiError, type ApiContext, type Route } from './route.ts';
+import { filesStatusOf } from './routes/files.ts';
+import { routeGroups } from './routes/index.ts';
 
-/** Codes: API_UNAUTHORIZED, API_READ_ONLY, API_NOT_FOUND, API_BAD_REQUEST, API_LISTEN (context `host`, `port`), API_TLS (context `file`). */
-export class ApiError extends VcbtError {}
+export { ApiError };
 
 export interface ApiServerOptions {
   config: ServiceConfig;
@@ -54,128 +56,40 @@ const statusOf: Record<string, number> = {
   API_BAD_REQUEST: 400,
   JOB_RUNNING: 409,
   DAEMON_STOPPING: 409,
+  ...filesStatusOf,
 };
 
-interface Request {
-  method: string;
-  path: string;
-  query: URLSearchParams;
-  token: TokenRecord;
-}
+/** The largest request body read (actions take a few small fields). */
+const BODY_MAX_BYTES = 64 * 1024;
 
-type Handler = (request: Request, params: string[]) => Promise<{ status: number; body: unknown }>;
-
-const LIST_LIMIT_MAX = 1000;
-
-function integerParam(value: string | null, name: string, fallback: number | undefined, min: number, max: number): number | undefined {
-  if (value === null) return fallback;
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max) throw new ApiError('API_BAD_REQUEST', `${name} must be a whole number from ${min} to ${max}`, { parameter: name });
-  return n;
-}
-
-function routes(options: ApiServerOptions): Array<{ method: string; pattern: RegExp; action: boolean; handler: Handler }> {
-  const { config, catalog, daemon } = options;
-  const runById = async (idText: string) => {
-    const run = await catalog.run(Number(idText));
-    if (!run) throw new ApiError('API_NOT_FOUND', `no run ${idText} in the catalog`, { runId: Number(idText) });
-    return run;
-  };
+function routes(options: ApiServerOptions, cleanups: Array<() => Promise<void>>): Route[] {
+  const env = options.env ?? process.env;
+  const context: ApiContext = { config: options.config, catalog: options.catalog, daemon: options.daemon, log: options.log, env, inventory: new InventoryCache(options.config, env), onClose: (cleanup) => cleanups.push(cleanup) };
   return [
     { method: 'GET', pattern: /^\/api\/openapi\.json$/, action: false, handler: async () => ({ status: 200, body: openApiDocument }) },
-    {
-      method: 'GET',
-      pattern: /^\/api\/jobs$/,
-      action: false,
-      handler: async () => {
-        const statuses = await jobStatus(config, catalog, { runs: 1 });
-        const running = daemon.activeRuns();
-        const now = new Date();
-        const jobs = statuses.map((s) => {
-          const job = config.jobs.get(s.name)!;
-          return {
-            ...summarizeJob(job, now),
-            runningRunId: running.get(job.name) ?? null,
-            lastRun: s.runs[0] ?? null,
-            lastGoodAt: s.lastGoodAt,
-          };
-        });
-        return { status: 200, body: { jobs } };
-      },
-    },
-    {
-      method: 'POST',
-      pattern: /^\/api\/jobs\/([^/]+)\/run$/,
-      action: true,
-      handler: async (_request, [name]) => ({ status: 202, body: { runId: await daemon.runNow(decodeURIComponent(name as string), 'api') } }),
-    },
-    {
-      method: 'GET',
-      pattern: /^\/api\/runs$/,
-      action: false,
-      handler: async ({ query }) => {
-        const limit = integerParam(query.get('limit'), 'limit', 50, 1, LIST_LIMIT_MAX) as number;
-        const beforeId = integerParam(query.get('before'), 'before', undefined, 1, Number.MAX_SAFE_INTEGER);
-        return { status: 200, body: { runs: await catalog.runs({ job: query.get('job') ?? undefined, limit, beforeId }) } };
-      },
-    },
-    {
-      method: 'GET',
-      pattern: /^\/api\/runs\/(\d{1,15})$/,
-      action: false,
-      handler: async (_request, [id]) => {
-        const run = await runById(id as string);
-        return { status: 200, body: { run, tasks: await catalog.tasks(run.id) } };
-      },
-    },
-    {
-      method: 'GET',
-      pattern: /^\/api\/runs\/(\d{1,15})\/logs$/,
-      action: false,
-      handler: async (_request, [id]) => ({ status: 200, body: { lines: await catalog.logs((await runById(id as string)).id) } }),
-    },
-    {
-      method: 'GET',
-      pattern: /^\/api\/vms$/,
-      action: false,
-      handler: async () => {
-        const good = new Map((await catalog.lastGoodTasks()).map((t) => [t.moref, t]));
-        const nowMs = Date.now();
-        const vms = (await catalog.latestTasks()).map((t) => {
-          const g = good.get(t.moref);
-          const endedAt = g?.endedAt ?? null;
-          return {
-            name: t.vm,
-            moref: t.moref,
-            lastTask: t,
-            lastGood: g && endedAt ? { job: g.job, runId: g.runId, endedAt, ageSeconds: Math.max(0, Math.floor((nowMs - Date.parse(endedAt)) / 1000)), pointId: g.pointId } : null,
-          };
-        });
-        return { status: 200, body: { vms } };
-      },
-    },
-    {
-      method: 'GET',
-      pattern: /^\/api\/repositories\/([^/]+)\/points$/,
-      action: false,
-      handler: async (_request, [encoded]) => {
-        const name = decodeURIComponent(encoded as string);
-        if (!config.repositories.has(name)) throw new ApiError('API_NOT_FOUND', `no repository "${name}" in the configuration`, { repository: name });
-        const repository = await openConfiguredRepository(config, name, options.env ?? process.env);
-        try {
-          const points = (await repository.listRestorePoints()).map((p) => ({
-            id: p.id,
-            createdAt: p.createdAt,
-            vm: p.vm,
-            disks: p.disks.map((d) => ({ deviceKey: d.deviceKey, label: d.label, capacityBytes: d.capacityBytes, mode: d.kind })),
-          }));
-          return { status: 200, body: { points } };
-        } finally {
-          await repository.close();
-        }
-      },
-    },
+    ...routeGroups.flatMap((g) => g.routes(context)),
   ];
+}
+
+/** A POST's JSON object body ({} when empty); API_BAD_REQUEST when it is not a JSON object or too large. */
+async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of req as AsyncIterable<Buffer>) {
+    size += part.length;
+    if (size > BODY_MAX_BYTES) throw new ApiError('API_BAD_REQUEST', `the request body is larger than ${BODY_MAX_BYTES} bytes`, { maxBytes: BODY_MAX_BYTES });
+    parts.push(part);
+  }
+  const text = Buffer.concat(parts).toString('utf8').trim();
+  if (text === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ApiError('API_BAD_REQUEST', 'the request body is not JSON', {});
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ApiError('API_BAD_REQUEST', 'the request body must be a JSON object', {});
+  return value as Record<string, unknown>;
 }
 
 function send(response: ServerResponse, status: number, body: unknown): void {
@@ -186,7 +100,8 @@ function send(response: ServerResponse, status: number, body: unknown): void {
 
 /** Starts the API on config.daemon.listen; API_LISTEN when the address cannot be used. */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
-  const table = routes(options);
+  const cleanups: Array<() => Promise<void>> = [];
+  const table = routes(options, cleanups);
   const { host, port } = options.config.daemon.listen;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<{ status: number; tokenId: number | null }> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -212,23 +127,44 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       }
       if (route.action && token.readOnly) throw new ApiError('API_READ_ONLY', 'a read-only token cannot start actions', { tokenId: token.id });
       const params = (route.pattern.exec(url.pathname) ?? []).slice(1);
-      const { status, body } = await route.handler({ method, path: url.pathname, query: url.searchParams, token }, params);
-      send(res, status, body);
-      return { status, tokenId };
+      const body = method === 'POST' ? await readBody(req) : {};
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
+      const answer = await route.handler({ method, path: url.pathname, query: url.searchParams, token, body, signal: gone.signal }, params);
+      if ('stream' in answer) {
+        await answer.stream(res);
+        return { status: res.statusCode, tokenId };
+      }
+      send(res, answer.status, answer.body);
+      return { status: answer.status, tokenId };
     } catch (error) {
+      req.resume(); // an unread body is drained
       const known = error instanceof VcbtError;
       const status = known ? (statusOf[error.code] ?? 500) : 500;
       const body = known ? { code: error.code, message: error.message } : { code: 'INTERNAL', message: 'internal error (logged by the daemon)' };
       if (!known) options.log(`API ${method} ${url.pathname}: INTERNAL: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      send(res, status, body);
+      if (res.headersSent) res.end();
+      else send(res, status, body);
       return { status, tokenId };
     }
   };
   const tls = options.config.daemon.tls ? await readTlsFiles(options.config.daemon.tls) : undefined;
   const listener = (req: IncomingMessage, res: ServerResponse) => {
-    // The request body is not used by any endpoint: drain it.
-    req.resume();
-    handle(req, res).then(
+    if (req.method !== 'POST') req.resume();
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    // The web console's files (console.ts) are public; every other path is the API's.
+    const answer = isConsolePath(pathname)
+      ? serveConsole(req, res, pathname).then(
+          (status) => ({ status, tokenId: null }),
+          (error: unknown) => {
+            options.log(`console ${pathname}: ${error instanceof Error ? error.message : String(error)}`);
+            if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+            res.end();
+            return { status: 500, tokenId: null };
+          },
+        )
+      : handle(req, res);
+    answer.then(
       ({ status, tokenId }) => options.log(`API ${req.method} ${new URL(req.url ?? '/', 'http://localhost').pathname} ${status}${tokenId === null ? '' : ` token ${tokenId}`}`),
       () => undefined,
     );
@@ -247,11 +183,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+      await Promise.allSettled(cleanups.map((cleanup) => cleanup()));
+    },
   };
 }
 

@@ -16,7 +16,10 @@ import type { GuestEntry, GuestEntryKind, GuestFileSystem } from '../jobs/files.
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { RollbackResult } from '../jobs/rollback.ts';
+import type { RestoreVmResult } from '../jobs/restore-vm.ts';
+import type { VmHardwareSummary } from '../jobs/vm-capture.ts';
 import type { PruneReport } from '../repository/prune.ts';
+import type { CopyReport } from '../repository/copy.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
 import type { JobStatus } from '../service/catalog/status.ts';
@@ -108,6 +111,8 @@ export interface InitDocument extends DocumentHeader<'init'> {
   chunkBytes: number;
   compression: { algorithm: string; level: number };
   encrypted: boolean;
+  /** Object Lock retention of every restore point's objects, in days (0: none). */
+  immutableDays: number;
 }
 
 /** One restore point of `vcbt points`. */
@@ -145,6 +150,8 @@ export interface PointJson {
     bytesRead: number;
     bytesStored: number;
   }>;
+  /** The VM's hardware stored with the point (docs/format.md, "VM configuration"); null for points written before vcbt recorded it. */
+  hardware: VmHardwareSummary | null;
 }
 
 export interface PointsDocument extends DocumentHeader<'points'> {
@@ -152,6 +159,13 @@ export interface PointsDocument extends DocumentHeader<'points'> {
 }
 
 export type PruneDocument = DocumentHeader<'prune'> & PruneReport;
+
+/** `vcbt copy --json`: each selected point, copied now or already in the target. */
+export interface CopyDocument extends DocumentHeader<'copy'> {
+  from: string;
+  to: string;
+  points: CopyReport['points'];
+}
 
 export type VerifyDocument = DocumentHeader<'verify'> & VerifyReport;
 
@@ -228,6 +242,9 @@ export interface FilesGetDocument extends DocumentHeader<'files-get'> {
   copied: Array<{ path: string; to: string; kind: GuestEntryKind }>;
 }
 
+/** `vcbt restore-vm --json`: the new VM, per disk what was uploaded, the transport. */
+export type RestoreVmDocument = DocumentHeader<'restore-vm'> & RestoreVmResult;
+
 /** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
 export interface JsonDocuments {
   error: ErrorDocument;
@@ -239,10 +256,12 @@ export interface JsonDocuments {
   replicate: ReplicateDocument;
   restore: RestoreDocument;
   rollback: RollbackDocument;
+  'restore-vm': RestoreVmDocument;
   export: ExportDocument;
   init: InitDocument;
   points: PointsDocument;
   prune: PruneDocument;
+  copy: CopyDocument;
   verify: VerifyDocument;
   'config-check': ConfigCheckDocument;
   'job-list': JobListDocument;

@@ -161,6 +161,11 @@ export interface JobConfig {
   /** How long a VM another vcbt run owns is waited for before VM_BUSY. */
   waitBusyMs: number;
   resetCbtOnResize: boolean;
+  /**
+   * Recovery point objective: a VM of the job whose newest good restore point is older is in
+   * breach. Undefined: derived from the schedule (schedule.ts `rpoOf`).
+   */
+  rpoMs: number | undefined;
   /** Backup jobs: a scheduled `verify` of this job's restore points. */
   verify: VerifyConfig | undefined;
   notify: NotifyRule[];
@@ -178,6 +183,10 @@ export interface DaemonConfig {
   listen: { host: string; port: number };
   /** On SIGTERM, how long running VMs may go on before they are aborted. */
   stopTimeoutMs: number;
+  /** How long the API reuses a server's VM inventory before asking vSphere again. */
+  inventoryCacheMs: number;
+  /** The only directory (and below) the API restores disks into; undefined: no restore to a file through the API. */
+  restoreDirectory: string | undefined;
   /** HTTPS with this certificate chain and key (PEM files); absent: plain HTTP. */
   tls: { certificateFile: string; keyFile: string } | undefined;
 }
@@ -204,6 +213,8 @@ export function defaultCatalogPath(env: NodeJS.ProcessEnv = process.env): string
 export const DEFAULT_KEEP_HISTORY_MS = 90 * 86_400_000;
 export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8420 };
 export const DEFAULT_STOP_TIMEOUT_MS = 5 * 60_000;
+/** How long the API reuses a VM inventory (GET /api/vms polled by the console) before asking vSphere again. */
+export const DEFAULT_INVENTORY_CACHE_MS = 30_000;
 export const defaultRetries: RetryPolicy = { count: 2, delayMs: 60_000, factor: 2 };
 export const defaultLimits: LimitsConfig = { total: 4, perHost: 2, perDatastore: 4 };
 export const DEFAULT_WAIT_BUSY_MS = 10 * 60_000;
@@ -371,9 +382,9 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     const keep = entries?.has('keepHistory') ? r.duration(entries.get('keepHistory')?.value, 'catalog.keepHistory', false) : undefined;
     if (keep !== undefined) catalog.keepHistoryMs = keep;
   }
-  const daemon: DaemonConfig = { listen: { ...DEFAULT_LISTEN }, stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS, tls: undefined };
+  const daemon: DaemonConfig = { listen: { ...DEFAULT_LISTEN }, stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS, inventoryCacheMs: DEFAULT_INVENTORY_CACHE_MS, restoreDirectory: undefined, tls: undefined };
   if (top.has('daemon')) {
-    const entries = r.map(top.get('daemon')?.value, 'daemon', ['listen', 'stopTimeout', 'tls']);
+    const entries = r.map(top.get('daemon')?.value, 'daemon', ['listen', 'stopTimeout', 'inventoryCache', 'restoreDirectory', 'tls']);
     if (entries?.has('tls')) {
       const node = entries.get('tls')?.value;
       const te = r.map(node, 'daemon.tls', ['certificateFile', 'keyFile']);
@@ -390,6 +401,10 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     }
     const stop = entries?.has('stopTimeout') ? r.duration(entries.get('stopTimeout')?.value, 'daemon.stopTimeout', true) : undefined;
     if (stop !== undefined) daemon.stopTimeoutMs = stop;
+    const inventoryCache = entries?.has('inventoryCache') ? r.duration(entries.get('inventoryCache')?.value, 'daemon.inventoryCache', true) : undefined;
+    if (inventoryCache !== undefined) daemon.inventoryCacheMs = inventoryCache;
+    const restoreDirectory = entries?.has('restoreDirectory') ? r.string(entries.get('restoreDirectory')?.value, 'daemon.restoreDirectory') : undefined;
+    if (restoreDirectory !== undefined) daemon.restoreDirectory = anchored(file, restoreDirectory);
   }
   const notifiers = new Map<string, NotifierConfig>();
   const notifierEntries = top.has('notifiers') ? r.map(top.get('notifiers')?.value, 'notifiers', undefined) : undefined;
@@ -445,7 +460,7 @@ function readRepository(r: Reader, node: Node | null | undefined, path: string, 
   return { name, path: anchored(file, repoPath), passphrase };
 }
 
-const jobKeys = ['type', 'server', 'repository', 'replica', 'vms', 'transport', 'quiesce', 'schedule', 'retention', 'retries', 'limits', 'cbt', 'waitBusy', 'resetCbtOnResize', 'verify', 'notify'];
+const jobKeys = ['type', 'server', 'repository', 'replica', 'vms', 'transport', 'quiesce', 'schedule', 'retention', 'retries', 'limits', 'cbt', 'waitBusy', 'resetCbtOnResize', 'rpo', 'verify', 'notify'];
 
 function readNotifier(r: Reader, node: Node | null | undefined, path: string, name: string, file: string): NotifierConfig | undefined {
   const typeNode = isMap(node) ? (node.items.find((p) => isScalar(p.key) && p.key.value === 'type')?.value as Node | undefined) : undefined;
@@ -609,11 +624,12 @@ function readJob(
     else if (text !== undefined) r.problem(get('cbt'), `${path}.cbt`, `must be enable (switch CBT on where it is off) or report (leave the VM untouched), not "${text}"`);
   }
   const waitBusyMs = e.has('waitBusy') ? (r.duration(get('waitBusy'), `${path}.waitBusy`, true) ?? 0) : DEFAULT_WAIT_BUSY_MS;
+  const rpoMs = e.has('rpo') ? r.duration(get('rpo'), `${path}.rpo`, false) : undefined;
   if (type === 'replicate' && e.has('verify')) r.problem(e.get('verify')?.key, `${path}.verify`, 'belongs to backup jobs (it reads restore points)');
   const verify = e.has('verify') && type === 'backup' ? readVerify(r, get('verify'), `${path}.verify`) : undefined;
   const notify = e.has('notify') ? readNotify(r, get('notify'), `${path}.notify`, notifierEntries) : [];
   if (type === undefined || server === undefined || vms === undefined || transport === undefined) return undefined;
-  return { name, type, server, repository, replica, vms, transport, quiesce, schedule, retention, retries, limits, cbt, waitBusyMs, resetCbtOnResize, verify, notify };
+  return { name, type, server, repository, replica, vms, transport, quiesce, schedule, retention, retries, limits, cbt, waitBusyMs, resetCbtOnResize, rpoMs, verify, notify };
 }
 
 function defaultTransport(): TransportConfig {

@@ -23,6 +23,7 @@ import type { Catalog, RunTrigger } from './catalog/catalog.ts';
 import { runRecorded } from './catalog/record.ts';
 import type { JobConfig, ServiceConfig } from './config.ts';
 import type { JobEvent } from './run.ts';
+import { RunEventBus } from './run-events.ts';
 import { nextRun } from './schedule.ts';
 import { runVerification } from './verify.ts';
 
@@ -51,6 +52,8 @@ export class Daemon {
   readonly #verifying = new Map<string, Promise<void>>();
   readonly #drain = new AbortController();
   readonly #abort = new AbortController();
+  /** The live events of the runs at work (the API's Server-Sent Events). */
+  readonly events = new RunEventBus();
 
   constructor(options: DaemonOptions) {
     this.#options = options;
@@ -146,11 +149,13 @@ export class Daemon {
       onRunId: (rid) => {
         runId = rid;
         active.runId = rid;
+        this.events.begin(rid, job.name);
         log(`job ${job.name}: run ${rid} started (${trigger})`);
         resolveId(rid);
       },
       onEvent: (event) => {
         if (event.type === 'log') log(`job ${job.name} run ${runId}: ${event.vm ? `[${event.vm}] ` : ''}${event.line}`);
+        this.events.publish(runId, event);
         this.#options.onEvent?.(job.name, runId, event);
       },
     }).then(
@@ -159,8 +164,11 @@ export class Daemon {
         rejectId(error);
         log(`job ${job.name}: run ${runId} failed: ${error instanceof VcbtError ? `${error.code}: ` : ''}${error instanceof Error ? error.message : String(error)}`);
       },
-    ).finally(() => {
+    ).finally(async () => {
       if (this.#active.get(job.name) === active) this.#active.delete(job.name);
+      if (runId === 0) return;
+      const record = await catalog.run(runId).catch(() => undefined);
+      this.events.end(runId, { status: record?.status ?? 'interrupted', endedAt: record?.endedAt ?? new Date().toISOString(), error: record?.error ?? null });
     });
     return id;
   }

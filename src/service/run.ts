@@ -81,7 +81,9 @@ export type JobEvent =
   | { type: 'vm-start'; vm: string; moref: string; host: string | null; datastores: readonly string[]; attempt: number }
   | { type: 'vm-end'; vm: string; moref: string; host: string | null; datastores: readonly string[]; attempt: number; error: { code: ErrorCode; message: string } | null }
   /** A VM is done (every attempt); retention may still turn a success into a warning (the run's result has the last word). */
-  | { type: 'vm-result'; result: VmRunResult };
+  | { type: 'vm-result'; result: VmRunResult }
+  /** Bytes of a disk copied so far in this attempt, of the bytes it has to copy (the snapshot job's progress). */
+  | { type: 'progress'; vm: string; moref: string; deviceKey: number; doneBytes: number; totalBytes: number };
 
 export interface RunJobOptions {
   config: ServiceConfig;
@@ -134,8 +136,14 @@ function errorOf(error: unknown): { code: ErrorCode; message: string } {
 
 /** Logs in to the job's server with its secret; the caller logs out. */
 export async function openJobSession(config: ServiceConfig, job: JobConfig, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<VsphereSession> {
-  const server = config.servers.get(job.server);
-  if (!server) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no server "${job.server}"`, { job: job.name });
+  if (!config.servers.has(job.server)) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no server "${job.server}"`, { job: job.name });
+  return openServerSession(config, job.server, env, signal);
+}
+
+/** Logs in to a server of the configuration with its secret; the caller logs out. */
+export async function openServerSession(config: ServiceConfig, name: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<VsphereSession> {
+  const server = config.servers.get(name);
+  if (!server) throw new VcbtError('CONFIG_INVALID', `no server "${name}" in the configuration`, { server: name });
   const password = await readSecret(server.password, env, `servers.${server.name} password`);
   return openVsphereSession({ server: server.url, username: server.user, password, thumbprint: server.thumbprint, signal });
 }
@@ -331,6 +339,8 @@ async function copyVm(work: VmWork, selected: SelectedVm, result: VmRunResult & 
     resetCbtOnResize: job.resetCbtOnResize,
     signal,
     onEvent: log,
+    onProgress: (deviceKey: number, doneBytes: number, totalBytes: number) =>
+      work.emit({ type: 'progress', vm: selected.placement.vm.name, moref: selected.placement.vm.moref.value, deviceKey, doneBytes, totalBytes }),
   };
   if (job.type === 'backup') {
     const done = await backup({ ...common, repository: repository!, diskKeys: selected.diskKeys });

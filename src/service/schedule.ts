@@ -60,3 +60,16 @@ export function summarizeJob(job: JobConfig, now: Date): JobSummary {
     nextRun: job.schedule ? (nextRun(job.schedule, now)?.toISOString() ?? null) : null,
   };
 }
+
+/**
+ * The job's recovery point objective: its `rpo`, else twice the interval between its
+ * schedule's next two runs after `now`, else null (no schedule: no objective).
+ */
+export function rpoOf(job: Pick<JobConfig, 'rpoMs' | 'schedule'>, now: Date): number | null {
+  if (job.rpoMs !== undefined) return job.rpoMs;
+  if (!job.schedule) return null;
+  const cron = cronOf(job.schedule);
+  const first = cron.nextRun(now);
+  const second = first ? cron.nextRun(first) : null;
+  return first && second ? 2 * (second.getTime() - first.getTime()) : null;
+}

@@ -16,6 +16,7 @@ import { startLab, type Lab } from '../lab/lab.ts';
 import { runCli } from '../helpers/cli-runner.ts';
 import { checkSchema } from './schema-check.ts';
 import { openApiDocument } from '../../src/api/openapi.ts';
+import { openSqliteCatalog } from '../../src/service/catalog/sqlite.ts';
 
 const bin = join(import.meta.dirname, '../../bin/vcbt.ts');
 const VM = 'DC0_H0_VM1';
@@ -43,7 +44,7 @@ before(async () => {
 repositories:
   main: { path: repo }
 catalog: { path: catalog.sqlite }
-daemon: { listen: "127.0.0.1:0", stopTimeout: 5s }
+daemon: { listen: "127.0.0.1:0", stopTimeout: 5s, inventoryCache: 10m }
 jobs:
   one:
     type: backup
@@ -53,8 +54,23 @@ jobs:
     transport: { ioTimeout: 1s }
     retries: { count: 0 }
     waitBusy: 0
+    rpo: 1h
+  nightly:
+    type: backup
+    server: lab
+    repository: main
+    vms: { include: ["DC0_H0_*"], exclude: ["${VM}"] }
+    schedule: "0 2 * * *"
 `,
   );
+  // A VM the catalog knows that vSphere no longer lists (deleted since its last backup).
+  const seeded = openSqliteCatalog(join(dir, 'catalog.sqlite'));
+  const dayAgo = (ms: number) => new Date(Date.now() - 86_400_000 + ms).toISOString();
+  const oldRun = await seeded.startRun({ job: 'one', jobType: 'backup', trigger: 'manual', startedAt: dayAgo(0), host: 'elsewhere', pid: 1 });
+  const oldTask = await seeded.startTask(oldRun, { vm: 'deleted-vm', moref: 'vm-9999', host: null, startedAt: dayAgo(1000) });
+  await seeded.endTask(oldTask, { status: 'success', endedAt: dayAgo(60_000), attempts: 1, mode: 'full', reasonCodes: ['NO_BASELINE'], bytesRead: 1, bytesStored: 1, pointId: null, error: null, warnings: [] });
+  await seeded.endRun(oldRun, { status: 'success', endedAt: dayAgo(60_000), error: null });
+  await seeded.close();
   const created = await runCli(['token', 'create', '--config', configFile, '--note', 'test']);
   assert.equal(created.code, 0, created.stderr);
   assert.match(created.stdout, /^vcbt_[A-Za-z0-9_-]{43}\n$/);
@@ -103,6 +119,26 @@ async function call(method: string, path: string, template: string, auth: string
   return { status: response.status, body };
 }
 
+/** Reads a run's Server-Sent Events to the end; each is checked against the document's RunEvent schema. */
+async function readEvents(runId: number, auth: string): Promise<Array<{ event: string; data: Record<string, unknown> }>> {
+  const response = await fetch(`${base}/api/runs/${runId}/events`, { headers: { authorization: `Bearer ${auth}` } });
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+  const text = await response.text();
+  bodies.push(text);
+  const events: Array<{ event: string; data: Record<string, unknown> }> = [];
+  for (const block of text.split('\n\n')) {
+    const event = /^event: (.+)$/m.exec(block)?.[1];
+    const data = /^data: (.+)$/m.exec(block)?.[1];
+    if (!event || !data) continue;
+    const parsed = { event, data: JSON.parse(data) as Record<string, unknown> };
+    const doc = (document ?? openApiDocument) as unknown as Record<string, unknown>;
+    assert.deepEqual(checkSchema(doc, { $ref: '#/components/schemas/RunEvent' }, parsed), [], block.slice(0, 500));
+    events.push(parsed);
+  }
+  return events;
+}
+
 test('every request needs a known token; the document served is the one in the code', async () => {
   for (const [path, template] of [
     ['/api/openapi.json', '/api/openapi.json'],
@@ -143,6 +179,7 @@ test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks
   const runId = started.body.runId as number;
   const again = await call('POST', '/api/jobs/one/run', '/api/jobs/{name}/run', token);
   assert.deepEqual([again.status, again.body.code], [409, 'JOB_RUNNING']);
+  const live = readEvents(runId, readOnly);
   const jobsWhileRunning = await call('GET', '/api/jobs', '/api/jobs', readOnly);
   assert.equal((jobsWhileRunning.body.jobs as Array<{ runningRunId: number | null }>)[0]?.runningRunId, runId);
 
@@ -154,12 +191,30 @@ test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks
   }
   const run = detail.body.run as { status: string; trigger: string; job: string };
   assert.deepEqual([run.job, run.trigger, run.status], ['one', 'api', 'success'], daemonLog);
-  const [task] = detail.body.tasks as Array<{ vm: string; status: string; mode: string; pointId: string; bytesRead: number }>;
+  const [task] = detail.body.tasks as Array<{ vm: string; status: string; mode: string; pointId: string; bytesRead: number; reasonCodes: string[] }>;
   assert.deepEqual([task?.vm, task?.status, task?.mode], [VM, 'success', 'full']);
   assert.ok((task?.bytesRead ?? 0) >= 256 * 1024);
 
+  // The live stream: state first, the VM's start, its disk's progress up to its total, its end with the point, the run's end last.
+  const events = await live;
+  assert.equal(events[0]?.event, 'state');
+  assert.deepEqual(events.at(-1), { event: 'end', data: { status: 'success', endedAt: (detail.body.run as { endedAt: string }).endedAt, error: null } });
+  assert.ok(events.some((e) => e.event === 'task-start' && e.data.vm === VM && e.data.attempt === 1), JSON.stringify(events.map((e) => e.event)));
+  const progress = events.filter((e) => e.event === 'progress') as unknown as Array<{ data: { deviceKey: number; doneBytes: number; totalBytes: number } }>;
+  assert.ok(progress.length > 0, 'progress events');
+  const lastProgress = progress.at(-1)!.data;
+  assert.equal(lastProgress.doneBytes, lastProgress.totalBytes, 'the disk reached 100 %');
+  assert.ok(lastProgress.totalBytes >= 256 * 1024);
+  const taskEnd = events.find((e) => e.event === 'task-end');
+  assert.deepEqual([taskEnd?.data.vm, taskEnd?.data.result, taskEnd?.data.pointId], [VM, 'success', task?.pointId]);
+  assert.ok(events.some((e) => e.event === 'log' && String(e.data.line).includes('committed')));
+  // A finished run replays its final state and ends.
+  const replay = await readEvents(runId, readOnly);
+  assert.deepEqual(replay.map((e) => e.event), ['state', 'end']);
+  assert.deepEqual((replay[0]?.data.vms as Array<{ vm: string; phase: string; result: string }>).map((v) => [v.vm, v.phase, v.result]), [[VM, 'done', 'success']]);
+
   const runs = await call('GET', '/api/runs?job=one&limit=10', '/api/runs', readOnly);
-  assert.deepEqual((runs.body.runs as Array<{ id: number }>).map((r) => r.id), [runId]);
+  assert.deepEqual((runs.body.runs as Array<{ id: number; host: string }>).map((r) => [r.id, r.host === 'elsewhere']), [[runId, false], [runId - 1, true]], 'newest first; the seeded run of the deleted VM before');
   const bad = await call('GET', '/api/runs?limit=0', '/api/runs', readOnly);
   assert.deepEqual([bad.status, bad.body.code], [400, 'API_BAD_REQUEST']);
   const logs = await call('GET', `/api/runs/${runId}/logs`, '/api/runs/{id}/logs', readOnly);
@@ -167,18 +222,44 @@ test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks
   const gone = await call('GET', '/api/runs/999999', '/api/runs/{id}', readOnly);
   assert.deepEqual([gone.status, gone.body.code], [404, 'API_NOT_FOUND']);
 
+  type VmRow = { server: string; name: string; moref: string; inInventory: boolean | null; cbtEnabled: boolean | null; provisionedBytes: number | null; powerState: string | null; jobs: Array<{ job: string; rpoSeconds: number | null; breached: boolean | null; lastGood: { runId: number; pointId: string | null; ageSeconds: number } | null }>; lastGood: { job: string; runId: number; pointId: string; ageSeconds: number } | null };
   const vms = await call('GET', '/api/vms', '/api/vms', readOnly);
-  const [vm] = vms.body.vms as Array<{ name: string; lastGood: { job: string; runId: number; pointId: string; ageSeconds: number } | null }>;
-  assert.equal(vm?.name, VM);
+  const rows = vms.body.vms as VmRow[];
+  // Every lab VM, with its inventory facts; the catalog's deleted VM marked gone.
+  assert.deepEqual(rows.filter((r) => r.inInventory).map((r) => r.name).sort(), lab.info.vms.map((v) => v.name).sort());
+  for (const labVm of lab.info.vms) {
+    const row = rows.find((r) => r.moref === labVm.moref);
+    assert.deepEqual([row?.server, row?.powerState, row?.provisionedBytes], ['lab', labVm.powerState, labVm.disks.reduce((sum, d) => sum + d.capacityBytes, 0)], labVm.name);
+  }
+  const deleted = rows.find((r) => r.moref === 'vm-9999');
+  assert.deepEqual([deleted?.name, deleted?.inInventory, deleted?.jobs.map((j) => [j.job, j.breached])], ['deleted-vm', false, [['one', true]]]);
+  const vm = rows.find((r) => r.name === VM);
+  assert.equal(vm?.cbtEnabled, true, 'the job enabled CBT, or it was on');
   assert.deepEqual([vm?.lastGood?.job, vm?.lastGood?.runId, vm?.lastGood?.pointId], ['one', runId, task?.pointId]);
   assert.ok((vm?.lastGood?.ageSeconds ?? -1) >= 0);
+  assert.deepEqual(vm?.jobs.map((j) => [j.job, j.rpoSeconds, j.breached, j.lastGood?.runId]), [['one', 3600, false, runId]]);
+  // The nightly job covers the other DC0_H0 VMs: no good point yet, so its RPO (twice a day's interval) is breached.
+  const covered = rows.filter((r) => r.inInventory && r.jobs.some((j) => j.job === 'nightly'));
+  assert.deepEqual(covered.map((r) => r.name).sort(), lab.info.vms.map((v) => v.name).filter((n) => n.startsWith('DC0_H0_') && n !== VM).sort());
+  for (const r of covered) assert.deepEqual(r.jobs.find((j) => j.job === 'nightly'), { job: 'nightly', lastGood: null, rpoSeconds: 2 * 86400, breached: true });
+  const servers = vms.body.servers as Array<{ server: string; error: unknown; vmCount: number }>;
+  assert.deepEqual(servers.map((x) => [x.server, x.error, x.vmCount]), [['lab', null, lab.info.vms.length]]);
+  const vmsAgain = await call('GET', '/api/vms', '/api/vms', readOnly);
+  assert.deepEqual((vmsAgain.body.servers as Array<{ readAt: string }>).map((x) => x.readAt), servers.map((x) => (x as unknown as { readAt: string }).readAt), 'the inventory is reused within daemon.inventoryCache');
+
+  const vmPoints = await call('GET', `/api/vms/lab/${vm?.moref}/points`, '/api/vms/{server}/{moref}/points', readOnly);
+  const [vmPoint] = vmPoints.body.points as Array<{ id: string; repository: string; mode: string; reasonCodes: string[]; bytesStored: number; runId: number; job: string }>;
+  assert.deepEqual([vmPoint?.id, vmPoint?.repository, vmPoint?.mode, vmPoint?.reasonCodes, vmPoint?.runId, vmPoint?.job], [task?.pointId, 'main', 'full', task?.reasonCodes, runId, 'one']);
+  assert.ok((vmPoint?.bytesStored ?? 0) > 0);
+  const noVm = await call('GET', '/api/vms/lab/vm-424242/points', '/api/vms/{server}/{moref}/points', readOnly);
+  assert.deepEqual([noVm.status, noVm.body.code], [404, 'API_NOT_FOUND']);
 
   const points = await call('GET', '/api/repositories/main/points', '/api/repositories/{name}/points', readOnly);
   assert.deepEqual((points.body.points as Array<{ id: string }>).map((p) => p.id), [task?.pointId]);
   const noRepo = await call('GET', '/api/repositories/other/points', '/api/repositories/{name}/points', readOnly);
   assert.deepEqual([noRepo.status, noRepo.body.code], [404, 'API_NOT_FOUND']);
   const jobs = await call('GET', '/api/jobs', '/api/jobs', readOnly);
-  assert.deepEqual((jobs.body.jobs as Array<{ name: string; lastRun: { id: number }; lastGoodAt: string | null; runningRunId: null }>).map((j) => [j.name, j.lastRun.id, j.runningRunId, j.lastGoodAt !== null]), [['one', runId, null, true]]);
+  assert.deepEqual((jobs.body.jobs as Array<{ name: string; lastRun: { id: number } | null; lastGoodAt: string | null; runningRunId: null }>).map((j) => [j.name, j.lastRun?.id, j.runningRunId, j.lastGoodAt !== null]), [['one', runId, null, true], ['nightly', undefined, null, false]]);
 
   // No secret anywhere: not in answers, not in the daemon's log.
   for (const secret of [lab.info.password, token, readOnly]) {

@@ -284,7 +284,7 @@ test('locks: a heartbeat far in the future or a garbage file is reported as such
   assert.equal(verify.code, 0, verify.stderr);
   const pruned = await vcbt(['prune', '--repo', f.dir, '--keep-last', '5', '--dry-run']);
   assert.equal(pruned.code, 0, pruned.stderr);
-  assert.match(pruned.stdout, /stale lock 00000000000000f0 \(exclusive lock: heartbeat \d+ s in the future \(wrong clock\?\), file written 3600 s ago/);
+  assert.match(pruned.stdout, /stale lock 00000000000000f0 \(exclusive lock: heartbeat \d+ s in the future \(wrong clock\?\), file written 36\d\d s ago/);
   assert.match(pruned.stdout, /stale lock 00000000000000ba \(unknown lock: unreadable lock file \(it is not JSON\)\)/);
 
   // A live-looking lock of another host, and one of this very process.

@@ -31,6 +31,14 @@ test('runs, tasks and log lines round-trip; dead owners are interrupted; old his
     assert.deepEqual(await catalog.tasks(a), [{ id: t, runId: a, vm: 'vm-a', moref: 'vm-1', host: 'esx1', status: 'success', startedAt: '2026-01-01T02:00:01.000Z', ...end, endedAt: '2026-01-01T02:01:00.000Z' }]);
     assert.deepEqual(await catalog.logs(a), [{ runId: a, vm: 'vm-a', at: '2026-01-01T02:00:02.000Z', line: 'snapshot taken' }]);
     assert.deepEqual((await catalog.lastGoodTasks()).map((x) => [x.moref, x.runId, x.job, x.pointId]), [['vm-1', a, 'nightly', 'p1']]);
+    // Per job and VM: another job's task of the same VM is its own row.
+    const tc = await catalog.startTask(c, { vm: 'vm-a', moref: 'vm-1', host: 'esx1', startedAt: '2026-03-01T02:00:02.000Z' });
+    assert.deepEqual((await catalog.latestTasks()).map((x) => [x.job, x.id]), [['nightly', tb], ['other', tc]]);
+    assert.deepEqual((await catalog.vmTasks('vm-1', 10)).map((x) => [x.job, x.id]), [['other', tc], ['nightly', tb], ['nightly', t]]);
+    await catalog.addRepositorySize({ repository: 'main', at: '2026-03-01T03:00:00.000Z', storedBytes: 10, logicalBytes: 100, chunks: 2, points: 1 });
+    await catalog.addRepositorySize({ repository: 'main', at: '2026-03-02T03:00:00.000Z', storedBytes: 20, logicalBytes: 200, chunks: 4, points: 2 });
+    assert.deepEqual((await catalog.repositorySizes('main', 1)).map((x) => x.storedBytes), [20], 'the newest samples');
+    assert.deepEqual((await catalog.repositorySizes('main', 10)).map((x) => x.storedBytes), [10, 20], 'oldest first');
 
     // pid 12 died, pid 13 lives.
     const marked = await catalog.markInterrupted((host, pid) => host === 'h1' && pid === 12, '2026-03-01T03:00:00.000Z');

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, DEFAULT_WAIT_BUSY_MS, defaultLimits, defaultRetries, parseConfig, type ConfigProblem } from '../../src/service/config.ts';
-import { nextRun } from '../../src/service/schedule.ts';
+import { nextRun, rpoOf } from '../../src/service/schedule.ts';
 import { runCli } from '../helpers/cli-runner.ts';
 
 export const minimalConfig = `servers:
@@ -63,6 +63,12 @@ test("the issue's minimal file works as written, with the documented defaults", 
   assert.equal(job.waitBusyMs, DEFAULT_WAIT_BUSY_MS);
   assert.equal(job.transport.type, 'http');
   assert.equal(config.catalog.path, '/var/lib/vcbt/catalog.sqlite');
+  // No rpo: twice the schedule's interval (nightly: 48 h); an explicit rpo wins; no schedule, no objective.
+  assert.equal(job.rpoMs, undefined);
+  assert.equal(rpoOf(job, new Date('2026-06-01T12:00:00Z')), 2 * 86_400_000);
+  assert.equal(rpoOf({ ...job, rpoMs: 3_600_000 }, new Date()), 3_600_000);
+  assert.equal(rpoOf({ ...job, schedule: undefined }, new Date()), null);
+  assert.equal(parseConfig(minimalConfig.replace('retention:', 'rpo: 36h\n    retention:'), '/etc/vcbt/vcbt.yaml').jobs.get('nightly')?.rpoMs, 36 * 3_600_000);
 });
 
 test('every problem at once, each at its line and column with its key path', () => {
@@ -214,10 +220,10 @@ test('daemon and catalog keys: listen address, stop timeout, history retention; 
   lab: { url: "https://127.0.0.1:8989/sdk", user: u, passwordEnv: P }
 `;
   const defaults = parseConfig(base, '/etc/vcbt/vcbt.yaml');
-  assert.deepEqual(defaults.daemon, { listen: { host: '127.0.0.1', port: 8420 }, stopTimeoutMs: 300_000, tls: undefined });
+  assert.deepEqual(defaults.daemon, { listen: { host: '127.0.0.1', port: 8420 }, stopTimeoutMs: 300_000, inventoryCacheMs: 30_000, restoreDirectory: undefined, tls: undefined });
   assert.equal(defaults.catalog.keepHistoryMs, 90 * 86_400_000);
-  const set = parseConfig(`${base}daemon: { listen: "[::1]:0", stopTimeout: 30s }\ncatalog: { keepHistory: 2d }\n`, '/etc/vcbt/vcbt.yaml');
-  assert.deepEqual(set.daemon, { listen: { host: '::1', port: 0 }, stopTimeoutMs: 30_000, tls: undefined });
+  const set = parseConfig(`${base}daemon: { listen: "[::1]:0", stopTimeout: 30s, inventoryCache: 0, restoreDirectory: restores }\ncatalog: { keepHistory: 2d }\n`, '/etc/vcbt/vcbt.yaml');
+  assert.deepEqual(set.daemon, { listen: { host: '::1', port: 0 }, stopTimeoutMs: 30_000, inventoryCacheMs: 0, restoreDirectory: '/etc/vcbt/restores', tls: undefined });
   assert.equal(set.catalog.keepHistoryMs, 2 * 86_400_000);
   assert.throws(
     () => parseConfig(`${base}daemon: { listen: "localhost", stopTimeout: soon }\ncatalog: { keepHistory: 0 }\n`, '/etc/vcbt/vcbt.yaml'),

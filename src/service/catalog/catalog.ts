@@ -15,11 +15,13 @@
 //   reason codes, bytes read and stored, the restore point made, the error.
 // - log line: a line a run printed, for the run or one of its tasks.
 // - history retention: runs that ended longer ago than `keepHistoryMs` are deleted with
-//   their tasks and log lines (`pruneHistory`).
+//   their tasks and log lines, and older repository size samples (`pruneHistory`).
 // - schedule mark: per job, the time the daemon last handled its schedule; a scheduled time
 //   between the mark and the daemon's start was missed (the daemon was down) and runs once.
 // - verification: a scheduled (or manual) `verify` of a job's restore points (VerificationRecord):
 //   which points, whether chunks were read and re-hashed, what was found.
+// - repository size sample: a repository's stored and logical bytes, chunks and points at one
+//   time, recorded by the daemon after each run; the history of a repository's size.
 // - API token: stored as the SHA-256 of the token (src/service/tokens.ts); the token itself is
 //   never stored.
 import type { ErrorCode } from '../../errors.ts';
@@ -103,6 +105,18 @@ export interface VerificationRecord {
   error: { code: ErrorCode; message: string } | null;
 }
 
+/** A repository's size at one time (the history the console charts). */
+export interface RepositorySizeSample {
+  repository: string;
+  at: string;
+  /** Bytes of chunk files and indexes stored (what the disk holds). */
+  storedBytes: number;
+  /** Bytes the restore points describe (sum of their disks' capacities). */
+  logicalBytes: number;
+  chunks: number;
+  points: number;
+}
+
 export interface NewRun {
   job: string;
   jobType: RunRecord['jobType'];
@@ -128,10 +142,16 @@ export interface Catalog {
   runs(query: { job?: string; limit: number; beforeId?: number }): Promise<RunRecord[]>;
   tasks(runId: number): Promise<TaskRecord[]>;
   logs(runId: number): Promise<LogRecord[]>;
-  /** Per VM (moref), its newest task whatever its status, with its run's job. */
+  /** Per job and VM (moref), its newest task whatever its status, with the job. */
   latestTasks(): Promise<Array<TaskRecord & { job: string }>>;
-  /** Per VM (moref), its newest task that protected it (success or warning) with its run's job. */
+  /** Per job and VM (moref), its newest task that protected it (success or warning), with the job. */
   lastGoodTasks(): Promise<Array<TaskRecord & { job: string }>>;
+  /** The tasks of one VM (moref), newest first, with their run's job. */
+  vmTasks(moref: string, limit: number): Promise<Array<TaskRecord & { job: string }>>;
+  /** Records a repository's size (after a run, a verify or a prune). */
+  addRepositorySize(sample: RepositorySizeSample): Promise<void>;
+  /** A repository's size samples, oldest first, at most `limit` (the newest ones). */
+  repositorySizes(repository: string, limit: number): Promise<RepositorySizeSample[]>;
   /**
    * Runs still `running` whose owner is gone become `interrupted` (their running tasks too).
    * `isGone(host, pid)` decides; answers the runs it marked.

@@ -5,9 +5,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
 import { VcbtError, isErrorCode } from '../../errors.ts';
-import type { Catalog, LogRecord, NewRun, RunRecord, RunStatus, TaskEnd, TaskRecord, TokenRecord, VerificationRecord } from './catalog.ts';
+import type { Catalog, LogRecord, NewRun, RepositorySizeSample, RunRecord, RunStatus, TaskEnd, TaskRecord, TokenRecord, VerificationRecord } from './catalog.ts';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const schema = `
 CREATE TABLE IF NOT EXISTS runs (
@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS verifications (
   corruptions INTEGER NOT NULL DEFAULT 0, damaged_points TEXT NOT NULL DEFAULT '[]',
   host TEXT NOT NULL, pid INTEGER NOT NULL, error_code TEXT, error_message TEXT);
 CREATE INDEX IF NOT EXISTS verifications_job ON verifications (job, id);
+CREATE TABLE IF NOT EXISTS repository_sizes (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  repository TEXT NOT NULL, at TEXT NOT NULL, stored_bytes INTEGER NOT NULL, logical_bytes INTEGER NOT NULL,
+  chunks INTEGER NOT NULL, points INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS repository_sizes_repository ON repository_sizes (repository, id);
 CREATE TABLE IF NOT EXISTS tokens (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   hash TEXT NOT NULL UNIQUE, read_only INTEGER NOT NULL, created_at TEXT NOT NULL, note TEXT NOT NULL);
@@ -207,9 +212,30 @@ class SqliteCatalog implements Catalog {
   #newestPerVm(statusFilter: string): Array<TaskRecord & { job: string }> {
     const rows = this.#all(
       `SELECT t.*, r.job AS job FROM tasks t JOIN runs r ON r.id = t.run_id
-       WHERE t.id IN (SELECT MAX(id) FROM tasks ${statusFilter} GROUP BY moref) ORDER BY t.vm, t.moref`,
+       WHERE t.id IN (SELECT MAX(t2.id) FROM tasks t2 JOIN runs r2 ON r2.id = t2.run_id ${statusFilter} GROUP BY r2.job, t2.moref) ORDER BY t.vm, t.moref, r.job`,
     );
     return rows.map((r) => ({ ...taskOf(r), job: String(r.job) }));
+  }
+
+  async vmTasks(moref: string, limit: number): Promise<Array<TaskRecord & { job: string }>> {
+    return this.#all('SELECT t.*, r.job AS job FROM tasks t JOIN runs r ON r.id = t.run_id WHERE t.moref = ? ORDER BY t.id DESC LIMIT ?', moref, limit).map((r) => ({ ...taskOf(r), job: String(r.job) }));
+  }
+
+  async addRepositorySize(sample: RepositorySizeSample): Promise<void> {
+    this.#db
+      .prepare('INSERT INTO repository_sizes (repository, at, stored_bytes, logical_bytes, chunks, points) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(sample.repository, sample.at, sample.storedBytes, sample.logicalBytes, sample.chunks, sample.points);
+  }
+
+  async repositorySizes(repository: string, limit: number): Promise<RepositorySizeSample[]> {
+    return this.#all('SELECT * FROM (SELECT * FROM repository_sizes WHERE repository = ? ORDER BY id DESC LIMIT ?) ORDER BY id', repository, limit).map((r) => ({
+      repository: String(r.repository),
+      at: String(r.at),
+      storedBytes: Number(r.stored_bytes),
+      logicalBytes: Number(r.logical_bytes),
+      chunks: Number(r.chunks),
+      points: Number(r.points),
+    }));
   }
 
   async latestTasks(): Promise<Array<TaskRecord & { job: string }>> {
@@ -217,7 +243,7 @@ class SqliteCatalog implements Catalog {
   }
 
   async lastGoodTasks(): Promise<Array<TaskRecord & { job: string }>> {
-    return this.#newestPerVm("WHERE status IN ('success', 'warning')");
+    return this.#newestPerVm("WHERE t2.status IN ('success', 'warning')");
   }
 
   async markInterrupted(isGone: (host: string, pid: number) => boolean, endedAt: string): Promise<RunRecord[]> {
@@ -247,6 +273,7 @@ class SqliteCatalog implements Catalog {
 
   async pruneHistory(endedBefore: string): Promise<number> {
     this.#db.prepare("DELETE FROM verifications WHERE status <> 'running' AND ended_at < ?").run(endedBefore);
+    this.#db.prepare('DELETE FROM repository_sizes WHERE at < ?').run(endedBefore);
     return Number(this.#db.prepare("DELETE FROM runs WHERE status <> 'running' AND ended_at < ?").run(endedBefore).changes);
   }
 
