@@ -6,6 +6,8 @@
 // file back out of a restore point (file-level restore of the ext4 file system the guest made
 // on its second disk). Every vcbt command runs as its own process and is printed first. Exits 0
 // only if the changed areas are exactly the blocks written and every copy is byte-identical.
+// Then the service: a job run through `vcbt serve` and its HTTP API (demo-service.ts);
+// `npm run demo -- --serve` keeps the lab and the daemon up until Ctrl-C instead.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -13,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { startLab, type Lab } from '../test/lab/lab.ts';
+import { serveUntilInterrupted, serviceStory, type DemoIo } from './demo-service.ts';
 
 const run = promisify(execFile);
 const vm = 'DC0_H0_VM0';
@@ -146,10 +149,18 @@ async function ext4Image(dir: string, sizeBytes: number, files: Record<string, s
   return readFile(image);
 }
 
+// `npm run demo -- --serve`: the lab and `vcbt serve` on it until Ctrl-C (demo-service.ts).
+const serveMode = process.argv.slice(2).includes('--serve');
 const lab = await startLab();
 const dir = await mkdtemp(join(tmpdir(), 'vcbt-demo-'));
+const io: DemoIo = { say, check, vcbt: (args, show = true) => vcbt(lab, args, false, show) };
 try {
-  await story(lab, dir);
+  if (serveMode) {
+    if ((await serveUntilInterrupted(lab, dir, io)) !== 0) failures++;
+  } else {
+    await story(lab, dir);
+    await serviceStory(lab, dir, io);
+  }
 } catch (error) {
   failures++;
   say(`FAILED: ${error instanceof Error ? error.message : String(error)}`);

@@ -23,6 +23,7 @@ import type { CopyReport } from '../repository/copy.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
 import type { JobStatus } from '../service/catalog/status.ts';
+import type { VerificationRecord } from '../service/catalog/catalog.ts';
 import type { RunNotification } from '../service/notify.ts';
 import type { TokenInfo } from '../service/tokens.ts';
 import type { VerifyReport } from '../repository/verify.ts';
@@ -208,6 +209,9 @@ export interface TokenListDocument extends DocumentHeader<'token-list'> {
   tokens: TokenInfo[];
 }
 
+/** `vcbt job verify NAME --config FILE --json`: the verification recorded in the catalog. */
+export type JobVerifyDocument = DocumentHeader<'job-verify'> & VerificationRecord;
+
 /** What a webhook notifier of format `json` receives when a job run ends (not printed by a command). */
 export type RunNotificationDocument = RunNotification;
 
@@ -263,6 +267,7 @@ export interface JsonDocuments {
   'job-list': JobListDocument;
   'job-run': JobRunDocument;
   'job-status': JobStatusDocument;
+  'job-verify': JobVerifyDocument;
   'run-notification': RunNotificationDocument;
   'token-list': TokenListDocument;
   'files-ls': FilesLsDocument;

@@ -13,6 +13,10 @@
 //   `drain` signal); VMs at work go on until `stopTimeoutMs`, then their runs are aborted:
 //   the snapshot jobs remove their snapshots and commit nothing, and the runs are recorded
 //   `interrupted` with every VM not done.
+// - verify schedule: a backup job's `verify.schedule` starts a verification of its restore
+//   points (verify.ts); one at a time per job (a firing while one works is skipped), none
+//   after stop() (one at work gets the same stop timeout; past it the daemon exits and the
+//   next start records it interrupted). A missed verify schedule is not caught up.
 import { Cron } from 'croner';
 import { VcbtError } from '../errors.ts';
 import type { Catalog, RunTrigger } from './catalog/catalog.ts';
@@ -24,6 +28,7 @@ import { runOperation, type Operation } from './operations.ts';
 import { recordRepositorySize } from './repository-ops.ts';
 import { RunEventBus } from './run-events.ts';
 import { nextRun } from './schedule.ts';
+import { runVerification } from './verify.ts';
 
 /** Codes: JOB_RUNNING (context `job`, `runId`), DAEMON_STOPPING. */
 export class DaemonError extends VcbtError {}
@@ -47,6 +52,7 @@ export class Daemon {
   readonly #options: DaemonOptions;
   readonly #crons: Cron[] = [];
   readonly #active = new Map<string, ActiveRun>();
+  readonly #verifying = new Map<string, Promise<void>>();
   readonly #drain = new AbortController();
   readonly #abort = new AbortController();
   /** The live events of the runs at work (the API's Server-Sent Events). */
@@ -75,6 +81,28 @@ export class Daemon {
       this.#crons.push(cron);
       log(`job ${job.name}: scheduled "${job.schedule.cron}"${job.schedule.timezone ? ` ${job.schedule.timezone}` : ''}, next ${cron.nextRun()?.toISOString() ?? 'never'}`);
     }
+    for (const job of config.jobs.values()) {
+      if (!job.verify) continue;
+      const cron = new Cron(job.verify.schedule.cron, { timezone: job.verify.schedule.timezone }, () => this.#verify(job));
+      this.#crons.push(cron);
+      log(`job ${job.name}: verification scheduled "${job.verify.schedule.cron}"${job.verify.schedule.timezone ? ` ${job.verify.schedule.timezone}` : ''}, next ${cron.nextRun()?.toISOString() ?? 'never'}`);
+    }
+  }
+
+  #verify(job: JobConfig): void {
+    const { config, catalog, env, log } = this.#options;
+    if (this.#drain.signal.aborted) return;
+    if (this.#verifying.has(job.name)) {
+      log(`job ${job.name}: verify schedule fired while its previous verification still works; skipped`);
+      return;
+    }
+    const done = runVerification({ config, job, catalog, env, trigger: 'schedule', log })
+      .then(
+        () => undefined,
+        (error: unknown) => log(`job ${job.name}: verification failed: ${error instanceof Error ? error.message : String(error)}`),
+      )
+      .finally(() => this.#verifying.delete(job.name));
+    this.#verifying.set(job.name, done);
   }
 
   #fired(job: JobConfig): void {
@@ -209,12 +237,14 @@ export class Daemon {
     await this.exports.stopAll();
     this.#drain.abort(new VcbtError('INTERRUPTED', 'the daemon is stopping', {}));
     const all = Promise.all([...this.#active.values()].map((a) => a.done));
-    if (this.#active.size === 0) return;
-    this.#options.log(`stopping: ${this.#active.size} run(s) at work get ${stopTimeoutMs} ms to finish their VMs`);
+    const verifications = Promise.all(this.#verifying.values());
+    if (this.#active.size === 0 && this.#verifying.size === 0) return;
+    this.#options.log(`stopping: ${this.#active.size} run(s) and ${this.#verifying.size} verification(s) at work get ${stopTimeoutMs} ms to finish`);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), stopTimeoutMs)));
-    const first = await Promise.race([all.then(() => 'done' as const), deadline]);
+    const first = await Promise.race([Promise.all([all, verifications]).then(() => 'done' as const), deadline]);
     clearTimeout(timer);
+    if (first === 'deadline' && this.#verifying.size > 0) this.#options.log('stop timeout reached: verifications are read-only and not aborted; the daemon exits when they end (killed, they are recorded interrupted at the next start)');
     if (first === 'deadline') {
       this.#options.log('stop timeout reached: aborting the VMs still at work (their snapshots are removed, nothing is committed)');
       this.#abort.abort(new VcbtError('INTERRUPTED', `the daemon stopped; the run was aborted after the stop timeout (${stopTimeoutMs} ms)`, { stopTimeoutMs }));

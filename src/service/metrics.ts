@@ -69,6 +69,8 @@ export class ServiceMetrics {
     const jobLastSuccess = new Gauge({ name: 'vcbt_job_last_success_timestamp_seconds', help: 'End of the job\'s newest run that ended success or warning (Unix time)', labelNames: ['job'], registers, collect });
     const jobLastStatus = new Gauge({ name: 'vcbt_job_last_run_status', help: '1 for the status of the job\'s newest run (running, success, warning, failed, interrupted)', labelNames: ['job', 'status'], registers, collect });
     const jobLastDuration = new Gauge({ name: 'vcbt_job_last_run_duration_seconds', help: 'Duration of the job\'s newest ended run', labelNames: ['job'], registers, collect });
+    const jobLastVerified = new Gauge({ name: 'vcbt_job_last_verification_timestamp_seconds', help: 'End of the newest verification of the job\'s restore points', labelNames: ['job'], registers, collect });
+    const jobVerifyFailed = new Gauge({ name: 'vcbt_job_last_verification_failed', help: '1 when the newest verification of the job\'s restore points found a problem or could not run, else 0', labelNames: ['job'], registers, collect });
     const jobRunning = new Gauge({ name: 'vcbt_job_running', help: '1 while the daemon runs the job', labelNames: ['job'], registers, collect });
     const vmLastSuccess = new Gauge({ name: 'vcbt_vm_last_success_timestamp_seconds', help: 'End of the VM\'s newest task that protected it (success or warning), with the job that ran it', labelNames: ['job', 'vm', 'moref'], registers, collect });
     const vmLastFailed = new Gauge({ name: 'vcbt_vm_last_task_failed', help: '1 when the VM\'s newest task failed or was interrupted, else 0', labelNames: ['job', 'vm', 'moref'], registers, collect });
@@ -78,7 +80,7 @@ export class ServiceMetrics {
     const repoSize = new Gauge({ name: 'vcbt_repository_size_bytes', help: 'Bytes of the files of the repository directory (refreshed at most every few minutes)', labelNames: ['repository'], registers, collect: () => readSizes() });
 
     const readCatalog = async () => {
-      for (const g of [jobLastSuccess, jobLastStatus, jobLastDuration, jobRunning, vmLastSuccess, vmLastFailed, vmLastDuration, vmLastRead, vmLastStored]) g.reset();
+      for (const g of [jobLastSuccess, jobLastStatus, jobLastDuration, jobLastVerified, jobVerifyFailed, jobRunning, vmLastSuccess, vmLastFailed, vmLastDuration, vmLastRead, vmLastStored]) g.reset();
       const running = new Set(options.activeJobs());
       for (const s of await jobStatus(config, catalog, { runs: 1 })) {
         const good = seconds(s.lastGoodAt);
@@ -87,6 +89,11 @@ export class ServiceMetrics {
         for (const status of ['running', 'success', 'warning', 'failed', 'interrupted']) jobLastStatus.set({ job: s.name, status }, last?.status === status ? 1 : 0);
         if (last?.endedAt) jobLastDuration.set({ job: s.name }, (Date.parse(last.endedAt) - Date.parse(last.startedAt)) / 1000);
         jobRunning.set({ job: s.name }, running.has(s.name) ? 1 : 0);
+        const v = s.lastVerification;
+        if (v?.endedAt) {
+          jobLastVerified.set({ job: s.name }, Date.parse(v.endedAt) / 1000);
+          jobVerifyFailed.set({ job: s.name }, v.status === 'success' ? 0 : 1);
+        }
       }
       for (const t of await catalog.lastGoodTasks()) {
         const at = seconds(t.endedAt);

@@ -32,7 +32,7 @@ export const commands: CommandEntry[] = [
   { name: 'prune', summary: 'delete restore points a retention policy drops, then collect garbage', load: async () => (await import('./prune.ts')).pruneCommand },
   { name: 'unlock', summary: 'remove stale repository locks (or one named lock with --force)', load: async () => (await import('./unlock.ts')).unlockCommand },
   { name: 'config', summary: 'validate a service configuration file (config check FILE)', load: async () => (await import('./config.ts')).configCommand },
-  { name: 'job', summary: 'list and run the protection jobs of a service configuration', load: async () => (await import('./job.ts')).jobCommand },
+  { name: 'job', summary: 'list, run and verify the protection jobs of a service configuration', load: async () => (await import('./job.ts')).jobCommand },
   { name: 'serve', summary: 'the daemon: job schedules, the run catalog and the HTTP API', load: async () => (await import('./serve.ts')).serveCommand },
   { name: 'token', summary: 'create, list or revoke API tokens of the daemon (shown once, stored hashed)', load: async () => (await import('./token.ts')).tokenCommand },
 ];

@@ -1,7 +1,8 @@
-// `vcbt job list|run|status`: the jobs of a service configuration (docs/service.md). `list`
+// `vcbt job list|run|status|verify`: the jobs of a service configuration (docs/service.md). `list`
 // shows each job's schedule and next run (and with --vms the VMs it selects now); `run` runs
 // one job over its VMs, records it in the catalog and exits 0 (success), 3 (warning: some VMs
-// failed or needed retries) or 1 (failed: no VM protected); `status` reads the catalog.
+// failed or needed retries) or 1 (failed: no VM protected); `status` reads the catalog;
+// `verify` verifies the job's restore points now as its verify schedule would.
 import { UsageError } from '../../errors.ts';
 import { jobByName, loadConfig } from '../../service/config.ts';
 import { summarizeJob } from '../../service/schedule.ts';
@@ -9,6 +10,7 @@ import { openJobSession, resolveSelection, type JobEvent } from '../../service/r
 import { openCatalog } from '../../service/catalog/open.ts';
 import { recoverCatalog, runRecorded } from '../../service/catalog/record.ts';
 import { jobStatus } from '../../service/catalog/status.ts';
+import { runVerification } from '../../service/verify.ts';
 import { ExitCode, type Command, type CommandIo } from '../command.ts';
 import { parseFlags } from '../flags.ts';
 import { writeJsonDocument } from '../json-output.ts';
@@ -17,6 +19,7 @@ import { documentHeader, type JobListDocument, type JobStatusDocument } from '..
 const usage = `usage: vcbt job list --config FILE [--vms] [--json]
        vcbt job run NAME --config FILE [--vm NAME ...] [--json]
        vcbt job status --config FILE [--job NAME] [--runs N] [--json]
+       vcbt job verify NAME --config FILE [--json]
 
   list    the jobs: type, server, target, schedule and next run; --vms also logs in to each
           job's server and lists the VMs it selects now (and those it excludes, and why)
@@ -27,6 +30,10 @@ const usage = `usage: vcbt job list --config FILE [--vms] [--json]
   status  per job its latest runs (--runs N, default 5) from the catalog, the VMs of the
           newest one, and when the job last protected its VMs; runs whose process died are
           shown (and recorded) as interrupted
+  verify  verifies the restore points backup job NAME made, now, as its verify schedule
+          does (its verify.points and verify.readData; without a verify key: the newest
+          point of each VM, every chunk read); recorded in the catalog. Exit 0 clean, 1 a
+          problem found (the damaged restore points are listed)
 
   --config FILE   the service configuration (docs/service.md; check it with vcbt config check)
   --json          machine-readable document on stdout (docs/json.md)`;
@@ -45,6 +52,8 @@ async function status(values: { config: string; job?: string; runs: number; json
     }
     for (const j of jobs) {
       io.stdout.write(`${j.name}  ${j.type}; last protected ${j.lastGoodAt ?? 'never'}\n`);
+      const v = j.lastVerification;
+      if (v) io.stdout.write(`  verified ${v.endedAt ?? '(running)'}  ${v.status}: ${v.pointsChecked} restore points, ${v.chunksChecked} chunks${v.error ? `; ${v.error.code}: ${v.error.message}` : ''}\n`);
       for (const r of j.runs) {
         io.stdout.write(`  run ${r.id}  ${r.status.padEnd(11)} ${r.startedAt} .. ${r.endedAt ?? '(running)'}  ${r.trigger}${r.error ? `  ${r.error.code}: ${r.error.message}` : ''}\n`);
       }
@@ -103,9 +112,33 @@ async function list(values: { config?: string; vms: boolean; json: boolean }, io
   return ExitCode.ok;
 }
 
+async function verifyNow(values: { config: string; name: string; json: boolean }, io: CommandIo): Promise<ExitCode> {
+  const config = await loadConfig(values.config);
+  const job = jobByName(config, values.name);
+  if (job.type !== 'backup') throw new UsageError(`job ${job.name} is a replicate job; only backup jobs have restore points to verify`);
+  const catalog = openCatalog(config.catalog);
+  try {
+    await recoverCatalog(catalog, config.catalog.keepHistoryMs);
+    const record = await runVerification({
+      config,
+      job,
+      catalog,
+      env: io.env,
+      trigger: 'manual',
+      log: (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
+      verify: job.verify ?? { schedule: { cron: '@daily', timezone: undefined }, points: 'latest', readData: true },
+    });
+    if (values.json) writeJsonDocument(io, { ...documentHeader('job-verify'), ...record });
+    else io.stdout.write(`${record.status}: job ${job.name}, ${record.pointsChecked} restore points, ${record.chunksChecked} chunks${record.readData ? ' read' : ' present'}${record.error ? `; ${record.error.code}: ${record.error.message}` : ''}\n`);
+    return record.status === 'success' ? ExitCode.ok : ExitCode.failure;
+  } finally {
+    await catalog.close();
+  }
+}
+
 export const jobCommand: Command = {
   name: 'job',
-  summary: 'list and run the protection jobs of a service configuration',
+  summary: 'list, run and verify the protection jobs of a service configuration',
   usage,
   async run(args, io) {
     const { values, positionals } = parseFlags({
@@ -133,7 +166,11 @@ export const jobCommand: Command = {
       if (!Number.isSafeInteger(runs) || runs < 1) throw new UsageError(`--runs wants a whole number, at least 1\n\n${usage}`);
       return status({ config: values.config, job: values.job, runs, json: values.json }, io);
     }
-    if (action !== 'run') throw new UsageError(`job wants an action: list, run or status\n\n${usage}`);
+    if (action === 'verify') {
+      if (name === undefined || extra.length > 0) throw new UsageError(`job verify wants one job NAME\n\n${usage}`);
+      return verifyNow({ config: values.config, name, json: values.json }, io);
+    }
+    if (action !== 'run') throw new UsageError(`job wants an action: list, run, status or verify\n\n${usage}`);
     if (name === undefined || extra.length > 0) throw new UsageError(`job run wants one job NAME\n\n${usage}`);
     const config = await loadConfig(values.config);
     const job = jobByName(config, name);

@@ -21,6 +21,8 @@
 //   their tasks and log lines, and older repository size samples (`pruneHistory`).
 // - schedule mark: per job, the time the daemon last handled its schedule; a scheduled time
 //   between the mark and the daemon's start was missed (the daemon was down) and runs once.
+// - verification: a scheduled (or manual) `verify` of a job's restore points (VerificationRecord):
+//   which points, whether chunks were read and re-hashed, what was found.
 // - repository size sample: a repository's stored and logical bytes, chunks and points at one
 //   time, recorded by the daemon after each run; the history of a repository's size.
 // - API token: stored as the SHA-256 of the token (src/service/tokens.ts); the token itself is
@@ -87,6 +89,27 @@ export interface TokenRecord {
   note: string;
 }
 
+export interface VerificationRecord {
+  id: number;
+  job: string;
+  repository: string;
+  trigger: RunTrigger;
+  status: 'running' | 'success' | 'failed' | 'interrupted';
+  startedAt: string;
+  endedAt: string | null;
+  /** Chunks were decoded and re-hashed (`verify --read-data`). */
+  readData: boolean;
+  pointsChecked: number;
+  chunksChecked: number;
+  /** Problems found (each damaged chunk, index or manifest once). */
+  corruptions: number;
+  /** The points found damaged. */
+  damagedPoints: string[];
+  host: string;
+  pid: number;
+  error: { code: ErrorCode; message: string } | null;
+}
+
 /** A repository's size at one time (the history the console charts). */
 export interface RepositorySizeSample {
   repository: string;
@@ -144,6 +167,12 @@ export interface Catalog {
   /** Per scheduled job, when the daemon last handled its schedule (fired it, or started watching it). */
   scheduleMarks(): Promise<Map<string, string>>;
   setScheduleMark(job: string, at: string): Promise<void>;
+  startVerification(v: Pick<VerificationRecord, 'job' | 'repository' | 'trigger' | 'startedAt' | 'readData' | 'host' | 'pid'>): Promise<number>;
+  endVerification(id: number, end: Pick<VerificationRecord, 'status' | 'endedAt' | 'pointsChecked' | 'chunksChecked' | 'corruptions' | 'damagedPoints' | 'error'>): Promise<void>;
+  /** Newest first. */
+  verifications(query: { job?: string; limit: number }): Promise<VerificationRecord[]>;
+  /** The restore points this job's tasks made, oldest first, with the VM. */
+  jobPoints(job: string): Promise<Array<{ pointId: string; moref: string; endedAt: string | null }>>;
   addToken(token: { hash: string; readOnly: boolean; createdAt: string; note: string }): Promise<number>;
   tokenByHash(hash: string): Promise<TokenRecord | undefined>;
   /** Every token, oldest first (hashes included: callers never show them). */

@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
 import { VcbtError, isErrorCode } from '../../errors.ts';
-import type { Catalog, LogRecord, NewRun, RepositorySizeSample, RunRecord, RunStatus, TaskEnd, TaskRecord, TokenRecord } from './catalog.ts';
+import type { Catalog, LogRecord, NewRun, RepositorySizeSample, RunRecord, RunStatus, TaskEnd, TaskRecord, TokenRecord, VerificationRecord } from './catalog.ts';
 
 const SCHEMA_VERSION = 2;
 
@@ -33,6 +33,14 @@ CREATE TABLE IF NOT EXISTS logs (
   vm TEXT, at TEXT NOT NULL, line TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_run ON logs (run_id);
 CREATE TABLE IF NOT EXISTS schedule_marks (job TEXT PRIMARY KEY, handled_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS verifications (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job TEXT NOT NULL, repository TEXT NOT NULL, trigger TEXT NOT NULL, status TEXT NOT NULL,
+  started_at TEXT NOT NULL, ended_at TEXT, read_data INTEGER NOT NULL,
+  points_checked INTEGER NOT NULL DEFAULT 0, chunks_checked INTEGER NOT NULL DEFAULT 0,
+  corruptions INTEGER NOT NULL DEFAULT 0, damaged_points TEXT NOT NULL DEFAULT '[]',
+  host TEXT NOT NULL, pid INTEGER NOT NULL, error_code TEXT, error_message TEXT);
+CREATE INDEX IF NOT EXISTS verifications_job ON verifications (job, id);
 CREATE TABLE IF NOT EXISTS repository_sizes (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   repository TEXT NOT NULL, at TEXT NOT NULL, stored_bytes INTEGER NOT NULL, logical_bytes INTEGER NOT NULL,
@@ -62,6 +70,26 @@ function runOf(r: Row): RunRecord {
     status: r.status as RunStatus,
     startedAt: String(r.started_at),
     endedAt: r.ended_at === null ? null : String(r.ended_at),
+    host: String(r.host),
+    pid: Number(r.pid),
+    error: errorOf(r.error_code, r.error_message),
+  };
+}
+
+function verificationOf(r: Row): VerificationRecord {
+  return {
+    id: Number(r.id),
+    job: String(r.job),
+    repository: String(r.repository),
+    trigger: r.trigger as VerificationRecord['trigger'],
+    status: r.status as VerificationRecord['status'],
+    startedAt: String(r.started_at),
+    endedAt: r.ended_at === null ? null : String(r.ended_at),
+    readData: Number(r.read_data) === 1,
+    pointsChecked: Number(r.points_checked),
+    chunksChecked: Number(r.chunks_checked),
+    corruptions: Number(r.corruptions),
+    damagedPoints: JSON.parse(String(r.damaged_points)) as string[],
     host: String(r.host),
     pid: Number(r.pid),
     error: errorOf(r.error_code, r.error_message),
@@ -234,10 +262,17 @@ class SqliteCatalog implements Catalog {
       }
       marked.push({ ...run, status: 'interrupted', endedAt, error });
     }
+    for (const v of this.#all("SELECT id, host, pid FROM verifications WHERE status = 'running'")) {
+      if (!isGone(String(v.host), Number(v.pid))) continue;
+      this.#db
+        .prepare("UPDATE verifications SET status = 'interrupted', ended_at = ?, error_code = 'INTERRUPTED', error_message = ? WHERE id = ? AND status = 'running'")
+        .run(endedAt, `the process running it (pid ${Number(v.pid)} on ${String(v.host)}) ended before the verification did`, Number(v.id));
+    }
     return marked;
   }
 
   async pruneHistory(endedBefore: string): Promise<number> {
+    this.#db.prepare("DELETE FROM verifications WHERE status <> 'running' AND ended_at < ?").run(endedBefore);
     this.#db.prepare('DELETE FROM repository_sizes WHERE at < ?').run(endedBefore);
     return Number(this.#db.prepare("DELETE FROM runs WHERE status <> 'running' AND ended_at < ?").run(endedBefore).changes);
   }
@@ -257,6 +292,33 @@ class SqliteCatalog implements Catalog {
   async tokenByHash(hash: string): Promise<TokenRecord | undefined> {
     const r = this.#all('SELECT * FROM tokens WHERE hash = ?', hash)[0];
     return r ? tokenOf(r) : undefined;
+  }
+
+  async startVerification(v: Pick<VerificationRecord, 'job' | 'repository' | 'trigger' | 'startedAt' | 'readData' | 'host' | 'pid'>): Promise<number> {
+    const r = this.#db
+      .prepare('INSERT INTO verifications (job, repository, trigger, status, started_at, read_data, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(v.job, v.repository, v.trigger, 'running', v.startedAt, v.readData ? 1 : 0, v.host, v.pid);
+    return Number(r.lastInsertRowid);
+  }
+
+  async endVerification(id: number, end: Pick<VerificationRecord, 'status' | 'endedAt' | 'pointsChecked' | 'chunksChecked' | 'corruptions' | 'damagedPoints' | 'error'>): Promise<void> {
+    this.#db
+      .prepare('UPDATE verifications SET status = ?, ended_at = ?, points_checked = ?, chunks_checked = ?, corruptions = ?, damaged_points = ?, error_code = ?, error_message = ? WHERE id = ?')
+      .run(end.status, end.endedAt, end.pointsChecked, end.chunksChecked, end.corruptions, JSON.stringify(end.damagedPoints), end.error?.code ?? null, end.error?.message ?? null, id);
+  }
+
+  async verifications(query: { job?: string; limit: number }): Promise<VerificationRecord[]> {
+    const where = query.job === undefined ? '' : 'WHERE job = ?';
+    const params: SQLInputValue[] = query.job === undefined ? [] : [query.job];
+    return this.#all(`SELECT * FROM verifications ${where} ORDER BY id DESC LIMIT ?`, ...params, query.limit).map(verificationOf);
+  }
+
+  async jobPoints(job: string): Promise<Array<{ pointId: string; moref: string; endedAt: string | null }>> {
+    return this.#all('SELECT t.point_id, t.moref, t.ended_at FROM tasks t JOIN runs r ON r.id = t.run_id WHERE r.job = ? AND t.point_id IS NOT NULL ORDER BY t.id', job).map((r) => ({
+      pointId: String(r.point_id),
+      moref: String(r.moref),
+      endedAt: r.ended_at === null ? null : String(r.ended_at),
+    }));
   }
 
   async tokens(): Promise<TokenRecord[]> {

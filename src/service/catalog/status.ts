@@ -2,7 +2,7 @@
 // of the newest one, and when it last protected its VMs (`lastGoodAt`: the end of its newest
 // `success` or `warning` run). What `vcbt job status` prints and the API answers.
 import type { ServiceConfig } from '../config.ts';
-import type { Catalog, RunRecord, TaskRecord } from './catalog.ts';
+import type { Catalog, RunRecord, TaskRecord, VerificationRecord } from './catalog.ts';
 
 export interface JobStatus {
   name: string;
@@ -13,6 +13,8 @@ export interface JobStatus {
   lastRunTasks: TaskRecord[];
   /** End of the newest run that ended success or warning, null when none is in the history. */
   lastGoodAt: string | null;
+  /** The newest verification of its restore points (verify schedule or `vcbt job verify`), null when none. */
+  lastVerification: VerificationRecord | null;
 }
 
 const GOOD_LOOKBACK_RUNS = 200;
@@ -25,7 +27,7 @@ export async function jobStatus(config: ServiceConfig, catalog: Catalog, options
     const newest = runs[0];
     const history = runs.length < options.runs ? runs : await catalog.runs({ job: job.name, limit: GOOD_LOOKBACK_RUNS });
     const good = history.find((r) => r.status === 'success' || r.status === 'warning');
-    out.push({ name: job.name, type: job.type, runs, lastRunTasks: newest ? await catalog.tasks(newest.id) : [], lastGoodAt: good?.endedAt ?? null });
+    out.push({ name: job.name, type: job.type, runs, lastRunTasks: newest ? await catalog.tasks(newest.id) : [], lastGoodAt: good?.endedAt ?? null, lastVerification: (await catalog.verifications({ job: job.name, limit: 1 }))[0] ?? null });
   }
   return out;
 }
