@@ -34,7 +34,7 @@ async function fileSha256(file: string): Promise<string> {
 async function makeImage(file: string, sizeBytes: number): Promise<void> {
   const handle = await fsp.open(file, 'w', 0o600);
   try {
-    const text = Buffer.from('vcbt object storage bench line of text, compressible enough. '.repeat(20000));
+    const text = Buffer.from('vcbt object storage bench line of text, compressible enough. '.repeat(70000));
     for (let at = 0, k = 0; at < sizeBytes; at += 4 * MiB, k++) {
       const n = Math.min(4 * MiB, sizeBytes - at);
       const kind = k % 4;
