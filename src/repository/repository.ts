@@ -138,6 +138,8 @@ export class Repository {
   readonly #workers: number;
   #pool: ChunkRunner | undefined;
   #table: ChunkTable | undefined;
+  /** Whether format-v1 chunk files may exist (false: a chunk no pack index lists is missing, no file probe). */
+  #chunkFiles = true;
 
   private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys | undefined, options: OpenOptions) {
     this.storage = storage;
@@ -214,6 +216,11 @@ export class Repository {
   async chunkTable(): Promise<ChunkTable> {
     this.#table ??= new ChunkTable(this.storage, this.keys);
     await this.#table.refresh();
+    this.#chunkFiles = false;
+    for await (const name of this.storage.list('chunk')) {
+      this.#chunkFiles = name !== '';
+      break;
+    }
     return this.#table;
   }
 
@@ -225,6 +232,7 @@ export class Repository {
   async locate(id: Uint8Array): Promise<ChunkLocation | undefined> {
     const found = await (this.#table ?? (await this.chunkTable())).locate(id);
     if (found) return found.location;
+    if (!this.#chunkFiles) return undefined;
     const info = await this.storage.stat(chunkRef(chunkIdHex(id))).catch((error: unknown) => {
       // A FIFO or directory under a v1 chunk name: read it and fail there, by name.
       if (error instanceof RepositoryError && error.code === 'REPO_NOT_REGULAR_FILE') return { sizeBytes: 0 };
