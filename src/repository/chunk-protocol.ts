@@ -1,6 +1,7 @@
 // Messages between the repository and the chunk workers (see chunk-work.ts, chunk-worker.ts).
 // Buffers travel as transferred ArrayBuffers and always come back in the reply.
 
+import type { ChunkLocation } from './pack.ts';
 import type { StorageDescriptor } from './storage/storage.ts';
 
 export interface ChunkWorkerData {
@@ -21,37 +22,29 @@ export interface IngestRequest {
    * ranges (offset, length within the chunk) that `buffer` already holds fresh from the
    * source. Every other byte is taken from the previous chunk (or zero for the zero marker).
    */
-  merge: { previousId: Uint8Array; freshRanges: Array<[number, number]> } | null;
-  /**
-   * How a chunk file already stored under this chunk's id is checked before it is reused
-   * (docs/format.md, "Reusing a stored chunk"): `header` = its size and header agree with the
-   * chunk in hand; `full` = also read, decoded and compared byte for byte. A file that fails
-   * is replaced by a new one written from the chunk in hand.
-   */
-  checkExisting?: 'header' | 'full';
+  /** `previous`: where the previous chunk is (null for the zero marker). */
+  merge: { previousId: Uint8Array; previous: ChunkLocation | null; freshRanges: Array<[number, number]> } | null;
 }
 
 export interface IngestReply {
+  /** The plaintext (after the merge), in the request's buffer. */
   buffer: ArrayBuffer;
   zero: boolean;
   id: Uint8Array;
-  /** Bytes of the chunk blob this request staged; 0 when the chunk already existed or is zero. */
-  storedBytes: number;
   /**
-   * The staged chunk blob (storage.stage: locally a temp file, not yet fsynced), null when
-   * nothing was written. The caller publishes it (many fsyncs in flight at once let the file
-   * system group them: ~5x cheaper than one synchronous fsync per chunk).
+   * The encoded chunk record (header and payload, compressed and encrypted: chunk-codec.ts),
+   * transferred; null for a zero chunk. The caller decides whether the chunk is already stored
+   * and otherwise appends the record to the pack it is writing.
    */
-  stagedToken: string | null;
-  /** A chunk file was stored under this id but failed the reuse check: the staged blob replaces it. */
-  rewritten: boolean;
+  record: ArrayBuffer | null;
 }
 
-/** Read and verify the chunk `id` into the first bytes of `buffer`. */
+/** Read the chunk `id` at `location` and verify it into the first bytes of `buffer`. */
 export interface DecodeRequest {
   kind: 'decode';
   buffer: ArrayBuffer;
   id: Uint8Array;
+  location: ChunkLocation;
 }
 
 export interface DecodeReply {

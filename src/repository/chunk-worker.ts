@@ -22,7 +22,7 @@ const work = new ChunkWork(openStorage(data.storage), keys, data.compressionLeve
 
 parentPort?.on('message', (request: ChunkRequest) => {
   work.handle(request).then(
-    (result) => parentPort?.postMessage({ ok: true, result } satisfies WorkerReply, [result.buffer]),
+    (result) => parentPort?.postMessage({ ok: true, result } satisfies WorkerReply, 'record' in result && result.record ? [result.buffer, result.record] : [result.buffer]),
     (error: unknown) => {
       const e = error as Error & { code?: string; context?: Record<string, unknown> };
       parentPort?.postMessage({ ok: false, error: { name: e.name, message: e.message, code: e.code, context: e.context ? { ...e.context } : undefined } } satisfies WorkerReply);

@@ -7,7 +7,9 @@ import { RepositoryError } from './errors.ts';
 import { check, nullable, object, oneOf, pattern, safeInteger, string, type Shape } from './schema.ts';
 import { configRef, isBlobNotFound, type Storage } from './storage/storage.ts';
 
-export const repositoryVersion = 1;
+/** New repositories: format v2 (packs). Readers also take v1 (chunk files), see format.md "Versioning". */
+export const repositoryVersion = 2;
+export const readableVersions: readonly number[] = [1, 2];
 export const minChunkBytes = 4096;
 export const maxChunkBytes = 64 << 20;
 /** Far above any real config (a few hundred bytes). */
@@ -95,7 +97,7 @@ export async function readConfig(storage: Storage): Promise<RepositoryConfig> {
   }
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new RepositoryError('REPO_CORRUPT', `repository config ${file} is ${JSON.stringify(config)}, not a config object`, { file });
   if (config.format !== 'vcbt-repository') throw new RepositoryError('REPO_FORMAT', `${file} is not a vcbt repository config`, { file });
-  if (config.version !== repositoryVersion) throw new RepositoryError('REPO_FORMAT', `${file} has repository version ${config.version}; this vcbt reads version ${repositoryVersion}`, { file, version: config.version });
+  if (!readableVersions.includes(config.version)) throw new RepositoryError('REPO_FORMAT', `${file} has repository version ${config.version}; this vcbt reads versions ${readableVersions.join(' and ')}`, { file, version: config.version });
   if (!isValidChunkSize(config.chunkBytes)) {
     throw new RepositoryError('REPO_FORMAT', `${file} has chunkBytes ${JSON.stringify(config.chunkBytes)}; a chunk size is a multiple of 4096 between ${minChunkBytes} and ${maxChunkBytes} bytes`, { file, chunkBytes: config.chunkBytes });
   }
@@ -108,4 +110,17 @@ export async function readConfig(storage: Storage): Promise<RepositoryConfig> {
     }
   }
   return config;
+}
+
+/**
+ * Moves a version-1 repository to version 2 (docs/format.md, "Versioning"): config.json is
+ * rewritten (atomically) with version 2 before the first pack is written, so an older vcbt,
+ * which reads chunk files only, refuses the repository (REPO_FORMAT) instead of missing the
+ * chunks that are in packs. Nothing else changes: v1 chunk files stay readable.
+ */
+export async function upgradeConfig(storage: Storage, config: RepositoryConfig): Promise<void> {
+  if (config.version >= repositoryVersion) return;
+  const upgraded = { ...config, version: repositoryVersion };
+  await storage.put(configRef, JSON.stringify(upgraded, null, 2) + '\n');
+  config.version = repositoryVersion;
 }

@@ -11,6 +11,9 @@
 //
 // Writers stream entries to a temp file segment by segment and readers fetch segments on
 // demand with a small cache, so neither holds a whole index of a huge disk in memory.
+//
+// The same segmented, checksummed (and, encrypted, boxed) layout with another magic, entry
+// size and segment size holds format v2's pack indexes (pack-index.ts): an IndexLayout.
 import { createHash, type Hash } from 'node:crypto';
 import { boxOverheadBytes, open, seal, type MasterKeys } from './crypto.ts';
 import { RepositoryError } from './errors.ts';
@@ -19,8 +22,21 @@ import { isBlobNotFound, type BlobRef, type BlobStream, type Storage } from './s
 export const idBytes = 32;
 export const indexHeaderBytes = 64;
 export const indexSegmentBytes = 1 << 20;
-const magic = Buffer.from('VCBTIDX\0');
 const segmentsCached = 4;
+
+/** What distinguishes the files that share this layout. */
+export interface IndexLayout {
+  kind: 'index' | 'packindex';
+  /** 8 bytes. */
+  magic: Buffer;
+  /** 12 bytes, the start of each segment box's aad. */
+  aadPrefix: string;
+  /** A multiple of 32 that divides segmentBytes. */
+  entryBytes: number;
+  segmentBytes: number;
+}
+
+export const diskIndexLayout: IndexLayout = { kind: 'index', magic: Buffer.from('VCBTIDX\0'), aadPrefix: 'vcbt-idx-v1\0', entryBytes: idBytes, segmentBytes: indexSegmentBytes };
 
 export const zeroChunkId: Buffer = Buffer.alloc(idBytes);
 
@@ -35,45 +51,60 @@ export interface IndexFileRef {
   entryCount: number;
 }
 
+/** How many entries a stored file of `sizeBytes` holds in `layout` (undefined: no count fits). */
+export function entryCountForSize(layout: IndexLayout, sizeBytes: number, encrypted: boolean): number | undefined {
+  const overhead = encrypted ? boxOverheadBytes : 0;
+  for (let segments = 1; segments <= Math.ceil(sizeBytes / layout.segmentBytes) + 1; segments++) {
+    const logical = sizeBytes - segments * overhead;
+    if (logical < indexHeaderBytes + idBytes || Math.ceil(logical / layout.segmentBytes) !== segments) continue;
+    const body = logical - indexHeaderBytes - idBytes;
+    if (body % layout.entryBytes === 0) return body / layout.entryBytes;
+  }
+  return undefined;
+}
+
 export function indexRef(sha256: string): BlobRef {
   return { kind: 'index', name: sha256 };
 }
 
-function segmentAad(segment: number, last: boolean): Buffer {
+function segmentAad(layout: IndexLayout, segment: number, last: boolean): Buffer {
   const aad = Buffer.alloc(22);
-  aad.write('vcbt-idx-v1\0', 0, 'latin1');
+  aad.write(layout.aadPrefix, 0, 'latin1');
   aad.writeBigUInt64LE(BigInt(segment), 12);
   aad[20] = last ? 1 : 0;
   return aad;
 }
 
-function logicalBytesOf(entryCount: number): number {
-  return indexHeaderBytes + entryCount * idBytes + idBytes;
+function logicalBytesOf(layout: IndexLayout, entryCount: number): number {
+  return indexHeaderBytes + entryCount * layout.entryBytes + idBytes;
 }
 
 export class IndexWriter {
   readonly #keys: MasterKeys | undefined;
   readonly #stream: BlobStream;
   readonly #entryCount: number;
+  readonly #layout: IndexLayout;
   readonly #contentHash: Hash = createHash('sha256');
   readonly #fileHash: Hash = createHash('sha256');
-  readonly #segment = Buffer.alloc(indexSegmentBytes);
+  readonly #segment: Buffer;
   #segmentFill = 0;
   #segmentNumber = 0;
   #logicalWritten = 0;
   #appended = 0;
 
-  private constructor(keys: MasterKeys | undefined, stream: BlobStream, entryCount: number) {
+  private constructor(keys: MasterKeys | undefined, stream: BlobStream, entryCount: number, layout: IndexLayout) {
     this.#keys = keys;
     this.#stream = stream;
     this.#entryCount = entryCount;
+    this.#layout = layout;
+    this.#segment = Buffer.alloc(layout.segmentBytes);
   }
 
-  static async create(storage: Storage, keys: MasterKeys | undefined, chunkBytes: number, capacityBytes: number): Promise<IndexWriter> {
-    const entryCount = Math.ceil(capacityBytes / chunkBytes);
-    const writer = new IndexWriter(keys, await storage.openStream(), entryCount);
+  /** A disk index (entryCount from the capacity), or with `layout`, a file of `entryCount` entries of that layout. */
+  static async create(storage: Storage, keys: MasterKeys | undefined, chunkBytes: number, capacityBytes: number, layout: IndexLayout = diskIndexLayout, entryCount = Math.ceil(capacityBytes / chunkBytes)): Promise<IndexWriter> {
+    const writer = new IndexWriter(keys, await storage.openStream(), entryCount, layout);
     const header = Buffer.alloc(indexHeaderBytes);
-    magic.copy(header, 0);
+    layout.magic.copy(header, 0);
     header.writeUInt32LE(1, 8);
     header.writeUInt32LE(chunkBytes, 12);
     header.writeBigUInt64LE(BigInt(capacityBytes), 16);
@@ -100,7 +131,7 @@ export class IndexWriter {
     await this.#put(this.#contentHash.copy().digest());
     if (this.#segmentFill > 0) await this.#flush();
     const sha256 = this.#fileHash.digest('hex');
-    await this.#stream.finish(indexRef(sha256)); // same content when it already exists
+    await this.#stream.finish({ kind: this.#layout.kind, name: sha256 }); // same content when it already exists
     return { sha256, entryCount: this.#entryCount };
   }
 
@@ -109,23 +140,25 @@ export class IndexWriter {
   }
 
   async #put(bytes: Uint8Array): Promise<void> {
-    const isTrailer = this.#logicalWritten === logicalBytesOf(this.#entryCount) - idBytes;
+    const total = logicalBytesOf(this.#layout, this.#entryCount);
+    const isTrailer = this.#logicalWritten === total - idBytes;
     if (!isTrailer) this.#contentHash.update(bytes);
+    const segmentBytes = this.#layout.segmentBytes;
     let at = 0;
     while (at < bytes.length) {
-      const n = Math.min(bytes.length - at, indexSegmentBytes - this.#segmentFill);
+      const n = Math.min(bytes.length - at, segmentBytes - this.#segmentFill);
       this.#segment.set(bytes.subarray(at, at + n), this.#segmentFill);
       this.#segmentFill += n;
       this.#logicalWritten += n;
       at += n;
-      if (this.#segmentFill === indexSegmentBytes && this.#logicalWritten < logicalBytesOf(this.#entryCount)) await this.#flush();
+      if (this.#segmentFill === segmentBytes && this.#logicalWritten < total) await this.#flush();
     }
   }
 
   async #flush(): Promise<void> {
     const plain = this.#segment.subarray(0, this.#segmentFill);
-    const last = this.#logicalWritten === logicalBytesOf(this.#entryCount);
-    const stored = this.#keys ? seal(this.#keys.dataKey, plain, segmentAad(this.#segmentNumber, last)) : plain;
+    const last = this.#logicalWritten === logicalBytesOf(this.#layout, this.#entryCount);
+    const stored = this.#keys ? seal(this.#keys.dataKey, plain, segmentAad(this.#layout, this.#segmentNumber, last)) : plain;
     this.#fileHash.update(stored);
     await this.#stream.write(stored);
     this.#segmentNumber++;
@@ -146,14 +179,16 @@ export class IndexReader {
   readonly #ref: BlobRef;
   readonly #keys: MasterKeys | undefined;
   readonly #file: string;
+  readonly #layout: IndexLayout;
   readonly #cache = new Map<number, Buffer>();
 
-  private constructor(storage: Storage, ref: BlobRef, keys: MasterKeys | undefined, file: string, header: IndexHeader) {
+  private constructor(storage: Storage, ref: BlobRef, keys: MasterKeys | undefined, file: string, header: IndexHeader, layout: IndexLayout) {
     this.#storage = storage;
     this.#ref = ref;
     this.#keys = keys;
     this.#file = file;
     this.header = header;
+    this.#layout = layout;
   }
 
   /**
@@ -161,14 +196,14 @@ export class IndexReader {
    * the trailer matches, the header is consistent with what the manifest expects.
    * Throws REPO_MISSING, REPO_CORRUPT or REPO_FORMAT.
    */
-  static async open(storage: Storage, ref: IndexFileRef, keys: MasterKeys | undefined): Promise<IndexReader> {
-    const blob = indexRef(ref.sha256);
+  static async open(storage: Storage, ref: IndexFileRef, keys: MasterKeys | undefined, layout: IndexLayout = diskIndexLayout): Promise<IndexReader> {
+    const blob: BlobRef = { kind: layout.kind, name: ref.sha256 };
     const file = storage.describe(blob);
     const size = await storage.stat(blob);
     if (!size) throw new RepositoryError('REPO_MISSING', `index file ${file} is missing`, { file });
-    const reader = new IndexReader(storage, blob, keys, file, { chunkBytes: 0, capacityBytes: 0, entryCount: ref.entryCount });
+    const reader = new IndexReader(storage, blob, keys, file, { chunkBytes: 0, capacityBytes: 0, entryCount: ref.entryCount }, layout);
     const header = await reader.#checkWhole(ref, size.sizeBytes);
-    return new IndexReader(storage, blob, keys, file, header);
+    return new IndexReader(storage, blob, keys, file, header, layout);
   }
 
   /** Nothing stays open between reads; kept so callers release readers explicitly. */
@@ -176,16 +211,17 @@ export class IndexReader {
     this.#cache.clear();
   }
 
-  /** The id in slot `slot` (a view into a cached segment: copy it to keep it). */
+  /** The id in slot `slot` (an entry of the layout; a view into a cached segment: copy it to keep it). */
   async entry(slot: number): Promise<Buffer> {
     if (!Number.isSafeInteger(slot) || slot < 0 || slot >= this.header.entryCount) {
       throw new RepositoryError('REPO_INVALID_ARGUMENT', `slot ${slot} is outside index ${this.#file} (${this.header.entryCount} entries)`, { slot });
     }
-    const logical = indexHeaderBytes + slot * idBytes;
-    const segment = Math.floor(logical / indexSegmentBytes);
+    const { entryBytes, segmentBytes } = this.#layout;
+    const logical = indexHeaderBytes + slot * entryBytes;
+    const segment = Math.floor(logical / segmentBytes);
     const plain = await this.#segmentPlain(segment, this.header.entryCount);
-    const at = logical - segment * indexSegmentBytes;
-    return plain.subarray(at, at + idBytes);
+    const at = logical - segment * segmentBytes;
+    return plain.subarray(at, at + entryBytes);
   }
 
   async *entries(): AsyncGenerator<Buffer> {
@@ -199,12 +235,13 @@ export class IndexReader {
   async #segmentPlain(segment: number, entryCount: number): Promise<Buffer> {
     const cached = this.#cache.get(segment);
     if (cached) return cached;
-    const logicalTotal = logicalBytesOf(entryCount);
-    const segments = Math.ceil(logicalTotal / indexSegmentBytes);
-    const plainBytes = Math.min(indexSegmentBytes, logicalTotal - segment * indexSegmentBytes);
+    const { segmentBytes } = this.#layout;
+    const logicalTotal = logicalBytesOf(this.#layout, entryCount);
+    const segments = Math.ceil(logicalTotal / segmentBytes);
+    const plainBytes = Math.min(segmentBytes, logicalTotal - segment * segmentBytes);
     const overhead = this.#keys ? boxOverheadBytes : 0;
     const storedBytes = plainBytes + overhead;
-    const stored = await this.#read(segment * (indexSegmentBytes + overhead), storedBytes);
+    const stored = await this.#read(segment * (segmentBytes + overhead), storedBytes);
     if (stored.length !== storedBytes) throw this.#corrupt(`segment ${segment} is truncated`);
     const plain = this.#decodeSegment(stored, segment, segments);
     if (this.#cache.size >= segmentsCached) this.#cache.delete(this.#cache.keys().next().value as number);
@@ -215,7 +252,7 @@ export class IndexReader {
   #decodeSegment(stored: Buffer, segment: number, segments: number): Buffer {
     if (!this.#keys) return stored;
     try {
-      return open(this.#keys.dataKey, stored, segmentAad(segment, segment === segments - 1));
+      return open(this.#keys.dataKey, stored, segmentAad(this.#layout, segment, segment === segments - 1));
     } catch {
       throw this.#corrupt(`segment ${segment} fails authentication`);
     }
@@ -232,8 +269,9 @@ export class IndexReader {
 
   async #checkWhole(ref: IndexFileRef, size: number): Promise<IndexHeader> {
     const overhead = this.#keys ? boxOverheadBytes : 0;
-    const logicalTotal = logicalBytesOf(ref.entryCount);
-    const segments = Math.ceil(logicalTotal / indexSegmentBytes);
+    const { segmentBytes } = this.#layout;
+    const logicalTotal = logicalBytesOf(this.#layout, ref.entryCount);
+    const segments = Math.ceil(logicalTotal / segmentBytes);
     const expectedSize = logicalTotal + segments * overhead;
     if (size !== expectedSize) throw this.#corrupt(`${size} bytes, expected ${expectedSize} for ${ref.entryCount} entries`);
     const fileHash = createHash('sha256');
@@ -241,8 +279,8 @@ export class IndexReader {
     let trailer: Buffer | undefined;
     let header: IndexHeader | undefined;
     for (let segment = 0; segment < segments; segment++) {
-      const plainBytes = Math.min(indexSegmentBytes, logicalTotal - segment * indexSegmentBytes);
-      const stored = await this.#read(segment * (indexSegmentBytes + overhead), plainBytes + overhead);
+      const plainBytes = Math.min(segmentBytes, logicalTotal - segment * segmentBytes);
+      const stored = await this.#read(segment * (segmentBytes + overhead), plainBytes + overhead);
       if (stored.length !== plainBytes + overhead) throw this.#corrupt(`segment ${segment} is truncated`);
       fileHash.update(stored);
       const plain = this.#decodeSegment(stored, segment, segments);
@@ -260,7 +298,7 @@ export class IndexReader {
   }
 
   #parseHeader(plain: Buffer): IndexHeader {
-    if (!plain.subarray(0, 8).equals(magic)) throw new RepositoryError('REPO_FORMAT', `index file ${this.#file} has a bad magic`, { file: this.#file });
+    if (!plain.subarray(0, 8).equals(this.#layout.magic)) throw new RepositoryError('REPO_FORMAT', `index file ${this.#file} has a bad magic`, { file: this.#file });
     const version = plain.readUInt32LE(8);
     if (version !== 1) throw new RepositoryError('REPO_FORMAT', `index file ${this.#file} has unknown version ${version}`, { file: this.#file, version });
     return {

@@ -4,8 +4,10 @@
 //
 // Vocabulary
 // - Chunk: chunkBytes of a disk at an aligned offset (the last one of a disk may be short),
-//   stored once as chunks/ab/<id>, where id = SHA-256 of the plaintext (HMAC-SHA-256 under a
-//   secret key when encrypted). All-zero chunks are never stored.
+//   stored once, where id = SHA-256 of the plaintext (HMAC-SHA-256 under a secret key when
+//   encrypted). All-zero chunks are never stored. Format v2: as a record in a pack
+//   (packs/ab/<name>, pack.ts), found through the pack indexes (pack-index.ts); format v1:
+//   as its own file chunks/ab/<id>, still read (a chunk no pack index lists is looked for there).
 // - Slot: position i of a disk, bytes [i * chunkBytes, (i + 1) * chunkBytes).
 // - Index: per disk per restore point, the chunk id of every slot (indexes/<sha256>.idx).
 // - Restore point: a manifest (points/<id>.json) naming the VM, its source, time, snapshot,
@@ -20,7 +22,10 @@ import type { Transferable } from 'node:worker_threads';
 import { WorkerFailure, WorkerPool } from '../pipeline/worker-pool.ts';
 import type { ChunkReply, ChunkRequest, ChunkWorkerData } from './chunk-protocol.ts';
 import { ChunkWork } from './chunk-work.ts';
-import { checkImmutableDays, newConfig, readConfig, type RepositoryConfig } from './config.ts';
+import { checkImmutableDays, newConfig, readConfig, upgradeConfig, type RepositoryConfig } from './config.ts';
+import { chunkIdHex, chunkRef } from './chunk-store.ts';
+import { ChunkTable } from './pack-index.ts';
+import type { ChunkLocation } from './pack.ts';
 import { createSealedKey, openSealedKey, type MasterKeys } from './crypto.ts';
 import { RepositoryError } from './errors.ts';
 import { isErrorCode } from '../errors.ts';
@@ -132,6 +137,9 @@ export class Repository {
   readonly windowChunks: number;
   readonly #workers: number;
   #pool: ChunkRunner | undefined;
+  #table: ChunkTable | undefined;
+  /** Whether format-v1 chunk files may exist (false: a chunk no pack index lists is missing, no file probe). */
+  #chunkFiles = true;
 
   private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys | undefined, options: OpenOptions) {
     this.storage = storage;
@@ -201,6 +209,46 @@ export class Repository {
     return this.#pool;
   }
 
+  /**
+   * The chunk table (pack-index.ts), brought up to date (one listing of the pack indexes, new
+   * ones loaded). Called once at the start of each operation, after its lock is held.
+   */
+  async chunkTable(): Promise<ChunkTable> {
+    this.#table ??= new ChunkTable(this.storage, this.keys);
+    await this.#table.refresh();
+    this.#chunkFiles = false;
+    for await (const name of this.storage.list('chunk')) {
+      this.#chunkFiles = name !== '';
+      break;
+    }
+    return this.#table;
+  }
+
+  /**
+   * Where chunk `id` is: the newest pack index entry naming it, else its format-v1 chunk file
+   * when one exists; undefined when neither (the chunk is missing). Uses the table as last
+   * refreshed (chunkTable()).
+   */
+  async locate(id: Uint8Array): Promise<ChunkLocation | undefined> {
+    const found = await (this.#table ?? (await this.chunkTable())).locate(id);
+    if (found) return found.location;
+    if (!this.#chunkFiles) return undefined;
+    const info = await this.storage.stat(chunkRef(chunkIdHex(id))).catch((error: unknown) => {
+      // A FIFO or directory under a v1 chunk name: read it and fail there, by name.
+      if (error instanceof RepositoryError && error.code === 'REPO_NOT_REGULAR_FILE') return { sizeBytes: 0 };
+      throw error;
+    });
+    return info ? { pack: null, offsetBytes: 0, lengthBytes: info.sizeBytes } : undefined;
+  }
+
+  /** locate(), or REPO_MISSING naming the chunk and `where`. */
+  async locateOrFail(id: Uint8Array, where: string): Promise<ChunkLocation> {
+    const location = await this.locate(id);
+    if (location) return location;
+    const hex = chunkIdHex(id);
+    throw new RepositoryError('REPO_MISSING', `${where}: chunk ${hex} is in no pack (no pack index lists it) and has no chunk file`, { chunkId: hex });
+  }
+
   /** Turns a worker's failure into a RepositoryError naming `where`. */
   workerError(error: unknown, where: string): Error {
     if ((error instanceof WorkerFailure || error instanceof RepositoryError) && error.code !== undefined && isErrorCode(error.code)) return new RepositoryError(error.code, `${where}: ${error.message}`, { ...error.context }, { cause: error });
@@ -218,6 +266,14 @@ export class Repository {
     }
     // No VM name in the purpose: lock files are plain text even in an encrypted repository.
     const lock = await this.lock('shared', 'backup');
+    try {
+      // A version-1 repository becomes version 2 before its first pack (config.ts).
+      await upgradeConfig(this.storage, this.config);
+      await this.chunkTable();
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
     return new RestorePointWriter(this, lock, info);
   }
 
@@ -299,6 +355,7 @@ export class Repository {
       const manifest = await this.readManifest(pointId);
       const disk = manifest.disks.find((d) => d.deviceKey === deviceKey);
       if (!disk) throw new RepositoryError('REPO_DISK_NOT_FOUND', `restore point ${pointId} has no disk ${deviceKey}`, { pointId, deviceKey });
+      await this.chunkTable();
       return await RestoredDisk.open(this, pointId, disk, lock);
     } catch (error) {
       await lock.release();

@@ -10,6 +10,7 @@ import type { DiskTarget } from './disk-source.ts';
 import { RepositoryError } from './errors.ts';
 import type { RepositoryLock } from './lock.ts';
 import type { DiskRecord } from './manifest.ts';
+import type { ChunkLocation } from './pack.ts';
 import type { Repository } from './repository.ts';
 
 export interface AllocationExtent {
@@ -111,9 +112,10 @@ export class RestoredDisk {
     const spare: ArrayBuffer[] = [];
     const inFlight = new Set<Promise<void>>();
     const pool = this.#repo.pool();
-    const restoreChunk = async (id: Buffer, offsetBytes: number, lengthBytes: number) => {
+    let failed: { error: unknown } | undefined;
+    const restoreChunk = async (id: Buffer, location: ChunkLocation, offsetBytes: number, lengthBytes: number) => {
       const buffer = spare.pop() ?? new ArrayBuffer(this.chunkBytes);
-      const request: DecodeRequest = { kind: 'decode', buffer, id };
+      const request: DecodeRequest = { kind: 'decode', buffer, id, location };
       const reply = (await pool.run(request, [buffer]).catch((error: unknown) => {
         throw this.#repo.workerError(error, `restore point ${this.pointId} disk ${this.disk.deviceKey} offset ${offsetBytes}`);
       })) as DecodeReply;
@@ -134,18 +136,28 @@ export class RestoredDisk {
           if (!target.zero) continue;
           job = target.zero(offsetBytes, lengthBytes);
         } else {
-          job = restoreChunk(id, offsetBytes, lengthBytes);
+          // Located here, in slot order: pack index entries of a full are in disk order too.
+          job = restoreChunk(id, await this.#repo.locateOrFail(id, this.#where(offsetBytes)), offsetBytes, lengthBytes);
         }
         const tracked: Promise<void> = job.finally(() => inFlight.delete(tracked));
-        tracked.catch(() => undefined); // observed below through race/all
+        // A job that fails leaves the set at once: its error is kept here, not lost.
+        tracked.catch((error: unknown) => {
+          failed ??= { error };
+        });
         inFlight.add(tracked);
         if (inFlight.size >= readAhead) await Promise.race(inFlight);
+        if (failed) throw failed.error;
       }
       await Promise.all(inFlight);
+      if (failed) throw failed.error;
     } finally {
       await Promise.allSettled(inFlight);
     }
     return stats;
+  }
+
+  #where(offsetBytes: number): string {
+    return `restore point ${this.pointId} disk ${this.disk.deviceKey} offset ${offsetBytes}`;
   }
 
   #slotBytes(slot: number): number {
@@ -181,9 +193,10 @@ export class RestoredDisk {
     const lengthBytes = this.#slotBytes(slot);
     if (isZeroId(id)) return new Uint8Array(lengthBytes);
     const buffer = new ArrayBuffer(this.chunkBytes);
-    const request: DecodeRequest = { kind: 'decode', buffer, id };
+    const location = await this.#repo.locateOrFail(id, this.#where(slot * this.chunkBytes));
+    const request: DecodeRequest = { kind: 'decode', buffer, id, location };
     const reply = (await this.#repo.pool().run(request, [buffer]).catch((error: unknown) => {
-      throw this.#repo.workerError(error, `restore point ${this.pointId} disk ${this.disk.deviceKey} offset ${slot * this.chunkBytes}`);
+      throw this.#repo.workerError(error, this.#where(slot * this.chunkBytes));
     })) as DecodeReply;
     if (reply.lengthBytes !== lengthBytes) throw this.#sizeMismatch(slot * this.chunkBytes, reply.lengthBytes, lengthBytes);
     return new Uint8Array(reply.buffer, 0, reply.lengthBytes);

@@ -3,16 +3,19 @@
 //
 // Structure check: every manifest decodes and its checksum holds, every committed point still
 // has its manifest (committed records, point-records.ts), every referenced index exists and
-// checks out (file checksum, trailer, sizes), every referenced chunk file exists and has the
-// length its header announces. With readData, every referenced chunk is also decoded and
-// re-hashed against its id (on the chunk workers). Each problem is reported once with every
-// restore point it affects.
+// checks out (file checksum, trailer, sizes), every pack index checks out, every referenced
+// chunk is located (pack indexes, or a v1 chunk file) and its record has the length its
+// header announces, inside its pack, and every pack holding one has a sound trailer listing
+// it there. With readData, every referenced chunk is also decoded and re-hashed against its
+// id (on the chunk workers). Each problem is reported once with every restore point it affects.
 //
 // Then (docs/format.md, "Quarantine"):
 // - quarantine: a chunk or index file that is present but damaged is moved aside (never
 //   deleted), under the exclusive lock and after a second look (a backup may have rewritten it
 //   meanwhile). The next backup finds the name free and writes the chunk again from its
-//   source wherever the source still holds those bytes.
+//   source wherever the source still holds those bytes. A damaged chunk in a pack (or a pack
+//   with a damaged trailer) moves its whole pack aside, after its sound records were copied
+//   into a new pack (salvage.ts): only the damaged chunks are lost.
 // - per restore point, a check record: clean, or damaged with the exact byte ranges lost per
 //   disk (the slots whose chunk is missing or damaged; a whole disk when its index is lost).
 //   `repair` reads every chunk, insists on quarantining (exclusive lock from the start) and
@@ -28,7 +31,10 @@ import { union, type Extent } from '../extents/extent.ts';
 import type { DecodeRequest } from './chunk-protocol.ts';
 import { chunkHeaderBytes, ChunkDecodeError, parseChunkHeader } from './chunk-codec.ts';
 import { chunkIdHex, chunkRef } from './chunk-store.ts';
+import { packFooterBytes, packRef, readPackTrailer } from './pack.ts';
+import { salvagePack } from './salvage.ts';
 import { IndexReader, indexRef, isZeroId, type IndexFileRef } from './disk-index.ts';
+import { openPackIndex } from './pack-index.ts';
 import { RepositoryError } from './errors.ts';
 import type { RepositoryLock } from './lock.ts';
 import type { DiskRecord } from './manifest.ts';
@@ -37,8 +43,8 @@ import type { Repository } from './repository.ts';
 import type { BlobRef } from './storage/storage.ts';
 
 export interface Corruption {
-  object: 'manifest' | 'index' | 'chunk';
-  /** Point id, index checksum or chunk id. */
+  object: 'manifest' | 'index' | 'chunk' | 'pack' | 'packindex';
+  /** Point id, index checksum, chunk id, pack name or pack index name. */
   name: string;
   code: string;
   message: string;
@@ -157,13 +163,16 @@ async function verifyUnderLock(repo: Repository, options: VerifyOptions, held: {
     goodIndexes.push(entry);
   }
 
+  const table = await repo.chunkTable();
+  const badPackIndexes = new Map<string, Why>(table.damaged);
+  const packs = new PackCheck(repo);
   const bad = new Map<string, Why>();
   const total = chunks.size;
   if (readData) {
-    await decodeAll(repo, chunks, bad, report, options.onProgress);
+    await decodeAll(repo, chunks, bad, packs, report, options.onProgress);
   } else {
     for (const hex of chunks) {
-      const why = await checkChunkFile(repo, hex);
+      const why = await checkChunk(repo, hex, packs);
       if (why) bad.set(hex, why);
       report.chunksChecked++;
       if (report.chunksChecked % 1024 === 0) options.onProgress?.({ chunks: report.chunksChecked, of: total });
@@ -171,10 +180,16 @@ async function verifyUnderLock(repo: Repository, options: VerifyOptions, held: {
   }
 
   // Quarantine what is present but damaged, under the exclusive lock, after a second look.
+  // Chunks in packs move with their pack (salvaged first); v1 chunk files move alone.
   const quarantined = new Map<string, string>();
   const movable = (why: Why) => why.code === 'REPO_CORRUPT' || why.code === 'REPO_NOT_REGULAR_FILE';
-  const toMove = [...[...badIndexes].filter(([, why]) => movable(why)).map(([sha]) => ({ key: `index:${sha}`, ref: indexRef(sha) })), ...[...bad].filter(([, why]) => movable(why)).map(([hex]) => ({ key: `chunk:${hex}`, ref: chunkRef(hex) }))];
-  if (toMove.length > 0) {
+  const movableChunks = [...bad].filter(([, why]) => movable(why)).map(([hex]) => hex);
+  const movablePacks = [...packs.bad].filter(([, why]) => movable(why)).map(([name]) => name);
+  const toMove = [
+    ...[...badIndexes].filter(([, why]) => movable(why)).map(([sha]) => ({ key: `index:${sha}`, ref: indexRef(sha) })),
+    ...[...badPackIndexes].filter(([, why]) => movable(why)).map(([name]) => ({ key: `packindex:${name}`, ref: { kind: 'packindex', name } as BlobRef })),
+  ];
+  if (toMove.length + movableChunks.length + movablePacks.length > 0) {
     if (!options.repair) {
       await held.lock?.release();
       held.lock = undefined;
@@ -187,16 +202,44 @@ async function verifyUnderLock(repo: Repository, options: VerifyOptions, held: {
       }
     }
     if (report.quarantineSkipped === null) {
+      await repo.chunkTable(); // a backup may have written packs meanwhile
       for (const { key, ref } of toMove) {
         const [kind, name] = key.split(':');
-        const still = kind === 'chunk' ? await recheckChunk(repo, name, readData) : await recheckIndex(repo, indexes.get(name) as IndexEntry);
+        const still = kind === 'index' ? await recheckIndex(repo, indexes.get(name) as IndexEntry) : await recheckPackIndex(repo, name);
         if (!still) {
           // Rewritten by a backup between the two looks: sound now.
-          if (kind === 'chunk') bad.delete(name);
-          else badIndexes.delete(name);
+          if (kind === 'index') badIndexes.delete(name);
+          else badPackIndexes.delete(name);
           continue;
         }
-        quarantined.set(key, await quarantine(repo, ref));
+        quarantined.set(key, await repo.storage.quarantine(ref));
+      }
+      // Chunks: a second look (located afresh: a backup may have stored a sound copy since).
+      const byPack = new Map<string, Set<string>>(movablePacks.map((name) => [name, new Set<string>()]));
+      for (const hex of movableChunks) {
+        const recheck = new PackCheck(repo);
+        const why = readData ? await decodeOne(repo, hex, recheck) : await checkChunk(repo, hex, recheck);
+        if (why === undefined || why.code === 'REPO_MISSING') {
+          if (why === undefined) bad.delete(hex);
+          continue;
+        }
+        const location = await repo.locate(Buffer.from(hex, 'hex'));
+        if (location?.pack) {
+          const set = byPack.get(location.pack) ?? new Set<string>();
+          set.add(hex);
+          byPack.set(location.pack, set);
+        } else if (location) {
+          quarantined.set(`chunk:${hex}`, await repo.storage.quarantine(chunkRef(hex)));
+        }
+      }
+      for (const [pack, hexes] of byPack) {
+        if (hexes.size === 0 && !(await packs.trailerStillBad(pack))) {
+          packs.bad.delete(pack);
+          continue;
+        }
+        const aside = await salvagePack(repo, pack, hexes);
+        quarantined.set(`pack:${pack}`, aside);
+        for (const hex of hexes) quarantined.set(`chunk:${hex}`, aside);
       }
     }
   }
@@ -227,6 +270,9 @@ async function verifyUnderLock(repo: Repository, options: VerifyOptions, held: {
     }
   }
   for (const [sha, why] of badIndexes) problem('index', sha, why, indexes.get(sha)?.points ?? [], quarantined.get(`index:${sha}`) ?? null);
+  // A pack index or a pack trailer holds no disk's bytes: the chunks it lists are reported on their own.
+  for (const [name, why] of badPackIndexes) problem('packindex', name, why, [], quarantined.get(`packindex:${name}`) ?? null);
+  for (const [name, why] of packs.bad) problem('pack', name, why, [], quarantined.get(`pack:${name}`) ?? null);
   for (const [hex, why] of bad) problem('chunk', hex, why, affected.get(hex) ?? [], quarantined.get(`chunk:${hex}`) ?? null);
 
   const checkedAt = new Date().toISOString();
@@ -267,13 +313,88 @@ async function recheckIndex(repo: Repository, entry: IndexEntry): Promise<boolea
   }
 }
 
-async function recheckChunk(repo: Repository, hex: string, readData: boolean): Promise<boolean> {
-  const why = readData ? await decodeOne(repo, hex) : await checkChunkFile(repo, hex);
-  return why !== undefined && why.code !== 'REPO_MISSING';
+async function recheckPackIndex(repo: Repository, name: string): Promise<boolean> {
+  try {
+    await (await openPackIndex(repo.storage, name, repo.keys)).close();
+    return false;
+  } catch (error) {
+    if (error instanceof RepositoryError && error.code !== 'REPO_IO' && error.code !== 'REPO_MISSING') return true;
+    if (error instanceof RepositoryError && error.code === 'REPO_MISSING') return false;
+    throw error;
+  }
 }
 
-async function quarantine(repo: Repository, ref: BlobRef): Promise<string> {
-  return repo.storage.quarantine(ref);
+/** Per pack, once: its size and whether its trailer is sound (bad: why not). */
+class PackCheck {
+  readonly #repo: Repository;
+  readonly #sizes = new Map<string, number | undefined>();
+  readonly bad = new Map<string, Why>();
+
+  constructor(repo: Repository) {
+    this.#repo = repo;
+  }
+
+  readonly #unreadable = new Map<string, Why>();
+
+  /** The pack's size (undefined: missing), its trailer checked the first time; a pack that cannot be read at all: why. */
+  async sizeOf(pack: string): Promise<number | undefined | Why> {
+    const unreadable = this.#unreadable.get(pack);
+    if (unreadable) return unreadable;
+    if (this.#sizes.has(pack)) return this.#sizes.get(pack);
+    let size: number | undefined;
+    try {
+      size = (await readPackTrailer(this.#repo.storage, pack, this.#repo.keys)).sizeBytes;
+    } catch (error) {
+      if (!(error instanceof RepositoryError) || error.code === 'REPO_IO') throw error;
+      if (error.code === 'REPO_NOT_REGULAR_FILE') {
+        const why = { code: error.code, message: error.message };
+        this.bad.set(pack, why);
+        this.#unreadable.set(pack, why);
+        return why;
+      }
+      size = (await this.#repo.storage.stat(packRef(pack)).catch(() => undefined))?.sizeBytes;
+      if (size !== undefined) this.bad.set(pack, { code: error.code, message: error.message });
+    }
+    this.#sizes.set(pack, size);
+    return size;
+  }
+
+  async trailerStillBad(pack: string): Promise<boolean> {
+    try {
+      await readPackTrailer(this.#repo.storage, pack, this.#repo.keys);
+      return false;
+    } catch (error) {
+      if (error instanceof RepositoryError && error.code === 'REPO_CORRUPT') return true;
+      if (error instanceof RepositoryError && error.code !== 'REPO_IO') return false;
+      throw error;
+    }
+  }
+}
+
+/** Structure check of one chunk: located, its record inside its pack (or v1 file) with the length its header says. */
+async function checkChunk(repo: Repository, hex: string, packs: PackCheck): Promise<Why | undefined> {
+  const id = Buffer.from(hex, 'hex');
+  const location = await repo.locate(id);
+  if (!location) return { code: 'REPO_MISSING', message: `chunk ${hex} is in no pack (no pack index lists it) and has no chunk file` };
+  if (location.pack === null) return checkChunkFile(repo, hex);
+  const ref = packRef(location.pack);
+  const file = repo.storage.describe(ref);
+  try {
+    const size = await packs.sizeOf(location.pack);
+    if (size === undefined) return { code: 'REPO_MISSING', message: `chunk ${hex}: pack ${file} is missing` };
+    if (typeof size === 'object') return { code: size.code, message: `chunk ${hex}: ${size.message}` };
+    if (location.offsetBytes + location.lengthBytes > size - packFooterBytes) return { code: 'REPO_CORRUPT', message: `chunk ${hex}: its record at ${location.offsetBytes} ends past pack ${file} (truncated)` };
+    const parsed = parseChunkHeader(await repo.storage.getRange(ref, location.offsetBytes, chunkHeaderBytes));
+    if (location.lengthBytes !== chunkHeaderBytes + parsed.payloadBytes) {
+      return { code: 'REPO_CORRUPT', message: `chunk ${hex}: its record in ${file} is ${location.lengthBytes} bytes, its header says ${chunkHeaderBytes + parsed.payloadBytes}` };
+    }
+    if (parsed.plaintextBytes > repo.config.chunkBytes) return { code: 'REPO_CORRUPT', message: `chunk ${hex}: header claims ${parsed.plaintextBytes} bytes, more than a chunk` };
+    return undefined;
+  } catch (error) {
+    if (error instanceof ChunkDecodeError) return { code: 'REPO_CORRUPT', message: `chunk ${hex} in ${file}: ${error.message}` };
+    if (error instanceof RepositoryError && error.code !== 'REPO_IO') return { code: error.code, message: `chunk ${hex}: ${error.message}` };
+    throw error;
+  }
 }
 
 async function checkChunkFile(repo: Repository, hex: string): Promise<Why | undefined> {
@@ -296,8 +417,12 @@ async function checkChunkFile(repo: Repository, hex: string): Promise<Why | unde
   }
 }
 
-async function decodeOne(repo: Repository, hex: string): Promise<Why | undefined> {
-  const request: DecodeRequest = { kind: 'decode', buffer: new ArrayBuffer(repo.config.chunkBytes), id: Buffer.from(hex, 'hex') };
+async function decodeOne(repo: Repository, hex: string, packs: PackCheck): Promise<Why | undefined> {
+  const id = Buffer.from(hex, 'hex');
+  const location = await repo.locate(id);
+  if (!location) return { code: 'REPO_MISSING', message: `chunk ${hex} is in no pack (no pack index lists it) and has no chunk file` };
+  if (location.pack !== null) await packs.sizeOf(location.pack);
+  const request: DecodeRequest = { kind: 'decode', buffer: new ArrayBuffer(repo.config.chunkBytes), id, location };
   try {
     await repo.pool().run(request, [request.buffer]);
     return undefined;
@@ -308,14 +433,21 @@ async function decodeOne(repo: Repository, hex: string): Promise<Why | undefined
   }
 }
 
-async function decodeAll(repo: Repository, chunks: Set<string>, bad: Map<string, Why>, report: VerifyReport, onProgress: VerifyOptions['onProgress']): Promise<void> {
+async function decodeAll(repo: Repository, chunks: Set<string>, bad: Map<string, Why>, packs: PackCheck, report: VerifyReport, onProgress: VerifyOptions['onProgress']): Promise<void> {
   const pool = repo.pool();
   const inFlight = new Set<Promise<void>>();
   const spare: ArrayBuffer[] = [];
   for (const hex of chunks) {
+    const id = Buffer.from(hex, 'hex');
+    const location = await repo.locate(id);
+    if (location?.pack) await packs.sizeOf(location.pack);
+    if (!location) {
+      bad.set(hex, { code: 'REPO_MISSING', message: `chunk ${hex} is in no pack (no pack index lists it) and has no chunk file` });
+      report.chunksChecked++;
+      continue;
+    }
     const buffer = spare.pop() ?? new ArrayBuffer(repo.config.chunkBytes);
-    const request: DecodeRequest = { kind: 'decode', buffer, id: Buffer.from(hex, 'hex') };
-    const job = pool
+    const request: DecodeRequest = { kind: 'decode', buffer, id, location };    const job = pool
       .run(request, [buffer])
       .then(
         (reply) => {

@@ -30,7 +30,8 @@ export async function configWarnings(config: ServiceConfig, env: NodeJS.ProcessE
   for (const server of config.servers.values()) add(await secretWarning(server.password, env, `servers.${server.name} password`));
   for (const repo of config.repositories.values()) {
     if (repo.passphrase) add(await secretWarning(repo.passphrase, env, `repositories.${repo.name} passphrase`));
-    if (!(await exists(repo.path))) add(`repositories.${repo.name}: ${repo.path} does not exist here (create it with vcbt init)`);
+    if (repo.s3?.secretAccessKey) add(await secretWarning(repo.s3.secretAccessKey, env, `repositories.${repo.name} s3 secretAccessKey`));
+    if (!repo.path.startsWith('s3://') && !(await exists(repo.path))) add(`repositories.${repo.name}: ${repo.path} does not exist here (create it with vcbt init)`);
   }
   if (!(await exists(dirname(config.catalog.path)))) add(`catalog: the directory of ${config.catalog.path} does not exist here`);
   return warnings;

@@ -58,6 +58,19 @@ export interface RepositoryConfig {
   path: string;
   /** Absent: the repository is not encrypted (or VCBT_PASSPHRASE is set). */
   passphrase: SecretSource | undefined;
+  /** An s3:// path's object store settings (docs/object-storage.md); absent: the environment's. */
+  s3?: RepositoryS3Config;
+}
+
+export interface RepositoryS3Config {
+  endpoint: string | undefined;
+  region: string | undefined;
+  pathStyle: boolean | undefined;
+  caFile: string | undefined;
+  profile: string | undefined;
+  /** Both or neither: explicit credentials (else the environment or the shared credentials file). */
+  accessKeyId: string | undefined;
+  secretAccessKey: SecretSource | undefined;
 }
 
 export interface TransportConfig {
@@ -169,6 +182,8 @@ export interface JobConfig {
   /** Backup jobs: a scheduled `verify` of this job's restore points. */
   verify: VerifyConfig | undefined;
   notify: NotifyRule[];
+  /** backup: Object Lock days for what this job writes (replaces the repository's immutableDays). */
+  immutableDays?: number;
 }
 
 export interface CatalogConfig {
@@ -421,7 +436,7 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
   return { file: resolve(file), daemon, servers, repositories, jobs, notifiers, catalog };
 }
 
-function readSecret(r: Reader, entries: Entries, path: string, what: 'password' | 'passphrase' | 'url', file: string): SecretSource | undefined {
+function readSecret(r: Reader, entries: Entries, path: string, what: 'password' | 'passphrase' | 'url' | 'secretAccessKey', file: string): SecretSource | undefined {
   const fileKey = `${what}File`;
   const envKey = `${what}Env`;
   if (entries.has(fileKey) && entries.has(envKey)) return r.problem(entries.get(envKey)?.key, `${path}.${envKey}`, `give ${fileKey} or ${envKey}, not both`);
@@ -452,15 +467,37 @@ function readServer(r: Reader, node: Node | null | undefined, path: string, name
 }
 
 function readRepository(r: Reader, node: Node | null | undefined, path: string, name: string, file: string): RepositoryConfig | undefined {
-  const e = r.map(node, path, ['path', 'passphraseFile', 'passphraseEnv']);
+  const e = r.map(node, path, ['path', 'passphraseFile', 'passphraseEnv', 's3']);
   if (!e) return undefined;
   const repoPath = e.has('path') ? r.string(e.get('path')?.value, `${path}.path`) : r.problem(node, `${path}.path`, 'is required');
   const passphrase = readSecret(r, e, path, 'passphrase', file);
+  const isS3 = repoPath !== undefined && repoPath.startsWith('s3://');
+  let s3: RepositoryS3Config | undefined;
+  if (e.has('s3')) {
+    if (repoPath !== undefined && !isS3) r.problem(e.get('s3')?.key, `${path}.s3`, 'belongs to a repository whose path is s3://BUCKET/PREFIX');
+    const se = r.map(e.get('s3')?.value, `${path}.s3`, ['endpoint', 'region', 'pathStyle', 'caFile', 'profile', 'accessKeyId', 'secretAccessKeyFile', 'secretAccessKeyEnv']);
+    if (se) {
+      const text = (key: string) => (se.has(key) ? r.string(se.get(key)?.value, `${path}.s3.${key}`) : undefined);
+      const caFile = text('caFile');
+      const accessKeyId = text('accessKeyId');
+      const secretAccessKey = readSecret(r, se, `${path}.s3`, 'secretAccessKey', file);
+      if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) r.problem(se.get('accessKeyId')?.key ?? e.get('s3')?.value, `${path}.s3`, 'give accessKeyId together with secretAccessKeyFile or secretAccessKeyEnv (or neither: the environment and the shared credentials file are used)');
+      s3 = {
+        endpoint: text('endpoint'),
+        region: text('region'),
+        pathStyle: se.has('pathStyle') ? r.boolean(se.get('pathStyle')?.value, `${path}.s3.pathStyle`) : undefined,
+        caFile: caFile === undefined ? undefined : anchored(file, caFile),
+        profile: text('profile'),
+        accessKeyId,
+        secretAccessKey,
+      };
+    }
+  }
   if (repoPath === undefined) return undefined;
-  return { name, path: anchored(file, repoPath), passphrase };
+  return { name, path: isS3 ? repoPath : anchored(file, repoPath), passphrase, ...(s3 ? { s3 } : {}) };
 }
 
-const jobKeys = ['type', 'server', 'repository', 'replica', 'vms', 'transport', 'quiesce', 'schedule', 'retention', 'retries', 'limits', 'cbt', 'waitBusy', 'resetCbtOnResize', 'rpo', 'verify', 'notify'];
+const jobKeys = ['type', 'server', 'repository', 'replica', 'vms', 'transport', 'quiesce', 'schedule', 'retention', 'retries', 'limits', 'cbt', 'waitBusy', 'resetCbtOnResize', 'rpo', 'verify', 'notify', 'immutableDays'];
 
 function readNotifier(r: Reader, node: Node | null | undefined, path: string, name: string, file: string): NotifierConfig | undefined {
   const typeNode = isMap(node) ? (node.items.find((p) => isScalar(p.key) && p.key.value === 'type')?.value as Node | undefined) : undefined;
@@ -600,6 +637,7 @@ function readJob(
   } else if (type === 'replicate') {
     if (e.has('repository')) r.problem(e.get('repository')?.key, `${path}.repository`, 'belongs to backup jobs; a replicate job has replica.target');
     if (e.has('retention')) r.problem(e.get('retention')?.key, `${path}.retention`, 'belongs to backup jobs (a replica keeps one state)');
+    if (e.has('immutableDays')) r.problem(e.get('immutableDays')?.key, `${path}.immutableDays`, 'belongs to backup jobs (restore points on an object store with Object Lock)');
     const re = e.has('replica') ? r.map(get('replica'), `${path}.replica`, ['target', 'stateDir']) : r.problem(node, `${path}.replica`, 'is required for a replicate job');
     if (re) {
       const target = re.has('target') ? r.string(re.get('target')?.value, `${path}.replica.target`) : r.problem(get('replica'), `${path}.replica.target`, 'is required');
@@ -628,8 +666,9 @@ function readJob(
   if (type === 'replicate' && e.has('verify')) r.problem(e.get('verify')?.key, `${path}.verify`, 'belongs to backup jobs (it reads restore points)');
   const verify = e.has('verify') && type === 'backup' ? readVerify(r, get('verify'), `${path}.verify`) : undefined;
   const notify = e.has('notify') ? readNotify(r, get('notify'), `${path}.notify`, notifierEntries) : [];
+  const immutableDays = type === 'backup' && e.has('immutableDays') ? r.integer(get('immutableDays'), `${path}.immutableDays`, 1) : undefined;
   if (type === undefined || server === undefined || vms === undefined || transport === undefined) return undefined;
-  return { name, type, server, repository, replica, vms, transport, quiesce, schedule, retention, retries, limits, cbt, waitBusyMs, resetCbtOnResize, rpoMs, verify, notify };
+  return { name, type, server, repository, replica, vms, transport, quiesce, schedule, retention, retries, limits, cbt, waitBusyMs, resetCbtOnResize, rpoMs, verify, notify, ...(immutableDays !== undefined ? { immutableDays } : {}) };
 }
 
 function defaultTransport(): TransportConfig {

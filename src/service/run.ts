@@ -158,15 +158,25 @@ export async function resolveSelection(session: VsphereSession, job: JobConfig, 
 async function openJobRepository(config: ServiceConfig, job: JobConfig, env: NodeJS.ProcessEnv): Promise<Repository | undefined> {
   if (job.type !== 'backup' || job.repository === undefined) return undefined;
   if (!config.repositories.has(job.repository)) throw new VcbtError('CONFIG_INVALID', `job ${job.name}: no repository "${job.repository}"`, { job: job.name });
-  return openConfiguredRepository(config, job.repository, env);
+  return openConfiguredRepository(config, job.repository, env, job.immutableDays);
 }
 
 /** Opens a repository of the configuration with its passphrase; the caller closes it. */
-export async function openConfiguredRepository(config: ServiceConfig, name: string, env: NodeJS.ProcessEnv): Promise<Repository> {
+export async function openConfiguredRepository(config: ServiceConfig, name: string, env: NodeJS.ProcessEnv, immutableDays?: number): Promise<Repository> {
   const repo = config.repositories.get(name);
   if (!repo) throw new VcbtError('CONFIG_INVALID', `no repository "${name}" in the configuration`, { repository: name });
   const passphrase = repo.passphrase ? await readSecret(repo.passphrase, env, `repositories.${repo.name} passphrase`) : env.VCBT_PASSPHRASE || undefined;
-  return Repository.open(repo.path, { passphrase });
+  const s3 = repo.s3 && {
+    endpoint: repo.s3.endpoint,
+    region: repo.s3.region,
+    pathStyle: repo.s3.pathStyle,
+    caFile: repo.s3.caFile,
+    profile: repo.s3.profile,
+    credentials: repo.s3.accessKeyId && repo.s3.secretAccessKey ? { accessKeyId: repo.s3.accessKeyId, secretAccessKey: await readSecret(repo.s3.secretAccessKey, env, `repositories.${repo.name} s3 secretAccessKey`) } : undefined,
+  };
+  // undefined settings fall through to the environment (s3SettingsFrom).
+  const entry = s3 && Object.fromEntries(Object.entries(s3).filter(([, v]) => v !== undefined));
+  return Repository.open(repo.path, { passphrase, env, ...(entry ? { s3: entry } : {}), ...(immutableDays !== undefined ? { immutableDays } : {}) });
 }
 
 function transportFor(config: ServiceConfig, job: JobConfig, password: () => Promise<string>): Promise<TransportOptions> {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IndexReader, isZeroId } from '../../src/repository/disk-index.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { chunkPath, indexPath, manifestPath } from '../repository/helpers.ts';
+import { chunkRecordIn, flipChunkByte, indexPath, manifestPath, removeChunk, withRepository } from '../repository/helpers.ts';
 import { startLab, type Lab } from '../lab/lab.ts';
 import { labConnection, runCli } from '../helpers/cli-runner.ts';
 
@@ -137,9 +137,12 @@ test('deleted, truncated and bit-flipped chunks: verify names them with their po
   const shared = (await chunksOf(p2, a)).filter((c) => c.slot * 256 * 1024 < 4 * MiB);
   assert.ok(shared.length >= 3, `disk ${a} has data chunks`);
   const [deleted, truncated, flipped] = shared.map((c) => c.id);
-  fs.rmSync(chunkPath(repo, deleted));
-  fs.truncateSync(chunkPath(repo, truncated), fs.statSync(chunkPath(repo, truncated)).size - 100);
-  flipByte(chunkPath(repo, flipped), 200);
+  const damagedPacks = [(await chunkRecordIn(repo, truncated)).file, (await chunkRecordIn(repo, flipped)).file];
+  await withRepository(repo, async (r) => {
+    await removeChunk(r, deleted);
+    await flipChunkByte(r, truncated, 12); // its header's payloadBytes: the record looks truncated
+    await flipChunkByte(r, flipped, 200);
+  });
 
   const found = await verify('--read-data');
   assert.equal(found.code, 1);
@@ -148,7 +151,7 @@ test('deleted, truncated and bit-flipped chunks: verify names them with their po
     ['chunk', flipped, 'REPO_CORRUPT', [p1, p2]],
     ['chunk', truncated, 'REPO_CORRUPT', [p1, p2]],
   ].sort());
-  assert.ok(!fs.existsSync(chunkPath(repo, flipped)) && !fs.existsSync(chunkPath(repo, truncated)), 'damaged chunks are moved aside');
+  assert.ok(damagedPacks.every((file) => !fs.existsSync(file)), 'the packs of damaged chunks are moved aside (their sound chunks copied first)');
   assert.deepEqual(found.report.points.map((p) => [p.pointId, p.status, p.lostDisks.map((d) => d.deviceKey)]), [[p1, 'damaged', [a]], [p2, 'damaged', [a]]]);
   const listed = JSON.parse((await runCli(['points', '--repo', repo, '--json'])).stdout) as { points: Array<{ id: string; damaged: boolean }> };
   assert.deepEqual(listed.points.map((p) => [p.id, p.damaged]), [[p1, true], [p2, true]]);
@@ -173,7 +176,7 @@ test('a bit-flipped chunk nobody verified yet: backup --full rewrites it instead
   const newest = points.at(-1)!;
   const [a] = disks().map((d) => d.key);
   const victim = (await chunksOf(newest, a)).find((c) => c.slot * 256 * 1024 < 4 * MiB)!.id;
-  flipByte(chunkPath(repo, victim), 300);
+  await withRepository(repo, (r) => flipChunkByte(r, victim, 300));
   const full = await backup(['--full']);
   const diskA = full.disks.find((d) => d.deviceKey === a)!;
   assert.deepEqual([diskA.mode, diskA.reasonCode, diskA.chunksRewritten], ['full', 'FORCED', 1]);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { restore } from '../../src/jobs/restore.ts';
 import { resolvePointId } from '../../src/jobs/restore-points.ts';
 import { IndexReader } from '../../src/repository/disk-index.ts';
-import { chunkPath, memorySource, mixedImage, newRepository, sha256, tempDir } from '../repository/helpers.ts';
+import { chunkRecord, flipChunkByte, memorySource, mixedImage, newRepository, sha256, tempDir } from '../repository/helpers.ts';
 
 const chunkBytes = 64 * 1024;
 const vm = { id: 'uuid-1', name: 'web01', moref: 'vm-10', instanceUuid: 'uuid-1', server: 'vc:443' };
@@ -82,10 +82,8 @@ test('a failing restore removes the file it created; an existing target is repor
     const index = await IndexReader.open(repo.storage, disk.index, repo.keys);
     const victim = Buffer.from(await index.entry(4)).toString('hex');
     await index.close();
-    const file = chunkPath(repo.path, victim);
-    const damaged = await readFile(file);
-    damaged[damaged.length - 1] ^= 1;
-    await writeFile(file, damaged);
+    const record = await chunkRecord(repo, victim);
+    await flipChunkByte(repo, victim, record.lengthBytes - 1); // the last byte of its record
 
     const fresh = join(dir, 'fresh.raw');
     await assert.rejects(restore({ repository: repo, pointId, deviceKey: 2000, target: fresh }), { code: 'REPO_CORRUPT' });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { runCli } from '../helpers/cli-runner.ts';
 import { IndexReader } from '../../src/repository/disk-index.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { chunkPath, local, memorySource, tempDir, vm } from './helpers.ts';
+import { local, removeChunk, memorySource, tempDir, vm } from './helpers.ts';
 
 async function vcbt(args: string[], env: NodeJS.ProcessEnv = {}) {
   const { code, stdout, stderr } = await runCli(args, env);
@@ -45,7 +45,7 @@ test('vcbt init, verify and prune over a repository; verify exits 1 naming the a
   const index = await IndexReader.open(local(dir), disk.index, undefined);
   const victim = Buffer.from(await index.entry(1)).toString('hex');
   await index.close();
-  fs.rmSync(chunkPath(dir, victim));
+  await removeChunk(repo, victim);
   const broken = await vcbt(['verify', '--repo', dir]);
   assert.equal(broken.code, 1);
   assert.match(broken.out, new RegExp(`CORRUPT chunk ${victim}: REPO_MISSING: .*\\n  affects restore points: ${ids[2]}\\n`));

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { IndexReader } from '../../src/repository/disk-index.ts';
 import type { Repository } from '../../src/repository/repository.ts';
 import { verifyRepository, type Corruption } from '../../src/repository/verify.ts';
-import { chunkPath, indexPath, manifestPath, memorySource, newRepository, restoreToBuffer, tempDir, vm } from './helpers.ts';
+import { chunkRecord, flipChunkByte, indexPath, removeChunk, manifestPath, memorySource, newRepository, restoreToBuffer, tempDir, vm } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;
 
@@ -65,19 +65,23 @@ test('a flipped byte in a chunk is found by --read-data and names both restore p
   const { repo, p1, p2 } = await fixture(tempDir(t));
   t.after(() => repo.close());
   const id = await chunkOfSlot(repo, p1, 1, 0);
-  flipByte(chunkPath(repo.path, id), 100);
+  const record = await chunkRecord(repo, id);
+  await flipChunkByte(repo, id, 100);
   const c = only((await verifyRepository(repo, { readData: true })).corruptions);
   assert.deepEqual({ object: c.object, name: c.name, code: c.code, affectedPoints: c.affectedPoints }, { object: 'chunk', name: id, code: 'REPO_CORRUPT', affectedPoints: [p1, p2].sort() });
-  // Moved aside (quarantine): its bytes kept, its name free for a backup to rewrite.
-  assert.ok(c.quarantinedTo && fs.existsSync(c.quarantinedTo) && !fs.existsSync(chunkPath(repo.path, id)));
+  // Its pack moved aside (quarantine) after its sound chunks were copied to a new pack: bytes
+  // kept, the chunk free for a backup to write again, every other chunk still there.
+  assert.ok(c.quarantinedTo && fs.existsSync(c.quarantinedTo) && !fs.existsSync(record.file));
   await assert.rejects(restoreToBuffer(repo, p2, 1), { code: 'REPO_MISSING' });
+  const again = await verifyRepository(repo, { readData: true });
+  assert.deepEqual(again.corruptions.map((x) => [x.object, x.name, x.code]), [['chunk', id, 'REPO_MISSING']], 'only the damaged chunk is lost');
 });
 
 test('a missing chunk is found by the structure check', async (t) => {
   const { repo, p1, p2 } = await fixture(tempDir(t));
   t.after(() => repo.close());
   const id = await chunkOfSlot(repo, p1, 1, 2);
-  fs.rmSync(chunkPath(repo.path, id));
+  await removeChunk(repo, id);
   const c = only((await verifyRepository(repo)).corruptions);
   assert.deepEqual([c.object, c.name, c.code, c.affectedPoints], ['chunk', id, 'REPO_MISSING', [p1, p2].sort()]);
   await assert.rejects(restoreToBuffer(repo, p1, 1), { code: 'REPO_MISSING' });
@@ -87,10 +91,14 @@ test('a truncated chunk is found by the structure check; a chunk only the newer 
   const { repo, p2 } = await fixture(tempDir(t));
   t.after(() => repo.close());
   const id = await chunkOfSlot(repo, p2, 1, 5);
-  const file = chunkPath(repo.path, id);
-  fs.truncateSync(file, fs.statSync(file).size - 1);
-  const c = only((await verifyRepository(repo)).corruptions);
+  const record = await chunkRecord(repo, id);
+  // The pack is cut inside the chunk's record (its trailer and footer go too).
+  fs.truncateSync(record.file, record.offsetBytes + record.lengthBytes - 1);
+  const corruptions = (await verifyRepository(repo)).corruptions;
+  const c = only(corruptions.filter((x) => x.object === 'chunk'));
   assert.deepEqual([c.object, c.name, c.code, c.affectedPoints], ['chunk', id, 'REPO_CORRUPT', [p2]]);
+  const pack = only(corruptions.filter((x) => x.object === 'pack'));
+  assert.deepEqual([pack.name, pack.code, pack.affectedPoints], [record.pack, 'REPO_CORRUPT', []]);
 });
 
 test('a damaged index is reported with its restore point', async (t) => {

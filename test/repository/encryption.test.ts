@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { Repository } from '../../src/repository/repository.ts';
 import { verifyRepository } from '../../src/repository/verify.ts';
 import { runCli } from '../helpers/cli-runner.ts';
-import { listFiles, memorySource, newRepository, restoreToBuffer, sha256, tempDir } from './helpers.ts';
+import { listFiles, storedChunks, memorySource, newRepository, restoreToBuffer, sha256, tempDir } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;
 
@@ -31,9 +31,9 @@ test('encrypted repository: round trip, wrong or missing passphrase, nothing rea
 
   // Unkeyed hashes of every chunk's plaintext, in hex and raw form, must appear nowhere.
   const unkeyed = [0, 1, 2, 3].map((i) => createHash('sha256').update(image.subarray(i * chunkBytes, (i + 1) * chunkBytes)).digest());
-  const files = ['chunks', 'indexes', 'points'].flatMap((sub) => listFiles(dir, sub));
+  const files = ['packs', 'packindexes', 'indexes', 'points'].flatMap((sub) => listFiles(dir, sub));
   files.push(path.join(dir, 'config.json'));
-  assert.equal(listFiles(dir, 'chunks').length, 2, 'the repeated text chunk and the random chunk');
+  assert.equal((await storedChunks(repo)).size, 2, 'the repeated text chunk and the random chunk');
   for (const file of files) {
     const bytes = fs.readFileSync(file);
     const name = path.basename(file);
@@ -58,7 +58,7 @@ test('encryption cannot be switched off: "encryption": null in config.json of an
   const configFile = path.join(dir, 'config.json');
   const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
   fs.writeFileSync(configFile, JSON.stringify({ ...config, encryption: null }));
-  const census = () => ['chunks', 'indexes', 'points', 'tmp'].flatMap((sub) => listFiles(dir, sub).map((f) => `${f} ${sha256(fs.readFileSync(f))}`));
+  const census = () => ['packs', 'packindexes', 'indexes', 'points', 'tmp'].flatMap((sub) => listFiles(dir, sub).map((f) => `${f} ${sha256(fs.readFileSync(f))}`));
   const before = census();
 
   for (const env of [{ VCBT_PASSPHRASE: passphrase }, {}]) {

@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { Repository } from '../../src/repository/repository.ts';
 import { runCli } from '../helpers/cli-runner.ts';
-import { memorySource, restoreToBuffer, seededBytes, sha256, tempDir } from './helpers.ts';
+import { migrateChunkFiles } from '../../src/repository/migrate.ts';
+import { listFiles, memorySource, restoreToBuffer, seededBytes, sha256, tempDir } from './helpers.ts';
 
 const archive = path.join(import.meta.dirname, 'fixtures', 'format-v1.tar.gz');
 const passphrase = 'format v1 fixture passphrase';
@@ -81,6 +82,31 @@ for (const fixture of fixtures) {
     const verify = await runCli(['verify', '--repo', repoPath, '--read-data'], fixture.env);
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     assert.match(verify.stdout, /^ok: 3 restore points, 3 indexes/m);
+    // The first v2 write made it a version-2 repository: new chunks in a pack, old ones still files.
+    assert.equal(JSON.parse(fs.readFileSync(path.join(repoPath, 'config.json'), 'utf8')).version, 2);
+    assert.equal(listFiles(repoPath, 'packs').length, 1);
+    assert.ok(listFiles(repoPath, 'chunks').length > 0);
+  });
+
+  test(`format v1 (${fixture.name}): migrating moves every chunk file into packs; every point restores and verifies the same`, async (t) => {
+    const repoPath = path.join(extract(t), fixture.name);
+    const chunkFiles = listFiles(repoPath, 'chunks').length;
+    const repo = await Repository.open(repoPath, { passphrase: fixture.env.VCBT_PASSPHRASE, workers: 1 });
+    try {
+      const report = await migrateChunkFiles(repo);
+      assert.deepEqual([report.chunkFilesPacked, report.chunkFilesDamaged, report.packsWritten], [chunkFiles, [], 1]);
+      assert.equal(listFiles(repoPath, 'chunks').length, 0, 'no chunk file is left');
+      assert.equal(JSON.parse(fs.readFileSync(path.join(repoPath, 'config.json'), 'utf8')).version, 2);
+      for (const [generation, pointId] of fixture.points.entries()) assert.equal(sha256(await restoreToBuffer(repo, pointId, 2000)), generationSha256[generation]);
+    } finally {
+      await repo.close();
+    }
+    const again = await runCli(['migrate', '--repo', repoPath], fixture.env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^packed 0 chunk files \(0 bytes\) into 0 packs/m, 'a second run has nothing to do');
+    const verify = await runCli(['verify', '--repo', repoPath, '--read-data'], fixture.env);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    assert.match(verify.stdout, /^ok: 2 restore points, 2 indexes/m);
   });
 }
 

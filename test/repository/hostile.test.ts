@@ -15,7 +15,7 @@ import { IndexReader } from '../../src/repository/disk-index.ts';
 import { sha256Hex } from '../../src/repository/crypto.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { runCli } from '../helpers/cli-runner.ts';
-import { chunkPath, indexPath, local, manifestPath, memorySource, sha256, tempDir } from './helpers.ts';
+import { chunkRecordIn, indexPath, local, manifestPath, memorySource, sha256, tempDir } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;
 
@@ -76,7 +76,8 @@ for (const what of ['fifo', 'dir'] as const) {
     const f = await fixture(t);
     const restoreTo = (point: string, name: string) => vcbt(['restore', '--repo', f.dir, '--point', point, '--disk', '2000', '--to', path.join(path.dirname(f.dir), name)]);
 
-    const chunk = chunkPath(f.dir, f.chunk1);
+    // Format v2: the chunk is a record in a pack; the pack file is what gets replaced.
+    const chunk = (await chunkRecordIn(f.dir, f.chunk1)).file;
     const chunkBytesOnDisk = fs.readFileSync(chunk);
     plant(chunk, what);
     const restored = await restoreTo(f.p1, 'p1.raw');
@@ -153,8 +154,14 @@ test('a zstd bomb in a chunk is REPO_CORRUPT without decompressing past the chun
   header[4] = 1;
   header[5] = 1; // zstd
   header.writeUInt32LE(chunkBytes, 8);
-  header.writeUInt32LE(bomb.length, 12);
-  fs.writeFileSync(chunkPath(f.dir, f.chunk1), Buffer.concat([header, bomb]));
+  // In place of the chunk's record in its pack, padded to the record's length (the header
+  // claims all of it, so only decompressing can find the damage).
+  const record = await chunkRecordIn(f.dir, f.chunk1);
+  assert.ok(bomb.length + 16 <= record.lengthBytes, `the bomb (${bomb.length} bytes) fits the record`);
+  header.writeUInt32LE(record.lengthBytes - 16, 12);
+  const pack = fs.readFileSync(record.file);
+  Buffer.concat([header, bomb, Buffer.alloc(record.lengthBytes - 16 - bomb.length)]).copy(pack, record.offsetBytes);
+  fs.writeFileSync(record.file, pack);
 
   const peakBeforeKiB = resourceUsage().maxRSS;
   const restored = await vcbt(['restore', '--repo', f.dir, '--point', f.p1, '--disk', '2000', '--to', path.join(path.dirname(f.dir), 'bomb.raw')]);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { union, type Extent } from '../../src/extents/extent.ts';
-import { listFiles, memorySource, mixedImage, newRepository, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
+import { listFiles, storedChunks, memorySource, mixedImage, newRepository, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;
 
@@ -80,14 +80,14 @@ test('identical content is stored once across disks and restore points', async (
   await w1.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: image.length, changeId: null, reader: memorySource(image) });
   const second = await w1.writeDisk({ deviceKey: 2, label: 'b', capacityBytes: copy.length, changeId: null, reader: memorySource(copy) });
   const p1 = await w1.commit();
-  assert.equal(listFiles(dir, 'chunks').length, 11, '10 chunks of disk a + 1 new chunk of disk b');
+  assert.equal((await storedChunks(repo)).size, 11, '10 chunks of disk a + 1 new chunk of disk b');
   assert.equal(second.stats.chunksNew, 1);
   assert.equal(second.stats.chunksReused, 9);
 
   const w2 = await repo.beginRestorePoint({ vm });
   const again = await w2.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: image.length, changeId: null, reader: memorySource(image) });
   const p2 = await w2.commit();
-  assert.equal(listFiles(dir, 'chunks').length, 11, 'a second full backup of the same data adds no chunk');
+  assert.equal((await storedChunks(repo)).size, 11, 'a second full backup of the same data adds no chunk');
   assert.equal(again.stats.bytesStored, 0);
   assert.equal(listFiles(dir, 'indexes').length, 2, 'the identical index of disk a is stored once');
   assert.equal(sha256(await restoreToBuffer(repo, p1, 2)), sha256(copy));

@@ -1,8 +1,9 @@
 // SIGKILL in the middle of prune/GC. This file is also its own child process: with
 // VCBT_PRUNE_CRASH_REPO set it runs one prune of that repository with every fs.promises.rm
 // announced on stdout ("rm <path relative to the repository>") and held until the parent
-// answers "go". So the parent can kill it exactly before the n-th manifest, index or chunk
-// deletion, or at a random time while answering everything at once.
+// answers "go". So the parent can kill it exactly before the n-th manifest, index or pack
+// deletion (format v2: chunks live in packs; GC deletes whole packs and repacks partly dead
+// ones first), or at a random time while answering everything at once.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -52,7 +53,7 @@ const childRepo = process.env.VCBT_PRUNE_CRASH_REPO;
 if (childRepo !== undefined) await runPruneChild(childRepo);
 else registerTest();
 
-type KillAt = { category: 'points' | 'indexes' | 'chunks'; n: number } | { afterMs: number };
+type KillAt = { category: 'points' | 'indexes' | 'packs'; n: number } | { afterMs: number };
 
 interface KilledPrune {
   pid: number;
@@ -155,10 +156,10 @@ function registerTest(): void {
       assert.deepEqual(report.corruptions, []);
       assert.equal(report.pointsChecked, ids.length);
     };
-    const chunkFiles = () => listFiles(dir, 'chunks').length;
+    const packFiles = () => listFiles(dir, 'packs').length;
 
     for (let i = 0; i < 8; i++) await addPoint();
-    const modes = ['points', 'chunks', 'timed', 'indexes'] as const;
+    const modes = ['points', 'packs', 'timed', 'indexes'] as const;
     const landed = new Map<string, number>();
     const iterations = 10;
     for (let k = 0; k < iterations; k++) {
@@ -170,14 +171,14 @@ function registerTest(): void {
       // What a complete prune would delete, to aim the kill inside each phase.
       const probe = await repo.lock('shared', 'test probe');
       const garbage = await collectGarbage(repo, { dryRun: true, excludePoints: new Set(drop) }).finally(() => probe.release());
-      assert.ok(garbage.chunksDeleted > 0 && garbage.indexesDeleted > 0, `nothing to collect: ${JSON.stringify(garbage)}`);
-      const chunksBefore = chunkFiles();
+      assert.ok(garbage.chunksDeleted > 0 && garbage.indexesDeleted > 0 && garbage.packsDeleted > 0, `nothing to collect: ${JSON.stringify(garbage)}`);
+      const packsBefore = packFiles();
 
       const mode = modes[k % modes.length];
       const killAt: KillAt =
         mode === 'points' ? { category: 'points', n: randomInt(1, drop.length + 1) }
         : mode === 'indexes' ? { category: 'indexes', n: randomInt(1, garbage.indexesDeleted + 1) }
-        : mode === 'chunks' ? { category: 'chunks', n: randomInt(1, garbage.chunksDeleted + 1) }
+        : mode === 'packs' ? { category: 'packs', n: randomInt(1, garbage.packsDeleted + 1) }
         : { afterMs: randomInt(0, 60) };
       const killed = await runAndKill(dir, killAt);
       const where = killed.finished ? 'after completion' : `before "${killed.lastLine}"`;
@@ -206,10 +207,14 @@ function registerTest(): void {
         if (killAt.category === 'points') {
           // Retention lists the dropped points newest first, and prune deletes them in that order.
           assert.deepEqual(after, [...drop.slice(0, drop.length - (killAt.n - 1)), ...keep]);
-          assert.equal(chunkFiles(), chunksBefore);
-        } else {
+          assert.equal(packFiles(), packsBefore);
+        } else if (killAt.category === 'indexes') {
           assert.deepEqual(after, keep);
-          assert.equal(chunkFiles(), chunksBefore - (killAt.category === 'chunks' ? killAt.n - 1 : 0));
+          assert.equal(packFiles(), packsBefore, 'disk indexes go before any pack is written or deleted');
+        } else {
+          // Pack deletions come last, after every repack wrote its new pack (one per repacked pack).
+          assert.deepEqual(after, keep);
+          assert.equal(packFiles(), packsBefore + garbage.packsRepacked - (killAt.n - 1));
         }
       }
       await expectIntact(after);

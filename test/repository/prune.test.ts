@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { prune } from '../../src/repository/prune.ts';
 import { applyRetention, type RetentionCandidate } from '../../src/repository/retention.ts';
 import { verifyRepository } from '../../src/repository/verify.ts';
-import { listFiles, memorySource, newRepository, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
+import { storedChunks, memorySource, newRepository, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
 
 const day = 86_400_000;
 
@@ -56,13 +56,13 @@ test('prune deletes what the policy drops, GC frees exactly their chunks, and ev
     expected.set(previous, sha256(image));
   }
   const ids = [...expected.keys()];
-  assert.equal(listFiles(dir, 'chunks').length, 6 + 5);
+  assert.equal((await storedChunks(repo)).size, 6 + 5);
 
   const dry = await prune(repo, { keepLast: 2, keepDaily: 0, keepWeekly: 0, keepMonthly: 0 }, { dryRun: true });
   assert.deepEqual(dry.remove.map((p) => p.id), ids.slice(0, 4).reverse());
   assert.equal(dry.gc.chunksDeleted, 4);
   assert.equal((await repo.listPointIds()).length, 6, 'a dry run deletes nothing');
-  assert.equal(listFiles(dir, 'chunks').length, 11);
+  assert.equal((await storedChunks(repo)).size, 11);
 
   const report = await prune(repo, { keepLast: 2, keepDaily: 0, keepWeekly: 0, keepMonthly: 0 });
   assert.deepEqual(report.keep.map((p) => p.id), ids.slice(4).reverse());
@@ -70,7 +70,7 @@ test('prune deletes what the policy drops, GC frees exactly their chunks, and ev
   // Point 1..4 each owned the superseded version of chunk 0..3 (point 0 owned its chunk 0 and 1..5 the originals).
   assert.equal(report.gc.chunksDeleted, 4);
   assert.equal(report.gc.indexesDeleted, 4);
-  assert.equal(listFiles(dir, 'chunks').length, 7);
+  assert.equal((await storedChunks(repo)).size, 7);
   assert.equal(report.gc.skippedReason, null);
   for (const id of ids.slice(4)) assert.equal(sha256(await restoreToBuffer(repo, id, 1)), expected.get(id));
   assert.deepEqual((await verifyRepository(repo, { readData: true })).corruptions, []);

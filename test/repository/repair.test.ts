@@ -13,7 +13,7 @@ import { readCheckRecord } from '../../src/repository/point-records.ts';
 import { prune } from '../../src/repository/prune.ts';
 import type { Repository } from '../../src/repository/repository.ts';
 import { verifyRepository } from '../../src/repository/verify.ts';
-import { chunkPath, manifestPath, memorySource, newRepository, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
+import { chunkRecord, flipChunkByte, manifestPath, removeChunk, memorySource, newRepository, restoreToBuffer, sha256, tempDir, vm } from './helpers.ts';
 
 const chunkBytes = 64 * 1024;
 const slots = 8;
@@ -63,7 +63,7 @@ for (const encrypted of [false, true]) {
   test(`a bit-flipped stored chunk is rewritten by the next full copy, not reused by name (${encrypted ? 'encrypted' : 'plain'}); both points then read back exactly`, async (t) => {
     const { repo, image, p1 } = await setup(t, encrypted);
     const id = await chunkOfSlot(repo, p1, 3);
-    flipByte(chunkPath(repo.path, id), 40); // same size, same header: only a full check sees it
+    await flipChunkByte(repo, id, 40); // same size, same header: only a full check sees it
     const p2 = await full(repo, image);
     assert.equal((await repo.readManifest(p2)).disks[0].stats.chunksNew, 1, 'the damaged chunk was written again');
     assert.deepEqual((await verifyRepository(repo, { readData: true })).corruptions, []);
@@ -72,14 +72,13 @@ for (const encrypted of [false, true]) {
   });
 }
 
-test('a truncated stored chunk fails the header check and is rewritten by an incremental that writes the same chunk', async (t) => {
+test('a stored chunk whose header disagrees with its record length (truncated, extended) fails the header check and is rewritten by an incremental that writes the same chunk', async (t) => {
   const { repo, image, p1 } = await setup(t);
   const id = await chunkOfSlot(repo, p1, 2);
-  const file = chunkPath(repo.path, id);
-  fs.truncateSync(file, fs.statSync(file).size - 10);
+  await flipChunkByte(repo, id, 12); // payloadBytes: the record's length no longer fits its header
   // Slot 5 now holds slot 2's bytes: the incremental produces chunk `id` again.
   image.copy(image, 5 * chunkBytes, 2 * chunkBytes, 3 * chunkBytes);
-  // Slot 2 itself is carried over (its file exists, plausible size): the carried check is a stat.
+  // Slot 2 itself is carried over (located, its pack exists): the carried check reads no record.
   const p2 = await incremental(repo, image, p1, [{ offsetBytes: 5 * chunkBytes, lengthBytes: chunkBytes }]);
   assert.deepEqual((await verifyRepository(repo, { readData: true })).corruptions, []);
   assert.equal(sha256(await restoreToBuffer(repo, p2, 1)), sha256(image));
@@ -88,7 +87,7 @@ test('a truncated stored chunk fails the header check and is rewritten by an inc
 test('an incremental never carries over a chunk whose file is missing: REPO_MISSING naming the chunk and slot, nothing committed', async (t) => {
   const { repo, image, p1 } = await setup(t);
   const id = await chunkOfSlot(repo, p1, 6);
-  fs.rmSync(chunkPath(repo.path, id));
+  await removeChunk(repo, id);
   image[0] ^= 1;
   await assert.rejects(incremental(repo, image, p1, [{ offsetBytes: 0, lengthBytes: 512 }]), (error: Error & { code?: string; context?: Record<string, unknown> }) => {
     assert.equal(error.code, 'REPO_MISSING');
@@ -104,16 +103,17 @@ test('verify quarantines damaged chunks and indexes, records each point, and --r
   const flipped = await chunkOfSlot(repo, p1, 1);
   const deleted2 = await chunkOfSlot(repo, p1, 2);
   const deleted3 = await chunkOfSlot(repo, p1, 3);
-  flipByte(chunkPath(repo.path, flipped), 30);
-  fs.rmSync(chunkPath(repo.path, deleted2));
-  fs.rmSync(chunkPath(repo.path, deleted3));
+  const flippedPack = (await chunkRecord(repo, flipped)).file;
+  await flipChunkByte(repo, flipped, 30);
+  await removeChunk(repo, deleted2);
+  await removeChunk(repo, deleted3);
   const report = await verifyRepository(repo, { readData: true });
   assert.deepEqual(report.corruptions.map((c) => [c.object, c.name, c.code, c.affectedPoints, c.quarantinedTo !== null]).sort(), [
     ['chunk', deleted2, 'REPO_MISSING', [p1], false],
     ['chunk', deleted3, 'REPO_MISSING', [p1], false],
     ['chunk', flipped, 'REPO_CORRUPT', [p1], true],
   ].sort());
-  assert.ok(!fs.existsSync(chunkPath(repo.path, flipped)), 'moved aside');
+  assert.ok(!fs.existsSync(flippedPack), 'its pack moved aside (its sound chunks copied first)');
   const lost = [{ deviceKey: 1, capacityBytes: image.length, lostRanges: [{ offsetBytes: chunkBytes, lengthBytes: 3 * chunkBytes }] }];
   assert.deepEqual(report.points.map((p) => [p.pointId, p.status, p.lostDisks]), [[p1, 'damaged', lost]]);
   assert.equal((await readCheckRecord(repo.storage, p1))?.status, 'damaged');

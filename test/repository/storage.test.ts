@@ -106,7 +106,8 @@ test('a repository on the in-memory storage: full and incremental backups restor
 
     const pruned = await prune(repo, { keepLast: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 0 });
     assert.deepEqual(pruned.remove.map((p) => p.id), [ids[0]]);
-    assert.ok(pruned.gc.chunksDeleted > 0);
+    // The superseded chunk is dead in a pack below the repack threshold: kept, counted.
+    assert.ok(pruned.gc.indexesDeleted > 0 && pruned.gc.chunksDeleted + pruned.gc.deadBytesKept > 0);
     assert.deepEqual(await repo.listPointIds(), [ids[1]]);
     assert.equal(sha256(await restoreToBuffer(repo, ids[1], 2000)), sha256(second));
     assert.deepEqual((await verifyRepository(repo, { readData: true })).corruptions, []);
@@ -120,10 +121,18 @@ test('local storage: the on-disk layout and modes are those of docs/format.md', 
   const storage = new LocalStorage(dir);
   await storage.create();
   await storage.put(point, 'x');
-  assert.deepEqual(fs.readdirSync(dir).sort(), ['chunks', 'indexes', 'keys', 'locks', 'points', 'tmp']);
-  assert.equal(fs.readdirSync(path.join(dir, 'chunks')).length, 256);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['indexes', 'keys', 'locks', 'packindexes', 'packs', 'points', 'tmp']);
+  assert.equal(fs.readdirSync(path.join(dir, 'packs')).length, 0, 'fan-out directories are made with their first pack');
   assert.equal(fs.statSync(path.join(dir, 'points', `${point.name}.json`)).mode & 0o777, 0o600);
-  assert.equal(fs.statSync(path.join(dir, 'chunks', 'ab')).mode & 0o777, 0o700);
+  const pack = { kind: 'pack', name: 'ab'.repeat(16) } as const;
+  const stream = await storage.openStream();
+  await stream.write(Buffer.from('pack bytes'));
+  await stream.finish(pack);
+  assert.equal(storage.pathOf(pack), path.join(dir, 'packs', 'ab', pack.name));
+  assert.equal(fs.statSync(path.join(dir, 'packs', 'ab')).mode & 0o777, 0o700);
+  assert.equal(fs.statSync(storage.pathOf(pack)).mode & 0o777, 0o600);
+  assert.equal(storage.pathOf({ kind: 'packindex', name: 'cd'.repeat(32) }), path.join(dir, 'packindexes', `${'cd'.repeat(32)}.pix`));
+  // Format v1 chunk files (read, never written by v2): chunks/<2 hex>/<64 hex>.
   assert.equal(storage.pathOf(chunk), path.join(dir, 'chunks', 'ab', chunk.name));
 });
 

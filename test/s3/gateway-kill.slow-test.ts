@@ -1,7 +1,8 @@
-// The object store dies mid-backup: radosgw is SIGKILLed while chunks are being uploaded. The
+// The object store dies mid-backup: radosgw is SIGKILLed while packs are being uploaded. The
 // backup fails with S3_UNAVAILABLE once its retries are spent, nothing is committed, the earlier
-// restore point is intact, and after the gateway is back the next backup succeeds (reusing the
-// chunks that made it before the cut) and restores byte for byte.
+// restore point is intact, and after the gateway is back the next backup succeeds and restores
+// byte for byte. A backup cut by its source instead (the store still up) resumes: the next one
+// finds the packs that were stored before the cut and does not send their chunks again.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
@@ -19,13 +20,13 @@ after(async () => {
   await rgw?.stop();
 });
 
-async function chunkCount(prefix: string): Promise<number> {
+async function packCount(prefix: string): Promise<number> {
   const client = rgw.client();
   try {
     let count = 0;
     let token: string | undefined;
     do {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: rgw.plainBucket, Prefix: `${prefix}/chunks/`, ContinuationToken: token }));
+      const page = await client.send(new ListObjectsV2Command({ Bucket: rgw.plainBucket, Prefix: `${prefix}/packs/`, ContinuationToken: token }));
       count += page.KeyCount ?? 0;
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -48,13 +49,13 @@ test('radosgw killed mid-backup: earlier points intact, nothing committed, the n
   const writer = await repo.beginRestorePoint({ vm, createdAt: new Date(Date.UTC(2026, 0, 1)) });
   await writer.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: first.length, changeId: null, reader: memorySource(first) });
   const firstId = await writer.commit();
-  const before = await chunkCount(prefix);
+  const before = await packCount(prefix);
 
-  const big = randomBytes(24 * 1024 * 1024);
+  const big = randomBytes(64 * 1024 * 1024);
   const cut = await repo.beginRestorePoint({ vm, createdAt: new Date(Date.UTC(2026, 0, 2)) });
   const backup = cut.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: big.length, changeId: null, reader: memorySource(big) });
   backup.catch(() => undefined);
-  while ((await chunkCount(prefix)) < before + 40) await new Promise((r) => setTimeout(r, 20));
+  while ((await packCount(prefix)) < before + 1) await new Promise((r) => setTimeout(r, 20));
   await rgw.killGateway();
   await assert.rejects(backup, (error: Error & { code?: string }) => {
     assert.equal(error.code, 'S3_UNAVAILABLE', error.message);
@@ -64,16 +65,28 @@ test('radosgw killed mid-backup: earlier points intact, nothing committed, the n
 
   await rgw.startGateway();
   assert.deepEqual(await repo.listPointIds(), [firstId], 'nothing was committed by the cut backup');
-  const uploadedBeforeCut = (await chunkCount(prefix)) - before;
-  assert.ok(uploadedBeforeCut >= 40 && uploadedBeforeCut < big.length / 65_536);
   assert.equal(sha256(await restoreToBuffer(repo, firstId, 1)), sha256(first), 'the earlier point is intact');
 
   const again = await repo.beginRestorePoint({ vm, createdAt: new Date(Date.UTC(2026, 0, 3)) });
-  const record = await again.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: big.length, changeId: null, reader: memorySource(big) });
+  await again.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: big.length, changeId: null, reader: memorySource(big) });
   const againId = await again.commit();
-  assert.ok(record.stats.chunksReused >= uploadedBeforeCut, 'chunks stored before the cut are not sent again');
-  assert.equal(record.stats.chunksNew + record.stats.chunksReused, big.length / 65_536);
   assert.equal(sha256(await restoreToBuffer(repo, againId, 1)), sha256(big));
+
+  // A cut by the source (the store up): the packs stored before it are found by the next backup.
+  const other = randomBytes(48 * 1024 * 1024);
+  const failing = await repo.beginRestorePoint({ vm, createdAt: new Date(Date.UTC(2026, 0, 4)) });
+  const source = memorySource(other);
+  const cutSource = { read: async (offsetBytes: number, target: Uint8Array) => {
+    if (offsetBytes >= 40 * 1024 * 1024) throw new Error('source cut');
+    await source.read(offsetBytes, target);
+  } };
+  await assert.rejects(failing.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: other.length, changeId: null, reader: cutSource }), /source cut/);
+  await failing.abort();
+  const resumed = await repo.beginRestorePoint({ vm, createdAt: new Date(Date.UTC(2026, 0, 5)) });
+  const record = await resumed.writeDisk({ deviceKey: 1, label: 'a', capacityBytes: other.length, changeId: null, reader: memorySource(other) });
+  const resumedId = await resumed.commit();
+  assert.ok(record.stats.chunksReused * 65_536 >= 16 * 1024 * 1024, `chunks stored before the cut are not sent again (${record.stats.chunksReused} reused)`);
+  assert.equal(sha256(await restoreToBuffer(repo, resumedId, 1)), sha256(other));
   const verify = await runCli(['verify', '--repo', url, '--read-data'], env);
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
 });

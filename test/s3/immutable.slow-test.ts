@@ -37,8 +37,8 @@ test('--immutable-days locks every object of a restore point; deletion fails; pr
   const client = rgw.client();
   t.after(() => client.destroy());
   const keys = ((await client.send(new ListObjectsV2Command({ Bucket: rgw.lockedBucket, Prefix: 'immutable/' }))).Contents ?? []).map((o) => o.Key ?? '');
-  const retained = keys.filter((k) => /\/(chunks|indexes|points|committed)\//.test(k));
-  assert.ok(retained.some((k) => k.includes('/chunks/')) && retained.some((k) => k.includes(`/points/${ids[0]}`)) && retained.some((k) => k.includes('/indexes/')));
+  const retained = keys.filter((k) => /\/(packs|packindexes|chunks|indexes|points|committed)\//.test(k));
+  assert.ok(retained.some((k) => k.includes('/packs/')) && retained.some((k) => k.includes('/packindexes/')) && retained.some((k) => k.includes(`/points/${ids[0]}`)) && retained.some((k) => k.includes('/indexes/')));
   const minimumMs = Date.now() + 23 * 3600_000;
   for (const key of retained) {
     const head = await client.send(new HeadObjectCommand({ Bucket: rgw.lockedBucket, Key: key }));

@@ -316,3 +316,45 @@ jobs:
   );
   assert.match(bad.find((p) => p.path === 'notifiers.mail.smtp.password')!.message, /never written in the configuration/);
 });
+
+test('an s3:// repository takes its object store settings from the entry (secrets by file or env) and a backup job its immutableDays', () => {
+  const config = parseConfig(
+    `servers:
+  vc: { url: https://vc/sdk, user: u }
+repositories:
+  offsite:
+    path: s3://backups/site-a
+    s3: { endpoint: "https://rgw.example:7480", region: eu-1, pathStyle: true, caFile: ca.pem, accessKeyId: AKIA1, secretAccessKeyEnv: RGW_SECRET }
+jobs:
+  nightly:
+    type: backup
+    server: vc
+    repository: offsite
+    vms: { include: ["*"] }
+    immutableDays: 30
+`,
+    '/etc/vcbt/vcbt.yaml',
+  );
+  assert.deepEqual(config.repositories.get('offsite'), {
+    name: 'offsite',
+    path: 's3://backups/site-a',
+    passphrase: undefined,
+    s3: { endpoint: 'https://rgw.example:7480', region: 'eu-1', pathStyle: true, caFile: '/etc/vcbt/ca.pem', profile: undefined, accessKeyId: 'AKIA1', secretAccessKey: { env: 'RGW_SECRET' } },
+  });
+  assert.equal(config.jobs.get('nightly')?.immutableDays, 30);
+  const problems = problemsOf(`servers:
+  vc: { url: https://vc/sdk, user: u }
+repositories:
+  local: { path: /r, s3: { region: x } }
+  half: { path: s3://b/p, s3: { accessKeyId: AKIA1 } }
+  inline: { path: s3://b/q, s3: { accessKeyId: AKIA1, secretAccessKey: "s3cr3t" } }
+jobs:
+  r:
+    type: replicate
+    server: vc
+    replica: { target: "/x/{disk}" }
+    vms: { include: ["*"] }
+    immutableDays: 3
+`);
+  assert.deepEqual(problems.map((p) => p.path), ['repositories.local.s3', 'repositories.half.s3', 'repositories.inline.s3', 'repositories.inline.s3.secretAccessKey', 'jobs.r.immutableDays']);
+});

@@ -30,6 +30,7 @@ export const commands: CommandEntry[] = [
   { name: 'verify', summary: 'check restore points (structure, or every chunk with --read-data)', load: async () => (await import('./verify.ts')).verifyCommand },
   { name: 'copy', summary: 'copy restore points between repositories (only missing chunks, re-encrypted, verified)', load: async () => (await import('./copy.ts')).copyCommand },
   { name: 'prune', summary: 'delete restore points a retention policy drops, then collect garbage', load: async () => (await import('./prune.ts')).pruneCommand },
+  { name: 'migrate', summary: 'move a format-v1 repository\'s chunk files into packs (format v2)', load: async () => (await import('./migrate.ts')).migrateCommand },
   { name: 'unlock', summary: 'remove stale repository locks (or one named lock with --force)', load: async () => (await import('./unlock.ts')).unlockCommand },
   { name: 'config', summary: 'validate a service configuration file (config check FILE)', load: async () => (await import('./config.ts')).configCommand },
   { name: 'job', summary: 'list, run and verify the protection jobs of a service configuration', load: async () => (await import('./job.ts')).jobCommand },

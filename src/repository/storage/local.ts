@@ -4,9 +4,13 @@
 //   point  -> points/<id>.json     lock  -> locks/<16 hex>.json       staged -> tmp/<24 hex>.tmp
 //   key    -> keys/<32 hex>.json (encrypted repositories; keys/ is absent in older ones)
 //   committed -> committed/<point id>.json   check -> checks/<point id>.json
+//   pack -> packs/<2 hex>/<32 hex>   packindex -> packindexes/<64 hex>.pix   (format v2)
 //   quarantine -> quarantine/<kind>-<name>-<ms since epoch> (verify's moved-aside files)
 // committed/, checks/ and quarantine/ came after format v1's first repositories: they are made
-// on first use, and an absent one lists as empty.
+// on first use, and an absent one lists as empty. So are packs/ and packindexes/ (format v2:
+// a v1 repository gets them with its first pack) and chunks/ (format v2 repositories are
+// made without it: only v1 chunk files live there). A pack's fan-out directory is made (and
+// its parent fsynced) before the first pack is renamed into it.
 // Crash safety: put and streams write a temp file in tmp/ (same file system), fsync it, rename
 // it over the final name and fsync the final directory. Staged chunks are written unsynced
 // (on worker threads) and made durable by publish (fsync + rename) and the batch's sync (one
@@ -25,10 +29,12 @@ import { BlobNotFound, checkBlobRef, isValidBlobName, type BlobInfo, type BlobKi
 export const dirMode = 0o700;
 export const fileMode = 0o600;
 const tempPattern = /^[0-9a-f]{24}\.tmp$/;
-const subdirectories = ['chunks', 'indexes', 'points', 'locks', 'tmp', 'keys'];
+const subdirectories = ['packs', 'packindexes', 'indexes', 'points', 'locks', 'tmp', 'keys'];
 /** Directories newer than the first format-v1 repositories: made on first use, absent = empty. */
-const lateDirectories: Partial<Record<BlobKind, string>> = { key: 'keys', committed: 'committed', check: 'checks' };
-const directories = { chunk: 'chunks', index: 'indexes', point: 'points', lock: 'locks', key: 'keys', committed: 'committed', check: 'checks' } as const;
+const lateDirectories: Partial<Record<BlobKind, string>> = { key: 'keys', committed: 'committed', check: 'checks', chunk: 'chunks', pack: 'packs', packindex: 'packindexes' };
+const directories = { chunk: 'chunks', index: 'indexes', point: 'points', lock: 'locks', key: 'keys', committed: 'committed', check: 'checks', pack: 'packs', packindex: 'packindexes' } as const;
+/** Kinds stored under 256 fan-out directories named by the first two hex digits. */
+const fannedOut: Partial<Record<BlobKind, true>> = { chunk: true, pack: true };
 
 export function allFanoutNames(): string[] {
   return Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
@@ -94,6 +100,10 @@ export class LocalStorage implements Storage {
         return path.join(this.location, 'committed', `${ref.name}.json`);
       case 'check':
         return path.join(this.location, 'checks', `${ref.name}.json`);
+      case 'pack':
+        return path.join(this.location, 'packs', ref.name.slice(0, 2), ref.name);
+      case 'packindex':
+        return path.join(this.location, 'packindexes', `${ref.name}.pix`);
     }
   }
 
@@ -121,7 +131,6 @@ export class LocalStorage implements Storage {
     try {
       await mkdirPrivate(this.location);
       for (const sub of subdirectories) await mkdirPrivate(path.join(this.location, sub));
-      for (const fanout of allFanoutNames()) await mkdirPrivate(path.join(this.location, 'chunks', fanout));
     } catch (error) {
       throw this.#ioError('create the repository directories in', this.location, error);
     }
@@ -222,11 +231,15 @@ export class LocalStorage implements Storage {
       if (await this.stat({ kind, name: 'config' })) yield 'config';
       return;
     }
-    const suffix = kind === 'index' ? '.idx' : kind === 'chunk' ? '' : '.json';
-    const dirs = kind === 'chunk' ? allFanoutNames().map((f) => path.join(this.location, 'chunks', f)) : [path.join(this.location, directories[kind])];
+    const suffix = kind === 'index' ? '.idx' : kind === 'packindex' ? '.pix' : fannedOut[kind] ? '' : '.json';
+    const top = path.join(this.location, directories[kind]);
+    // keys/, committed/, checks/, packs/, ... came after format v1's first repositories, and
+    // chunks/ is absent in v2 ones: absent = none.
+    if (lateDirectories[kind] && !(await fsp.stat(top).catch(() => undefined))) return;
+    const dirs = fannedOut[kind] ? allFanoutNames().map((f) => path.join(top, f)) : [top];
     for (const dir of dirs) {
-      // keys/, committed/, checks/ came after format v1's first repositories: absent = none.
-      if (lateDirectories[kind] && !(await fsp.stat(dir).catch(() => undefined))) return;
+      // A fan-out directory is made with its first blob.
+      if (fannedOut[kind] && !(await fsp.stat(dir).catch(() => undefined))) continue;
       for (const entry of await this.#readdir(dir)) {
         if (!entry.endsWith(suffix)) continue;
         const name = entry.slice(0, entry.length - suffix.length);
@@ -308,6 +321,7 @@ export class LocalStorage implements Storage {
     const temp = this.#tempPath(token);
     const file = this.pathOf(ref);
     try {
+      if (lateDirectories[ref.kind]) await this.#ensureDirectory(path.dirname(file));
       const handle = await fsp.open(temp, 'r+');
       try {
         await handle.sync();
@@ -368,6 +382,7 @@ export class LocalStorage implements Storage {
       finish: async (ref) => {
         const file = this.pathOf(ref);
         try {
+          if (lateDirectories[ref.kind]) await this.#ensureDirectory(path.dirname(file));
           await handle.sync();
           await close();
           await fsp.rename(temp, file);
@@ -383,6 +398,20 @@ export class LocalStorage implements Storage {
         await fsp.rm(temp, { force: true });
       },
     };
+  }
+
+  readonly #madeDirectories = new Set<string>();
+
+  /** Makes a late or fan-out directory (and its parents) durable before a name goes into it. */
+  async #ensureDirectory(dir: string): Promise<void> {
+    if (this.#madeDirectories.has(dir)) return;
+    if (!(await fsp.stat(dir).catch(() => undefined))) {
+      const parent = path.dirname(dir);
+      if (parent !== this.location) await this.#ensureDirectory(parent);
+      await mkdirPrivate(dir);
+      await fsyncDir(parent);
+    }
+    this.#madeDirectories.add(dir);
   }
 
   async quarantine(ref: BlobRef): Promise<string> {

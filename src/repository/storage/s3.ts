@@ -67,7 +67,7 @@ export interface S3Settings {
 
 export const maxClockSkewMs = 120_000;
 /** Blob kinds that belong to a restore point and get Object Lock retention. */
-const retainedKinds: ReadonlySet<BlobKind> = new Set(['chunk', 'index', 'point', 'committed']);
+const retainedKinds: ReadonlySet<BlobKind> = new Set(['chunk', 'pack', 'packindex', 'index', 'point', 'committed']);
 const listPrefixes: Record<BlobKind, string> = {
   config: 'config.json',
   key: 'keys/',
@@ -77,6 +77,8 @@ const listPrefixes: Record<BlobKind, string> = {
   lock: 'locks/',
   committed: 'committed/',
   check: 'checks/',
+  pack: 'packs/',
+  packindex: 'packindexes/',
 };
 const layout = new LocalStorage('/');
 const dayMs = 86_400_000;
@@ -150,6 +152,8 @@ function isTransient(f: Failure): boolean {
   return f.status === undefined && /socket hang up|ECONNRE|EPIPE|ETIMEDOUT|timed? ?out|aborted/i.test(`${f.code} ${f.message}`);
 }
 
+const silentLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
 export class S3Storage implements Storage {
   readonly location: string;
   readonly settings: S3Settings;
@@ -175,6 +179,9 @@ export class S3Storage implements Storage {
       ...(settings.profile && !settings.credentials ? { profile: settings.profile } : {}),
       // Retries are ours (streams must be re-opened per attempt; see #send).
       maxAttempts: 1,
+      // The SDK's own notes (a failed streaming PUT it cannot retry) would go to the console;
+      // failures reach the caller as named errors instead.
+      logger: silentLogger,
       // Content-MD5 on our PUTs; no trailing checksums older S3 servers do not know.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
@@ -346,7 +353,7 @@ export class S3Storage implements Storage {
   async *listInfo(kind: BlobKind): AsyncIterable<BlobInfo> {
     for await (const object of this.listKeys(this.settings.prefix + listPrefixes[kind])) {
       const base = object.key.slice(object.key.lastIndexOf('/') + 1);
-      const name = kind === 'config' ? 'config' : base.replace(/\.(json|idx)$/, '');
+      const name = kind === 'config' ? 'config' : base.replace(/\.(json|idx|pix)$/, '');
       if (!isValidBlobName(kind, name) || this.keyOf({ kind, name }) !== object.key) continue;
       yield { name, sizeBytes: object.sizeBytes, modifiedMs: object.modifiedMs };
     }

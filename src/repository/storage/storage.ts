@@ -7,7 +7,13 @@
 //   named "config"), key (32 hex: the repository id), chunk (64 hex), index (64 hex), point
 //   (restore point id), lock (16 hex), committed (restore point id: the record that a point
 //   was committed, format.md "Committed records"), check (restore point id: verify's last
-//   result for it, format.md "Check records").
+//   result for it, format.md "Check records"), pack (32 hex: an immutable pack of chunks,
+//   format v2, format.md "Pack files"), packindex (64 hex: SHA-256 of the stored bytes; where
+//   the chunks of some packs are, format.md "Pack index files").
+//   Format v2 added the kinds pack and packindex (nothing else changed in this interface);
+//   a storage stores them like any other blob. The v2 writer no longer stages chunks: it
+//   writes each pack through openStream (one durable commit per pack) and the pack indexes
+//   through openStream or put; stage/publish stay for format v1 chunk files.
 //   Names are checked against their kind's pattern before they reach a path or key
 //   (REPO_INVALID_NAME), so a name read from a file or typed by a user cannot escape.
 // - put: atomic and durable. When it resolves the blob is complete under its name and
@@ -21,7 +27,7 @@
 //   store may upload a staged blob straight to its name (a PUT is atomic and durable).
 //   Staged blobs of a writer that died are left-overs (`listStaged`, `discard`).
 // - Object store (storage/s3.ts): `open` checks the bucket before any work; retained blobs.
-// - Stream: a large blob written piece by piece (indexes), atomic and durable at `finish`.
+// - Stream: a large blob written piece by piece (indexes, packs), atomic and durable at `finish`.
 // - Reads open regular files only: anything else planted under a blob's name (FIFO,
 //   directory, device) is REPO_NOT_REGULAR_FILE naming it, never a hang.
 // - Quarantine: a damaged blob moved aside (out of its name, bytes kept) by verify; it is
@@ -31,7 +37,7 @@
 import { RepositoryError } from '../errors.ts';
 import type { S3Settings } from './s3.ts';
 
-export type BlobKind = 'config' | 'key' | 'chunk' | 'index' | 'point' | 'lock' | 'committed' | 'check';
+export type BlobKind = 'config' | 'key' | 'chunk' | 'index' | 'point' | 'lock' | 'committed' | 'check' | 'pack' | 'packindex';
 
 export interface BlobRef {
   readonly kind: BlobKind;
@@ -134,6 +140,8 @@ const namePatterns: Record<BlobKind, RegExp> = {
   lock: /^[0-9a-f]{16}$/,
   committed: /^\d{8}T\d{6}Z-[0-9a-f]{8}$/,
   check: /^\d{8}T\d{6}Z-[0-9a-f]{8}$/,
+  pack: /^[0-9a-f]{32}$/,
+  packindex: /^[0-9a-f]{64}$/,
 };
 
 export function isValidBlobName(kind: BlobKind, name: string): boolean {
