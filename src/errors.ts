@@ -142,6 +142,8 @@ export const errorCodes = [
   'CATALOG_UNAVAILABLE',
   'JOB_RUNNING',
   'DAEMON_STOPPING',
+  'JOB_AMBIGUOUS',
+  'RESTORE_PATH_REFUSED',
   // the HTTP API (src/api)
   'API_UNAUTHORIZED',
   'API_READ_ONLY',

@@ -89,3 +89,35 @@ export const badRequest = { '400': { description: 'a bad parameter or body (API_
 export const notFound = (what: string) => ({ '404': { description: `${what} (API_NOT_FOUND)`, ...json(ref('Error')) } });
 export const list = (key: string, item: string) => ({ type: 'object', additionalProperties: false, required: [key], properties: { [key]: { type: 'array', items: ref(item) } } });
 export const pathParam = (name: string, type: 'string' | 'integer' = 'string') => ({ name, in: 'path', required: true, schema: { type } });
+
+/** Body field readers: API_BAD_REQUEST naming the field when it has the wrong type. */
+export const field = {
+  string(body: Record<string, unknown>, name: string, required: boolean): string | undefined {
+    const v = body[name];
+    if (v === undefined && !required) return undefined;
+    if (typeof v !== 'string' || v === '') throw new ApiError('API_BAD_REQUEST', `"${name}" must be a non-empty string`, { field: name });
+    return v;
+  },
+  integer(body: Record<string, unknown>, name: string, required: boolean, min = 0): number | undefined {
+    const v = body[name];
+    if (v === undefined && !required) return undefined;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new ApiError('API_BAD_REQUEST', `"${name}" must be a whole number of at least ${min}`, { field: name });
+    return v;
+  },
+  boolean(body: Record<string, unknown>, name: string): boolean {
+    const v = body[name];
+    if (v === undefined) return false;
+    if (typeof v !== 'boolean') throw new ApiError('API_BAD_REQUEST', `"${name}" must be true or false`, { field: name });
+    return v;
+  },
+  strings(body: Record<string, unknown>, name: string): string[] | undefined {
+    const v = body[name];
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x === '')) throw new ApiError('API_BAD_REQUEST', `"${name}" must be a list of non-empty strings`, { field: name });
+    return v as string[];
+  },
+};
+
+/** An OpenAPI JSON request body. */
+export const requestBody = (schema: object, required = false) => ({ required, content: { 'application/json': { schema } } });
+export const conflict = (what: string) => ({ '409': { description: what, ...json(ref('Error')) } });

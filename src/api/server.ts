@@ -48,6 +48,12 @@ const statusOf: Record<string, number> = {
   API_BAD_REQUEST: 400,
   JOB_RUNNING: 409,
   DAEMON_STOPPING: 409,
+  JOB_AMBIGUOUS: 400,
+  VM_NOT_FOUND: 404,
+  REPO_POINT_NOT_FOUND: 404,
+  REPO_DISK_NOT_FOUND: 404,
+  REPO_LOCKED: 409,
+  RESTORE_PATH_REFUSED: 400,
 };
 
 /** The largest request body read (actions take a few small fields). */

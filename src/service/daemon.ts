@@ -89,17 +89,20 @@ export class Daemon {
     return new Map([...this.#active].map(([job, run]) => [job, run.runId]));
   }
 
-  /** Starts a run of `jobName` now; answers its run id once recorded. JOB_NOT_FOUND, JOB_RUNNING, DAEMON_STOPPING. */
-  async runNow(jobName: string, trigger: RunTrigger): Promise<number> {
+  /**
+   * Starts a run of `jobName` now (only `onlyVms` of its selection when given, as `vcbt job
+   * run --vm`); answers its run id once recorded. JOB_NOT_FOUND, JOB_RUNNING, DAEMON_STOPPING.
+   */
+  async runNow(jobName: string, trigger: RunTrigger, onlyVms?: readonly string[]): Promise<number> {
     const job = this.#options.config.jobs.get(jobName);
     if (!job) throw new VcbtError('JOB_NOT_FOUND', `no job "${jobName}" (jobs: ${[...this.#options.config.jobs.keys()].join(', ') || 'none'})`, { job: jobName });
     if (this.#drain.signal.aborted) throw new DaemonError('DAEMON_STOPPING', 'the daemon is stopping and starts no run', { job: jobName });
     const running = this.#active.get(jobName);
     if (running) throw new DaemonError('JOB_RUNNING', `job ${jobName} is running (run ${running.runId}); one run of a job at a time`, { job: jobName, runId: running.runId });
-    return this.#startRun(job, trigger);
+    return this.#startRun(job, trigger, onlyVms);
   }
 
-  #startRun(job: JobConfig, trigger: RunTrigger): Promise<number> {
+  #startRun(job: JobConfig, trigger: RunTrigger, onlyVms?: readonly string[]): Promise<number> {
     const { config, catalog, env, log } = this.#options;
     let resolveId!: (id: number) => void;
     let rejectId!: (error: unknown) => void;
@@ -116,6 +119,7 @@ export class Daemon {
       config,
       job,
       env,
+      onlyVms,
       signal: this.#abort.signal,
       drain: this.#drain.signal,
       onRunId: (rid) => {

@@ -104,8 +104,10 @@ after(async () => {
 });
 
 /** A request; the answer is checked against the OpenAPI document for `template` (the path as documented). */
-async function call(method: string, path: string, template: string, auth: string | undefined): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(base + path, { method, headers: auth === undefined ? {} : { authorization: `Bearer ${auth}` } });
+async function call(method: string, path: string, template: string, auth: string | undefined, requestBody?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const headers: Record<string, string> = auth === undefined ? {} : { authorization: `Bearer ${auth}` };
+  if (requestBody !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(base + path, { method, headers, body: requestBody === undefined ? undefined : JSON.stringify(requestBody) });
   const text = await response.text();
   bodies.push(text);
   assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
@@ -267,4 +269,34 @@ test('run a job now: read-only refused, 202 then 409 while it works; runs, tasks
     assert.equal(daemonLog.includes(secret), false, 'no secret in the log');
   }
   assert.match(daemonLog, /API POST \/api\/jobs\/one\/run 202 token 1/);
+});
+
+async function waitRun(runId: number): Promise<{ run: { status: string; job: string }; tasks: Array<{ vm: string; status: string; pointId: string | null; error: { code: string } | null }> }> {
+  for (;;) {
+    const detail = await call('GET', `/api/runs/${runId}`, '/api/runs/{id}', readOnly);
+    if ((detail.body.run as { status: string }).status !== 'running') return detail.body as never;
+    await sleep(100);
+  }
+}
+
+test('VM actions: enable CBT (the inventory is read again), back one VM up now through the job that selects it', async () => {
+  document ??= (await call('GET', '/api/openapi.json', '/api/openapi.json', token)).body;
+  const other = lab.info.vms.find((v) => v.name === 'DC0_H0_VM0')!;
+  const refused = await call('POST', `/api/vms/lab/${other.moref}/cbt/enable`, '/api/vms/{server}/{moref}/cbt/enable', readOnly);
+  assert.deepEqual([refused.status, refused.body.code], [403, 'API_READ_ONLY']);
+  const enabled = await call('POST', `/api/vms/lab/${other.moref}/cbt/enable`, '/api/vms/{server}/{moref}/cbt/enable', token);
+  assert.deepEqual(enabled.body, { server: 'lab', name: other.name, moref: other.moref, cbtEnabled: true });
+  const vms = await call('GET', '/api/vms', '/api/vms', readOnly);
+  assert.equal((vms.body.vms as Array<{ moref: string; cbtEnabled: boolean }>).find((v) => v.moref === other.moref)?.cbtEnabled, true, 'the cached inventory was dropped');
+  const unknown = await call('POST', '/api/vms/nowhere/vm-1/cbt/enable', '/api/vms/{server}/{moref}/cbt/enable', token);
+  assert.deepEqual([unknown.status, unknown.body.code], [404, 'API_NOT_FOUND']);
+
+  const wrongJob = await call('POST', `/api/vms/lab/${other.moref}/backup`, '/api/vms/{server}/{moref}/backup', token, { job: 'one' });
+  assert.deepEqual([wrongJob.status, wrongJob.body.code], [404, 'JOB_NOT_FOUND']);
+  const badBody = await call('POST', `/api/vms/lab/${other.moref}/backup`, '/api/vms/{server}/{moref}/backup', token, { job: 7 });
+  assert.deepEqual([badBody.status, badBody.body.code], [400, 'API_BAD_REQUEST']);
+  const started = await call('POST', `/api/vms/lab/${other.moref}/backup`, '/api/vms/{server}/{moref}/backup', token);
+  assert.deepEqual([started.status, started.body.job], [202, 'nightly']);
+  const done = await waitRun(started.body.runId as number);
+  assert.deepEqual([done.run.job, done.run.status, done.tasks.map((t) => [t.vm, t.status])], ['nightly', 'success', [[other.name, 'success']]], daemonLog.slice(-3000));
 });

@@ -1,7 +1,7 @@
 // Jobs: the jobs of the configuration with their schedule and last run; "run a job now".
 import { jobStatus } from '../../service/catalog/status.ts';
 import { summarizeJob } from '../../service/schedule.ts';
-import { json, list, nullableString, pathParam, readOnlyRefused, ref, segment, unauthorized, type RouteGroup } from '../route.ts';
+import { badRequest, field, json, list, nullableString, pathParam, readOnlyRefused, ref, requestBody, segment, unauthorized, type RouteGroup } from '../route.ts';
 
 const job = {
   type: 'object',
@@ -42,7 +42,7 @@ export const jobsGroup: RouteGroup = {
       method: 'POST',
       pattern: /^\/api\/jobs\/([^/]+)\/run$/,
       action: true,
-      handler: async (_request, [name]) => ({ status: 202, body: { runId: await daemon.runNow(segment(name), 'api') } }),
+      handler: async ({ body }, [name]) => ({ status: 202, body: { runId: await daemon.runNow(segment(name), 'api', field.strings(body, 'vms')) } }),
     },
   ],
   paths: {
@@ -51,7 +51,13 @@ export const jobsGroup: RouteGroup = {
       post: {
         summary: 'run a job now (not with a read-only token)',
         parameters: [pathParam('name')],
+        requestBody: requestBody({
+          type: 'object',
+          additionalProperties: false,
+          properties: { vms: { type: 'array', items: { type: 'string' }, description: 'only these VMs of the job\u2019s selection (names or patterns), as `vcbt job run --vm`' } },
+        }),
         responses: {
+          ...badRequest,
           '202': { description: 'the run started', ...json({ type: 'object', additionalProperties: false, required: ['runId'], properties: { runId: { type: 'integer' } } }) },
           ...unauthorized,
           ...readOnlyRefused,

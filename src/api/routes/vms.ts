@@ -1,8 +1,9 @@
 // VMs: every VM of every configured server with its protection status (service/protection.ts),
 // and one VM's restore points and replicas (service/vm-points.ts).
 import { protectionReport } from '../../service/protection.ts';
+import { backupJobFor, enableVmCbt } from '../../service/vm-actions.ts';
 import { vmPoints } from '../../service/vm-points.ts';
-import { ApiError, json, notFound, nullableError, nullableString, pathParam, ref, segment, unauthorized, type RouteGroup } from '../route.ts';
+import { ApiError, badRequest, conflict, field, json, notFound, nullableError, nullableString, pathParam, readOnlyRefused, ref, requestBody, segment, unauthorized, type RouteGroup } from '../route.ts';
 import { task } from './runs.ts';
 
 const lastGood = {
@@ -94,7 +95,35 @@ const replica = {
 };
 
 export const vmsGroup: RouteGroup = {
-  routes: ({ config, catalog, inventory, env }) => [
+  routes: ({ config, catalog, inventory, env, daemon }) => {
+    const serverOf = (text: string | undefined) => {
+      const name = segment(text);
+      if (!config.servers.has(name)) throw new ApiError('API_NOT_FOUND', `no server "${name}" in the configuration`, { server: name });
+      return name;
+    };
+    return [
+    {
+      method: 'POST',
+      pattern: /^\/api\/vms\/([^/]+)\/([^/]+)\/cbt\/enable$/,
+      action: true,
+      handler: async (_request, [serverText, morefText]) => {
+        const serverName = serverOf(serverText);
+        const vm = await enableVmCbt(config, env, serverName, segment(morefText));
+        inventory.invalidate(serverName);
+        return { status: 200, body: { server: serverName, ...vm } };
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/api\/vms\/([^/]+)\/([^/]+)\/backup$/,
+      action: true,
+      handler: async ({ body }, [serverText, morefText]) => {
+        const serverName = serverOf(serverText);
+        const { job, vmName } = await backupJobFor(config, env, serverName, segment(morefText), field.string(body, 'job', false));
+        const runId = await daemon.runNow(job.name, 'api', [vmName]);
+        return { status: 202, body: { runId, job: job.name } };
+      },
+    },
     {
       method: 'GET',
       pattern: /^\/api\/vms$/,
@@ -106,9 +135,8 @@ export const vmsGroup: RouteGroup = {
       pattern: /^\/api\/vms\/([^/]+)\/([^/]+)\/points$/,
       action: false,
       handler: async (_request, [serverText, morefText]) => {
-        const serverName = segment(serverText);
+        const serverName = serverOf(serverText);
         const moref = segment(morefText);
-        if (!config.servers.has(serverName)) throw new ApiError('API_NOT_FOUND', `no server "${serverName}" in the configuration`, { server: serverName });
         const known = (await inventory.server(serverName)).vms?.find((p) => p.vm.moref.value === moref);
         const inCatalog = known ? true : (await catalog.vmTasks(moref, 1000)).some((t) => config.jobs.get(t.job)?.server === serverName);
         if (!inCatalog) throw new ApiError('API_NOT_FOUND', `no VM ${moref} on server "${serverName}" (neither in its inventory nor in the catalog)`, { server: serverName, moref });
@@ -116,7 +144,8 @@ export const vmsGroup: RouteGroup = {
         return { status: 200, body: { server: serverName, moref, name: known?.vm.name ?? null, ...found } };
       },
     },
-  ],
+  ];
+  },
   paths: {
     '/api/vms': {
       get: {
@@ -127,6 +156,33 @@ export const vmsGroup: RouteGroup = {
             ...json({ type: 'object', additionalProperties: false, required: ['servers', 'vms'], properties: { servers: { type: 'array', items: ref('InventoryServer') }, vms: { type: 'array', items: ref('Vm') } } }),
           },
           ...unauthorized,
+        },
+      },
+    },
+    '/api/vms/{server}/{moref}/cbt/enable': {
+      post: {
+        summary: 'switch Changed Block Tracking on for the VM (its next backup is a full); not with a read-only token',
+        parameters: [pathParam('server'), pathParam('moref')],
+        responses: {
+          '200': { description: 'the VM afterwards', ...json({ type: 'object', additionalProperties: false, required: ['server', 'name', 'moref', 'cbtEnabled'], properties: { server: { type: 'string' }, name: { type: 'string' }, moref: { type: 'string' }, cbtEnabled: { type: 'boolean' } } }) },
+          ...unauthorized,
+          ...readOnlyRefused,
+          ...notFound('no such server (API_NOT_FOUND) or VM (VM_NOT_FOUND)'),
+        },
+      },
+    },
+    '/api/vms/{server}/{moref}/backup': {
+      post: {
+        summary: 'back the VM up now: a run of the backup job that selects it, restricted to it (`vcbt job run NAME --vm`); not with a read-only token',
+        parameters: [pathParam('server'), pathParam('moref')],
+        requestBody: requestBody({ type: 'object', additionalProperties: false, properties: { job: { type: 'string', description: 'the backup job; needed when several select the VM' } } }),
+        responses: {
+          '202': { description: 'the run started', ...json({ type: 'object', additionalProperties: false, required: ['runId', 'job'], properties: { runId: { type: 'integer' }, job: { type: 'string' } } }) },
+          ...badRequest,
+          ...unauthorized,
+          ...readOnlyRefused,
+          ...notFound('no such server or VM (VM_NOT_FOUND), or no backup job selects it (JOB_NOT_FOUND)'),
+          ...conflict('the job runs already (JOB_RUNNING) or the daemon is stopping (DAEMON_STOPPING)'),
         },
       },
     },
