@@ -1,6 +1,7 @@
 // Writes console/src/api-types.ts, the TypeScript types of the HTTP API that the web console
 // uses, generated from the OpenAPI document the server serves (src/api/openapi.ts): one type
-// per component schema and an `Endpoints` map from "METHOD /path" to its success answer.
+// per component schema, an `Endpoints` map from "METHOD /path" to its success answer and a
+// `Bodies` map to the JSON body of those that take one.
 // `--check` only compares and exits 1 when the file is stale (test/console/api-types.test.ts
 // runs it, so a change of the API without a regeneration fails).
 //
@@ -72,6 +73,14 @@ export function consoleApiTypes(): string {
 
 `;
   for (const [name, schema] of Object.entries(document.components.schemas)) out += `${doc(schema, '')}export type ${name} = ${typeOf(schema)};\n\n`;
+  out += '/** Per endpoint ("METHOD /path" as in the OpenAPI document) that takes a JSON body: the body. */\nexport interface Bodies {\n';
+  for (const [path, methods] of Object.entries(document.paths)) {
+    for (const [method, operation] of Object.entries(methods)) {
+      const body = ((operation.requestBody as Schema | undefined)?.content as Record<string, { schema?: Schema }> | undefined)?.['application/json']?.schema;
+      if (body) out += `  ${JSON.stringify(`${method.toUpperCase()} ${path}`)}: ${typeOf(body, '  ')};\n`;
+    }
+  }
+  out += '}\n\n';
   out += '/** Per endpoint ("METHOD /path" as in the OpenAPI document): its success answer. */\nexport interface Endpoints {\n';
   for (const [path, methods] of Object.entries(document.paths)) {
     for (const [method, operation] of Object.entries(methods)) {

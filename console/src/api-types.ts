@@ -278,6 +278,18 @@ export type Point = {
   }>;
 };
 
+/** Per endpoint ("METHOD /path" as in the OpenAPI document) that takes a JSON body: the body. */
+export interface Bodies {
+  "POST /api/jobs/{name}/run": {
+    /** only these VMs of the job’s selection (names or patterns), as `vcbt job run --vm` */
+    vms?: Array<string>;
+  };
+  "POST /api/vms/{server}/{moref}/backup": {
+    /** the backup job; needed when several select the VM */
+    job?: string;
+  };
+}
+
 /** Per endpoint ("METHOD /path" as in the OpenAPI document): its success answer. */
 export interface Endpoints {
   /** this document */
@@ -311,6 +323,18 @@ export interface Endpoints {
   "GET /api/vms": {
     servers: Array<InventoryServer>;
     vms: Array<Vm>;
+  };
+  /** switch Changed Block Tracking on for the VM (its next backup is a full); not with a read-only token */
+  "POST /api/vms/{server}/{moref}/cbt/enable": {
+    server: string;
+    name: string;
+    moref: string;
+    cbtEnabled: boolean;
+  };
+  /** back the VM up now: a run of the backup job that selects it, restricted to it (`vcbt job run NAME --vm`); not with a read-only token */
+  "POST /api/vms/{server}/{moref}/backup": {
+    runId: number;
+    job: string;
   };
   /** the restore points of one VM across the repositories (oldest first), and its replicas */
   "GET /api/vms/{server}/{moref}/points": {

@@ -172,6 +172,16 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
     assert.match((await row.textContent()) ?? '', new RegExp(vm.powerState));
   }
   await accessibility(page, 'vms before a run');
+  // Enable CBT on a VM where it is off, from its page (after a confirmation naming it).
+  const off = before.vms.find((v) => v.cbtEnabled === false && v.name !== FAILING_VM);
+  if (off) {
+    await page.locator(`tr[data-vm="${off.name}"]`).getByRole('link', { name: off.name, exact: true }).click();
+    await page.getByRole('button', { name: 'Enable CBT' }).click();
+    const confirmCbt = page.getByRole('dialog', { name: `Enable CBT on ${off.name}?` });
+    await confirmCbt.getByRole('button', { name: 'Enable CBT' }).click();
+    await page.locator('.badge', { hasText: 'CBT on' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Enable CBT' }).count(), 0);
+  }
 
   // Jobs: run nightly now (a confirmation first) and follow its run page to 100 %.
   await page.getByRole('link', { name: 'Jobs and runs' }).click();
@@ -256,6 +266,19 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   await entry.waitFor();
   await entry.locator('.badge', { hasText: 'full' }).waitFor();
   assert.match((await entry.textContent()) ?? '', /FIRST_COPY/, 'the reason of the full');
+  // Back up this VM alone now: its run reaches 100 % and a second, incremental point appears on the timeline.
+  await lab.write(vm0.name, vm0.disks[0]!.key, 0, randomBytes(64 * 1024));
+  await page.getByRole('button', { name: 'Back up now' }).click();
+  await page.getByRole('dialog', { name: `Back up ${vm0.name} now?` }).getByRole('button', { name: 'Start the backup' }).click();
+  await page.waitForURL(new RegExp(`#/runs/(?!${runId}$|${failedRunId}$)\\d+$`));
+  const vmRunId = Number(/#\/runs\/(\d+)$/.exec(page.url())![1]);
+  await page.waitForFunction((id) => (globalThis as unknown as InPage).document.querySelector(`[role=progressbar][aria-label="run ${id}"]`)?.getAttribute('aria-valuenow') === '100', vmRunId, { timeout: WAIT_MS, polling: 250 });
+  const vmRun = (await (await fetch(`${base}/api/runs/${vmRunId}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { tasks: Array<{ vm: string; pointId: string | null; status: string }> };
+  assert.deepEqual(vmRun.tasks.map((t) => [t.vm, t.status]), [[vm0.name, 'success']], 'the run backed up that VM alone');
+  await page.goBack();
+  await page.getByRole('heading', { level: 1, name: vm0.name }).waitFor();
+  const second = page.locator(`ol.timeline li[data-point="${vmRun.tasks[0]!.pointId}"]`);
+  await second.locator('.badge', { hasText: 'incremental' }).waitFor();
   await accessibility(page, 'vm');
   await photograph(page, 'vm');
   await entry.getByRole('link', { name: /Restore or verify/ }).click();
