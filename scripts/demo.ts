@@ -1,14 +1,16 @@
 // `npm run demo`: vcbt on the built-in vSphere lab, as an administrator would run it.
 // Starts a lab, lists the VMs, enables CBT, replicates a VM's two disks (a full copy), lets
 // the guest write, lists the changed areas (the seed's CSV) through a snapshot vcbt takes and
-// removes, replicates again (an incremental), backs the VM up twice into a new repository and
-// restores a disk. Every vcbt command runs as its own process and is printed first. Exits 0
+// removes, replicates again (an incremental), backs the VM up twice into a new repository,
+// restores a disk, restores the latest point as a new VM in the lab (restore-vm), then gets one
+// file back out of a restore point (file-level restore of the ext4 file system the guest made
+// on its second disk). Every vcbt command runs as its own process and is printed first. Exits 0
 // only if the changed areas are exactly the blocks written and every copy is byte-identical.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { startLab, type Lab } from '../test/lab/lab.ts';
 
@@ -96,6 +98,10 @@ async function story(lab: Lab, dir: string): Promise<void> {
     check((await sha256(join(dir, `${vm}-${d.key}.raw`))) === (await lab.sha256(vm, d.key)).sha256, `replica of ${d.label} is byte-identical to the VM's disk`);
   }
 
+  const motd = `Welcome to ${vm}, backed up by vcbt.\n`;
+  await lab.write(vm, disk2.key, 0, await ext4Image(dir, disk2.capacityBytes, { 'etc/motd': motd, 'home/admin/todo.txt': 'restore one file\n' }));
+  say(`\nThe guest makes an ext4 file system on ${disk2.label} holding /etc/motd and /home/admin/todo.txt.`);
+
   const repo = join(dir, 'repository');
   await vcbt(lab, ['init', '--repo', repo, '--encrypt'], false);
   await vcbt(lab, ['backup', '--vm', vm, '--repo', repo]);
@@ -110,6 +116,34 @@ async function story(lab: Lab, dir: string): Promise<void> {
   await vcbt(lab, ['restore', '--repo', repo, '--point', ids[0], '--disk', String(disk1.key), '--to', restored], false);
   check((await sha256(restored)) === atFirstBackup, 'the first restore point restores byte-identical to the disk at that backup');
   await vcbt(lab, ['verify', '--repo', repo, '--read-data'], false);
+
+  say('\nThe whole VM comes back as a new one: its configuration was stored with each restore point.');
+  const atLatest = await Promise.all([disk1, disk2].map(async (d) => (await lab.sha256(vm, d.key)).sha256));
+  const made = JSON.parse(await vcbt(lab, ['restore-vm', '--repo', repo, '--point', 'latest', '--vm', vm, '--name', `${vm}-restored`, '--json'])) as {
+    vm: { name: string; moref: string };
+    disks: Array<{ key: number; sourceKey: number; capacityBytes: number; bytesWritten: number }>;
+  };
+  for (const [i, d] of made.disks.entries()) {
+    check((await lab.sha256(made.vm.name, d.key)).sha256 === atLatest[i], `disk ${d.sourceKey} of the new VM ${made.vm.name} (${made.vm.moref}) is byte-identical to the restore point (${d.bytesWritten} bytes uploaded for ${d.capacityBytes})`);
+  }
+  await vcbt(lab, ['vms']);
+
+  say('\nFile-level restore: one file out of the first restore point, without mounting anything.');
+  const got = join(dir, 'got');
+  await vcbt(lab, ['files', 'get', '--repo', repo, '--point', ids[0], '--disk', String(disk2.key), '/etc/motd', '--to', got], false);
+  check((await readFile(join(got, 'motd'), 'utf8')) === motd, '/etc/motd came back byte-identical from the restore point');
+}
+
+/** An ext4 file system image of `sizeBytes` holding `files` (mkfs.ext4 -d: nothing is mounted). */
+async function ext4Image(dir: string, sizeBytes: number, files: Record<string, string>): Promise<Buffer> {
+  const tree = join(dir, 'guest-tree');
+  for (const [path, text] of Object.entries(files)) {
+    await mkdir(join(tree, dirname(path)), { recursive: true });
+    await writeFile(join(tree, path), text);
+  }
+  const image = join(dir, 'guest-fs.img');
+  await run('mkfs.ext4', ['-q', '-F', '-d', tree, image, `${Math.floor(sizeBytes / 1024)}k`]);
+  return readFile(image);
 }
 
 const lab = await startLab();

@@ -10,7 +10,7 @@
 # Note: installing libguestfs removes Debian's `fuse` package (fuse3 replaces it).
 set -euo pipefail
 
-packages=(libguestfs-tools libguestfs-xfs linux-image-amd64 xfsprogs fdisk dosfstools mtools e2fsprogs)
+packages=(libguestfs-tools libguestfs-xfs linux-image-amd64 xfsprogs fdisk dosfstools mtools e2fsprogs btrfs-progs ntfs-3g lvm2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,9 +7,10 @@
 #   zstd, iproute2                               benchmark references
 #   openssl, util-linux                          test certificates (NBD TLS); fallocate (hole punching)
 #   chromium, fonts-dejavu-core                  the web console's end-to-end tests (playwright-core drives Debian's chromium)
+#   python3-aiosmtpd                             a real SMTP server for the notification tests
 set -euo pipefail
 
-packages=(golang-go golang-github-vmware-govmomi-dev nbdkit qemu-utils libnbd-bin zstd iproute2 openssl util-linux chromium fonts-dejavu-core)
+packages=(golang-go golang-github-vmware-govmomi-dev nbdkit qemu-utils libnbd-bin zstd iproute2 openssl util-linux chromium fonts-dejavu-core python3-aiosmtpd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

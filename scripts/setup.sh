@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-system-packages.sh
 ./scripts/install-guestfs-packages.sh
+./scripts/install-s3-packages.sh
 npm ci --no-audit --no-fund
 npm run lab -- --build-only
 npm run demo

@@ -107,6 +107,14 @@ export const errorCodes = [
   'REPO_IO',
   'REPO_LOCK_LIVE',
   'REPO_LOCK_NOT_FOUND',
+  'REPO_NO_OBJECT_LOCK',
+  // object storage (src/repository/storage/s3.ts)
+  'S3_CREDENTIALS',
+  'S3_BUCKET_MISSING',
+  'S3_TLS',
+  'S3_CLOCK_SKEW',
+  'S3_UNAVAILABLE',
+  'S3_OBJECT_LOCKED',
   // jobs (src/jobs)
   'APPLY_AREAS_UNREADABLE',
   'APPLY_TARGET_SMALLER',
@@ -117,12 +125,23 @@ export const errorCodes = [
   'VM_NO_DISKS',
   'VM_BUSY',
   'VM_POWERED_ON',
+  'VM_EXISTS',
+  'DATASTORE_SPACE',
+  'PLACEMENT_NOT_FOUND',
   'SNAPSHOT_LOST',
   'BASELINE_DAMAGED',
   'RESTORE_POINT_DAMAGED',
   'RESTORE_POINT_AMBIGUOUS',
   'RESTORE_TARGET_SIZE',
   'RESTORE_TARGET_PARTIAL',
+  // restore-vm (src/jobs/restore-vm.ts, src/vsphere/nfc.ts)
+  'VM_EXISTS',
+  'NETWORK_NOT_FOUND',
+  'DATASTORE_SPACE',
+  'PLACEMENT_NOT_FOUND',
+  'RESTORE_VM_NO_CONFIG',
+  'OVF_IMPORT_SPEC',
+  'NFC_UPLOAD',
   'EXPORT_LISTEN',
   'FILES_ENGINE_MISSING',
   'FILES_ENGINE_FAILED',
@@ -133,6 +152,7 @@ export const errorCodes = [
   'FILES_PARTITION_NOT_FOUND',
   'FILES_PATH_NOT_FOUND',
   'FILES_DISK_AMBIGUOUS',
+  'FILES_BUSY',
   // service: configuration, job runs, catalog (src/service)
   'CONFIG_INVALID',
   'CONFIG_UNREADABLE',
@@ -144,12 +164,15 @@ export const errorCodes = [
   'DAEMON_STOPPING',
   'JOB_AMBIGUOUS',
   'RESTORE_PATH_REFUSED',
+  'NOTIFY_FAILED',
+  'TOKEN_NOT_FOUND',
   // the HTTP API (src/api)
   'API_UNAUTHORIZED',
   'API_READ_ONLY',
   'API_NOT_FOUND',
   'API_BAD_REQUEST',
   'API_LISTEN',
+  'API_TLS',
 ] as const;
 
 /**

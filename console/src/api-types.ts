@@ -294,6 +294,8 @@ export interface Bodies {
 export interface Endpoints {
   /** this document */
   "GET /api/openapi.json": Record<string, unknown>;
+  /** Prometheus metrics (text exposition format 0.0.4; docs/operations.md lists them) */
+  "GET /metrics": null;
   /** what the token of the request may do (the web console hides actions from a read-only token) */
   "GET /api/session": Session;
   /** the jobs with their schedule, next run, the run at work and the last one */

@@ -18,6 +18,12 @@ export const openApiDocument = {
   security: [{ token: [] }],
   paths: {
     '/api/openapi.json': { get: { summary: 'this document', responses: { '200': { description: 'the OpenAPI document', ...json({ type: 'object' }) }, ...unauthorized } } },
+    '/metrics': {
+      get: {
+        summary: 'Prometheus metrics (text exposition format 0.0.4; docs/operations.md lists them)',
+        responses: { '200': { description: 'the metrics', content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } } }, ...unauthorized },
+      },
+    },
     ...Object.assign({}, ...routeGroups.map((g) => g.paths)),
   } as Record<string, unknown>,
   components: {

@@ -11,13 +11,18 @@
 // - error answer: `{code, message}` with a stable code (docs/errors.md). An error that is not
 //   a VcbtError answers INTERNAL without its message (which might name anything).
 // - request log: one line per request (method, path, status, token id), never a header value.
+// - /metrics: the Prometheus text of src/service/metrics.ts, behind the same token check.
+// - TLS: with daemon.tls the listener speaks HTTPS with that certificate and key.
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { VcbtError } from '../errors.ts';
 import type { Catalog } from '../service/catalog/catalog.ts';
 import type { ServiceConfig } from '../service/config.ts';
 import type { Daemon } from '../service/daemon.ts';
 import { InventoryCache } from '../service/inventory.ts';
+import type { ServiceMetrics } from '../service/metrics.ts';
 import { checkToken } from '../service/tokens.ts';
 import { isConsolePath, serveConsole } from './console.ts';
 import { openApiDocument } from './openapi.ts';
@@ -32,10 +37,12 @@ export interface ApiServerOptions {
   daemon: Daemon;
   log: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** Served at GET /metrics. */
+  metrics?: ServiceMetrics;
 }
 
 export interface ApiServer {
-  /** `http://HOST:PORT` it listens on. */
+  /** `http://HOST:PORT` (`https://` with daemon.tls) it listens on. */
   url: string;
   close(): Promise<void>;
 }
@@ -109,6 +116,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       const token = match ? await checkToken(options.catalog, match[1] as string) : undefined;
       if (!token) throw new ApiError('API_UNAUTHORIZED', match ? 'the API token is not known (vcbt token create makes one)' : 'every request needs Authorization: Bearer TOKEN (vcbt token create makes one)', {});
       tokenId = token.id;
+      if (url.pathname === '/metrics' && method === 'GET' && options.metrics) {
+        const text = await options.metrics.text();
+        res.writeHead(200, { 'content-type': options.metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        res.end(text);
+        return { status: 200, tokenId };
+      }
       const matching = table.filter((r) => r.pattern.test(url.pathname));
       const route = matching.find((r) => r.method === method);
       if (!route) {
@@ -138,7 +151,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       return { status, tokenId };
     }
   };
-  const server = createServer((req, res) => {
+  const tls = options.config.daemon.tls ? await readTlsFiles(options.config.daemon.tls) : undefined;
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'POST') req.resume();
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
     // The web console's files (console.ts) are public; every other path is the API's.
@@ -157,7 +171,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       ({ status, tokenId }) => options.log(`API ${req.method} ${new URL(req.url ?? '/', 'http://localhost').pathname} ${status}${tokenId === null ? '' : ` token ${tokenId}`}`),
       () => undefined,
     );
-  });
+  };
+  let server;
+  try {
+    server = tls ? createTlsServer({ ...tls, minVersion: 'TLSv1.2' }, listener) : createServer(listener);
+  } catch (error) {
+    throw new ApiError('API_TLS', `daemon.tls: the certificate and key cannot be used together: ${error instanceof Error ? error.message : String(error)}`, { file: options.config.daemon.tls?.certificateFile }, { cause: error });
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => reject(new ApiError('API_LISTEN', `the API cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { host, port, errno: error.code }, { cause: error })));
     server.listen(port, host, () => resolve());
@@ -165,11 +185,19 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
-    url: `http://${shownHost}:${address.port}`,
+    url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
+}
+
+async function readTlsFiles(files: { certificateFile: string; keyFile: string }): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = (file: string) =>
+    readFile(file).catch((error: unknown) => {
+      throw new ApiError('API_TLS', `daemon.tls: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`, { file }, { cause: error });
+    });
+  return { cert: await read(files.certificateFile), key: await read(files.keyFile) };
 }

@@ -16,10 +16,15 @@ import type { GuestEntry, GuestEntryKind, GuestFileSystem } from '../jobs/files.
 import type { ReplicateResult } from '../jobs/replicate.ts';
 import type { RestoreResult } from '../jobs/restore.ts';
 import type { RollbackResult } from '../jobs/rollback.ts';
+import type { RestoreVmResult } from '../jobs/restore-vm.ts';
+import type { VmHardwareSummary } from '../jobs/vm-capture.ts';
 import type { PruneReport } from '../repository/prune.ts';
+import type { CopyReport } from '../repository/copy.ts';
 import type { ConfigCheckResult } from '../service/check.ts';
 import type { JobRunResult } from '../service/run.ts';
 import type { JobStatus } from '../service/catalog/status.ts';
+import type { RunNotification } from '../service/notify.ts';
+import type { TokenInfo } from '../service/tokens.ts';
 import type { VerifyReport } from '../repository/verify.ts';
 import type { VmInfo } from '../vsphere/vsphere.ts';
 
@@ -105,6 +110,8 @@ export interface InitDocument extends DocumentHeader<'init'> {
   chunkBytes: number;
   compression: { algorithm: string; level: number };
   encrypted: boolean;
+  /** Object Lock retention of every restore point's objects, in days (0: none). */
+  immutableDays: number;
 }
 
 /** One restore point of `vcbt points`. */
@@ -142,6 +149,8 @@ export interface PointJson {
     bytesRead: number;
     bytesStored: number;
   }>;
+  /** The VM's hardware stored with the point (docs/format.md, "VM configuration"); null for points written before vcbt recorded it. */
+  hardware: VmHardwareSummary | null;
 }
 
 export interface PointsDocument extends DocumentHeader<'points'> {
@@ -149,6 +158,13 @@ export interface PointsDocument extends DocumentHeader<'points'> {
 }
 
 export type PruneDocument = DocumentHeader<'prune'> & PruneReport;
+
+/** `vcbt copy --json`: each selected point, copied now or already in the target. */
+export interface CopyDocument extends DocumentHeader<'copy'> {
+  from: string;
+  to: string;
+  points: CopyReport['points'];
+}
 
 export type VerifyDocument = DocumentHeader<'verify'> & VerifyReport;
 
@@ -187,6 +203,14 @@ export interface JobStatusDocument extends DocumentHeader<'job-status'> {
   jobs: JobStatus[];
 }
 
+/** `vcbt token list --config FILE --json`: the daemon's API tokens, oldest first (never a token or its hash). */
+export interface TokenListDocument extends DocumentHeader<'token-list'> {
+  tokens: TokenInfo[];
+}
+
+/** What a webhook notifier of format `json` receives when a job run ends (not printed by a command). */
+export type RunNotificationDocument = RunNotification;
+
 /** `vcbt files ls --json`: the disk's file systems, and the entries of PATH when one was given. */
 export interface FilesLsDocument extends DocumentHeader<'files-ls'> {
   pointId: string;
@@ -214,6 +238,9 @@ export interface FilesGetDocument extends DocumentHeader<'files-get'> {
   copied: Array<{ path: string; to: string; kind: GuestEntryKind }>;
 }
 
+/** `vcbt restore-vm --json`: the new VM, per disk what was uploaded, the transport. */
+export type RestoreVmDocument = DocumentHeader<'restore-vm'> & RestoreVmResult;
+
 /** Every document, by its `type`: the schemas in docs/json/ are generated from these. */
 export interface JsonDocuments {
   error: ErrorDocument;
@@ -225,15 +252,19 @@ export interface JsonDocuments {
   replicate: ReplicateDocument;
   restore: RestoreDocument;
   rollback: RollbackDocument;
+  'restore-vm': RestoreVmDocument;
   export: ExportDocument;
   init: InitDocument;
   points: PointsDocument;
   prune: PruneDocument;
+  copy: CopyDocument;
   verify: VerifyDocument;
   'config-check': ConfigCheckDocument;
   'job-list': JobListDocument;
   'job-run': JobRunDocument;
   'job-status': JobStatusDocument;
+  'run-notification': RunNotificationDocument;
+  'token-list': TokenListDocument;
   'files-ls': FilesLsDocument;
   'files-find': FilesFindDocument;
   'files-get': FilesGetDocument;

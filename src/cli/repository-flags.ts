@@ -11,7 +11,8 @@ export const repositoryFlags = {
 } as const;
 
 export const repositoryUsage = `repository:
-  --repo DIR             the repository (see vcbt init)
+  --repo DIR|URL         the repository (see vcbt init): a directory, or s3://BUCKET/PREFIX
+                         (endpoint and credentials from the environment: docs/object-storage.md)
   --passphrase-file FILE passphrase of an encrypted repository (else VCBT_PASSPHRASE)`;
 
 export interface RepositoryValues {
@@ -21,8 +22,8 @@ export interface RepositoryValues {
 
 /** Opens the repository named by the flags, runs `work`, and always closes it. */
 export async function withRepository<T>(values: RepositoryValues, io: CommandIo, work: (repository: Repository) => Promise<T>): Promise<T> {
-  if (!values.repo) throw new UsageError('--repo DIR is required');
-  const repository = await Repository.open(values.repo, { passphrase: await passphraseFrom(values['passphrase-file'], io.env) });
+  if (!values.repo) throw new UsageError('--repo DIR|URL is required');
+  const repository = await Repository.open(values.repo, { passphrase: await passphraseFrom(values['passphrase-file'], io.env), env: io.env });
   try {
     return await work(repository);
   } finally {

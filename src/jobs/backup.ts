@@ -25,6 +25,7 @@ import type { VirtualDiskInfo, VmInfo } from '../vsphere/vsphere.ts';
 import type { CopyBaseline } from './copy-plan.ts';
 import type { CopyReasonCode } from './copy-reason.ts';
 import { backedUpVm, backupVmId, type BackedUpVm } from './restore-points.ts';
+import { captureVm, type VmCapture } from './vm-capture.ts';
 import { BaselineDamagedError, runSnapshotJob, selectDisks, type DiskToCopy, type SnapshotJobOptions, type SnapshotJobSink, type SnapshotTaken } from './snapshot-job.ts';
 
 export interface BackupOptions extends SnapshotJobOptions {
@@ -81,6 +82,10 @@ export interface VmConfigSummary {
   powerState: VmInfo['powerState'];
   cbtEnabled: boolean;
   disks: Array<Pick<VirtualDiskInfo, 'key' | 'label' | 'capacityBytes' | 'fileName' | 'backingType' | 'backingChain' | 'controllerKey' | 'unitNumber'> & { changeId: string | null }>;
+  /** The whole configuration at the snapshot (vm-capture.ts); absent in points written before it was recorded. */
+  configuration?: VmCapture['configuration'];
+  /** The .vmx and .nvram files; absent in points written before they were recorded. */
+  files?: VmCapture['files'];
 }
 
 /** A restore point's disk as a copy baseline; `damaged`: verify's finding that rules it out. */
@@ -114,7 +119,7 @@ async function findBaselines(repository: Repository, vmId: string, keys: readonl
   return found;
 }
 
-function vmConfigOf(vm: VmInfo, disks: readonly VirtualDiskInfo[]): VmConfigSummary {
+function vmConfigOf(vm: VmInfo, disks: readonly VirtualDiskInfo[], capture: VmCapture): VmConfigSummary {
   return {
     powerState: vm.powerState,
     cbtEnabled: vm.cbtEnabled,
@@ -129,6 +134,7 @@ function vmConfigOf(vm: VmInfo, disks: readonly VirtualDiskInfo[]): VmConfigSumm
       unitNumber: d.unitNumber,
       changeId: d.changeId ?? null,
     })),
+    ...capture,
   };
 }
 
@@ -157,11 +163,13 @@ class BackupSink implements SnapshotJobSink<PointBaseline, DiskBackupResult> {
 
   async begin(taken: SnapshotTaken): Promise<void> {
     const { session, repository } = this.#options;
+    const capture = await captureVm(session, taken.vm, taken.snapshot, taken.datacenter, taken.signal);
+    if (capture.files.problem) this.#options.onEvent?.(`VM "${taken.vm.name}": its .vmx/.nvram files are not all recorded: ${capture.files.problem}`);
     this.#writer = await repository.beginRestorePoint({
       vm: { ...(this.backedUp as BackedUpVm) },
       source: { server: session.server, datacenter: taken.datacenter },
       snapshot: taken.snapshotInfo,
-      vmConfig: vmConfigOf(taken.vm, taken.disks),
+      vmConfig: vmConfigOf(taken.vm, taken.disks, capture),
     });
   }
 

@@ -7,8 +7,11 @@
 //
 // Terms:
 // - file system: a partition (`/dev/sda1` in the appliance, numbered N as the partition
-//   table numbers it) or the whole disk (`/dev/sda`, number null) holding one.
-// - guest path: `N:/dir/file`, or `/dir/file` when the disk holds exactly one file system.
+//   table numbers it), an LVM logical volume (`/dev/VG/LV`, named `VG/LV`) or the whole disk
+//   (`/dev/sda`, number null) holding one. A partition that is an LVM physical volume is listed
+//   (type `LVM2_member`, not browsable); its logical volumes are listed after the partitions.
+// - prefix: how a guest path names its file system: the partition number `N` or `VG/LV`.
+// - guest path: `PREFIX:/dir/file`, or `/dir/file` when the disk holds exactly one file system.
 // - browser: one open restore point disk (export + session). Only one file system is mounted at
 //   a time, read-only, at the appliance's `/`; switching unmounts the other.
 import { spawn } from 'node:child_process';
@@ -27,9 +30,11 @@ const MOUNTABLE = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'ntfs', 'vfat
 const ENCRYPTED = new Set(['crypto_LUKS', 'BitLocker', 'bitlocker']);
 
 export interface GuestFileSystem {
-  /** Partition number (as the partition table numbers it), null for a file system on the whole disk. */
+  /** Partition number (as the partition table numbers it), null for a file system on the whole disk or a logical volume. */
   partition: number | null;
-  /** The appliance's device name (/dev/sda1). */
+  /** LVM logical volume as `VG/LV`, null for a partition or the whole disk. */
+  volume: string | null;
+  /** The appliance's device name (/dev/sda1, /dev/VG/LV). */
   device: string;
   /** vfs-type's answer (ext4, vfat, xfs, ntfs, crypto_LUKS, ...), "" when nothing is recognised. */
   type: string;
@@ -168,30 +173,36 @@ export class FilesBrowser {
 
   /** The file system and in-file-system path a guest path names. */
   parsePath(text: string): ParsedPath {
-    const match = /^(?:(\d+):)?(\/.*)$/.exec(text);
-    if (!match) throw new FilesError('FILES_PATH_SYNTAX', `"${text}" is not a guest path: give /dir/file, or N:/dir/file with N a partition number from vcbt files ls`, { path: text });
+    const match = /^(?:(\d+|[A-Za-z0-9_.+-]+\/[A-Za-z0-9_.+-]+):)?(\/.*)$/.exec(text);
+    if (!match) throw new FilesError('FILES_PATH_SYNTAX', `"${text}" is not a guest path: give /dir/file, or N:/dir/file with N a partition number (VG/LV:/dir/file for a logical volume) from vcbt files ls`, { path: text });
     const path = posix.normalize(match[2]);
     if (match[1] === undefined) {
       if (this.filesystems.length !== 1) {
-        throw new FilesError('FILES_PATH_SYNTAX', `"${text}": this disk holds ${this.filesystems.length} file systems; prefix the path with the partition number (${this.filesystems.map((f) => `${f.partition}:`).join(', ')})`, { path: text });
+        throw new FilesError('FILES_PATH_SYNTAX', `"${text}": this disk holds ${this.filesystems.length} file systems; prefix the path with one of ${this.filesystems.map((f) => `${prefixOf(f)}:`).join(', ')}`, { path: text });
       }
       return { fs: this.filesystems[0], path };
     }
-    const fs = this.filesystems.find((f) => f.partition === Number(match[1]));
-    if (!fs) throw new FilesError('FILES_PARTITION_NOT_FOUND', `"${text}": the disk has no partition ${match[1]} (it has ${this.filesystems.map((f) => f.partition ?? 'none').join(', ')})`, { path: text, partition: Number(match[1]) });
+    const fs = this.filesystems.find((f) => prefixOf(f) === match[1]);
+    if (!fs) {
+      const isVolume = match[1].includes('/');
+      throw new FilesError('FILES_PARTITION_NOT_FOUND', `"${text}": the disk has no ${isVolume ? 'logical volume' : 'partition'} ${match[1]} (it has ${this.filesystems.map((f) => prefixOf(f) ?? 'none').join(', ')})`, isVolume ? { path: text, volume: match[1] } : { path: text, partition: Number(match[1]) });
+    }
     return { fs, path };
   }
 
   /** The guest path of `path` inside `fs`, in the form the user types. */
   guestPath(fs: GuestFileSystem, path: string): string {
-    return this.filesystems.length === 1 || fs.partition === null ? path : `${fs.partition}:${path}`;
+    const prefix = prefixOf(fs);
+    return this.filesystems.length === 1 || prefix === null ? path : `${prefix}:${path}`;
   }
 
   async #mount(fs: GuestFileSystem, signal?: AbortSignal): Promise<void> {
     if (this.#mounted === fs.device) return;
     if (!fs.browsable) {
       const what = ENCRYPTED.has(fs.type) ? `is encrypted (${fs.type})` : fs.type === '' ? 'holds no file system the engine recognises' : `holds a ${fs.type} file system, which cannot be browsed`;
-      throw new FilesError(ENCRYPTED.has(fs.type) ? 'FILES_FILESYSTEM_ENCRYPTED' : 'FILES_FILESYSTEM_UNKNOWN', `${fs.partition === null ? 'the disk' : `partition ${fs.partition}`} ${what}`, { partition: fs.partition, type: fs.type });
+      const where = fs.volume !== null ? `logical volume ${fs.volume}` : fs.partition === null ? 'the disk' : `partition ${fs.partition}`;
+      const hint = fs.type === 'LVM2_member' ? ' (an LVM physical volume: browse its logical volumes, listed by vcbt files ls, as VG/LV:/path)' : '';
+      throw new FilesError(ENCRYPTED.has(fs.type) ? 'FILES_FILESYSTEM_ENCRYPTED' : 'FILES_FILESYSTEM_UNKNOWN', `${where} ${what}${hint}`, { partition: fs.partition, volume: fs.volume, type: fs.type });
     }
     if (this.#mounted !== null) await this.#session.run(['umount-all'], signal);
     this.#mounted = null;
@@ -260,7 +271,7 @@ export class FilesBrowser {
       const parsed = this.parsePath(text);
       await this.#mount(parsed.fs, signal);
       const stat = toEntry(this.guestPath(parsed.fs, parsed.path), await this.#stat(parsed, signal));
-      const to = join(toDir, parsed.path === '/' ? `partition-${parsed.fs.partition ?? 'disk'}` : basename(parsed.path));
+      const to = join(toDir, parsed.path === '/' ? (parsed.fs.volume !== null ? `volume-${parsed.fs.volume.replace('/', '-')}` : `partition-${parsed.fs.partition ?? 'disk'}`) : basename(parsed.path));
       if (stat.kind === 'directory') {
         await mkdir(to, { recursive: true });
         // copy-out of a directory writes DIR/<basename>; tar-out of its content keeps the names we chose.
@@ -309,6 +320,11 @@ export class FilesBrowser {
   }
 }
 
+/** The prefix a guest path uses for a file system: `N`, `VG/LV`, or null for the whole disk. */
+export function prefixOf(fs: GuestFileSystem): string | null {
+  return fs.volume ?? (fs.partition === null ? null : String(fs.partition));
+}
+
 function parseStructListSingle(text: string): Array<Record<string, string>> {
   // A single struct prints without the `[i] = {` wrapper: `field: value` lines.
   const fields: Record<string, string> = {};
@@ -322,7 +338,7 @@ function parseStructListSingle(text: string): Array<Record<string, string>> {
 function toEntry(path: string, stat: Record<string, string>): GuestEntry {
   const mode = Number(stat.st_mode);
   return {
-    name: path === '/' || path.endsWith(':/') ? '/' : posix.basename(path.replace(/^\d+:/, '')),
+    name: path === '/' || path.endsWith(':/') ? '/' : posix.basename(path.replace(/^[^:]*:/, '')),
     path,
     kind: kindOfMode(mode),
     sizeBytes: Number(stat.st_size),
@@ -349,13 +365,22 @@ async function discover(session: GuestfishSession, signal?: AbortSignal): Promis
   const found: GuestFileSystem[] = [];
   if (partitions.length === 0) {
     const sizeBytes = Number((await session.run(['blockdev-getsize64', disk], signal)).stdout.trim());
-    found.push({ partition: null, device: disk, type: (await session.run(['vfs-type', disk], signal).catch(() => ({ stdout: '' }))).stdout.trim(), sizeBytes, browsable: false });
+    found.push({ partition: null, volume: null, device: disk, type: (await session.run(['vfs-type', disk], signal).catch(() => ({ stdout: '' }))).stdout.trim(), sizeBytes, browsable: false });
   } else {
     // One part-list for numbers and sizes (a remote command costs 0.1-0.4 s in TCG), then the types.
     const table = parseStructList((await session.run(['part-list', disk], signal)).stdout);
     for (const row of table) {
       const device = partitions.find((d) => d === `${disk}${row.part_num}`) ?? `${disk}${row.part_num}`;
-      found.push({ partition: Number(row.part_num), device, type: (await session.run(['vfs-type', device], signal)).stdout.trim(), sizeBytes: Number(row.part_size), browsable: false });
+      found.push({ partition: Number(row.part_num), volume: null, device, type: (await session.run(['vfs-type', device], signal)).stdout.trim(), sizeBytes: Number(row.part_size), browsable: false });
+    }
+  }
+  // LVM: libguestfs activates the volume groups it finds at launch; each logical volume is a
+  // file system of its own (named VG/LV), after the partitions that hold them.
+  if (found.some((f) => f.type === 'LVM2_member')) {
+    const volumes = (await session.run(['lvs'], signal)).stdout.split('\n').filter((d) => /^\/dev\/[^/]+\/[^/]+$/.test(d));
+    for (const device of volumes) {
+      const sizeBytes = Number((await session.run(['blockdev-getsize64', device], signal)).stdout.trim());
+      found.push({ partition: null, volume: device.slice('/dev/'.length), device, type: (await session.run(['vfs-type', device], signal)).stdout.trim(), sizeBytes, browsable: false });
     }
   }
   for (const fs of found) fs.browsable = MOUNTABLE.has(fs.type);

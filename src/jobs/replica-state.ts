@@ -32,6 +32,9 @@ export interface ReplicaState extends CopyBaseline {
 
 export class ReplicaStateError extends VcbtError {}
 
+/** Errors of the replicate job (REPLICATE_*, VM_POWERED_ON for a powered-on replica VM). */
+export class ReplicateError extends VcbtError {}
+
 export function replicaStatePath(target: string, env: NodeJS.ProcessEnv, stateDir?: string): string {
   if (!isNbdUri(target)) return stateDir ? join(stateDir, `${basename(target)}.vcbt-replica.json`) : `${target}.vcbt-replica.json`;
   const base = stateDir ?? join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'vcbt', 'replicas');
@@ -46,15 +49,20 @@ export async function loadReplicaState(path: string): Promise<ReplicaState | und
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+  return parseReplicaState(text, `replica state ${path}`);
+}
+
+/** A replica state's JSON text; `where` names it in errors (a file, a VM's extraConfig key). */
+export function parseReplicaState(text: string, where: string, remedy = 'delete it to force a full copy'): ReplicaState {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw new ReplicaStateError('REPLICA_STATE_CORRUPT', `replica state ${path} is not valid JSON; delete it to force a full copy`, { path });
+    throw new ReplicaStateError('REPLICA_STATE_CORRUPT', `${where} is not valid JSON; ${remedy}`, { where });
   }
   const state = value as Partial<ReplicaState>;
   if (state.format !== 'vcbt-replica' || state.version !== 1 || typeof state.deviceKey !== 'number' || typeof state.capacityBytes !== 'number' || !state.vm) {
-    throw new ReplicaStateError('REPLICA_STATE_CORRUPT', `replica state ${path} is not a vcbt replica state of version 1; delete it to force a full copy`, { path });
+    throw new ReplicaStateError('REPLICA_STATE_CORRUPT', `${where} is not a vcbt replica state of version 1; ${remedy}`, { where });
   }
   return state as ReplicaState;
 }

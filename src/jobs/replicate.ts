@@ -11,24 +11,37 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { VcbtError } from '../errors.ts';
 import { extent, subtract } from '../extents/extent.ts';
 import { isNbdUri } from '../nbd/uri.ts';
 
 export { isNbdUri };
 import type { Disk } from '../transport/disk.ts';
 import { openDisk } from '../transport/open-disk.ts';
-import type { VirtualDiskInfo, VmInfo } from '../vsphere/vsphere.ts';
+import { type VirtualDiskInfo, type VmInfo, type VmSelector } from '../vsphere/vsphere.ts';
 import type { CopyReasonCode } from './copy-reason.ts';
 import { copyAreas } from './copy-areas.ts';
-import { loadReplicaState, replicaStatePath, replicaWords, saveReplicaState, type ReplicaState } from './replica-state.ts';
+import { loadReplicaState, ReplicateError, replicaStatePath, replicaWords, saveReplicaState, type ReplicaState } from './replica-state.ts';
+import { findOrCreateReplicaVm, growReplicaDisks, matchDestDisks, readVmReplicaStates, replicaStateWhere, requirePoweredOff, saveVmReplicaState, type CreateReplicaOptions } from './replica-vm.ts';
 import { runSnapshotJob, selectDisks, vmRef, type DiskToCopy, type FailedDisk, type SnapshotJobOptions, type SnapshotJobSink } from './snapshot-job.ts';
 
-export class ReplicateError extends VcbtError {}
+export { ReplicateError };
+
+/** Replicating onto the disks of another VM (replica-vm.ts). */
+export interface ReplicaVmOptions {
+  vm: VmSelector;
+  /** Writable NBD export of DEST's live disks: {vm} {disk} {file} {datastore}. */
+  nbdUriTemplate: string;
+  /** Device keys of the source to replicate (default: all). */
+  diskKeys?: readonly number[];
+  /** Make DEST from the source's configuration when no VM has its name. */
+  create?: CreateReplicaOptions;
+}
 
 export interface ReplicateOptions extends SnapshotJobOptions {
   /** Device key -> target (file path or NBD URI). Absent keys are not replicated. */
-  targets: ReadonlyMap<number, string> | ((disks: readonly VirtualDiskInfo[], vm: VmInfo) => ReadonlyMap<number, string>);
+  targets?: ReadonlyMap<number, string> | ((disks: readonly VirtualDiskInfo[], vm: VmInfo) => ReadonlyMap<number, string>);
+  /** Replicate onto the disks of a VM instead (the state then lives in its extraConfig). */
+  toVm?: ReplicaVmOptions;
   stateDir?: string;
   env: NodeJS.ProcessEnv;
   maxInFlight?: number;
@@ -38,6 +51,7 @@ export interface DiskReplicaResult {
   deviceKey: number;
   label: string;
   target: string;
+  /** Where the replica state lives: a file, or `VM "x" (vm-60) extraConfig vcbt.replica.disk.2000`. */
   statePath: string;
   mode: 'full' | 'incremental';
   reasonCode: CopyReasonCode;
@@ -53,6 +67,8 @@ export interface DiskReplicaResult {
 export interface ReplicateResult {
   vm: { name: string; moref: string; instanceUuid: string | null };
   server: string;
+  /** The replica VM (`--to-vm`; `created` by this run's --create), or null for file/NBD targets. */
+  toVm: { name: string; moref: string; instanceUuid: string | null; created: boolean } | null;
   snapshot: string;
   leftoverSnapshotsRemoved: string[];
   /** Why CBT was reset before the snapshot (a disk grew), or null. */
@@ -92,13 +108,24 @@ async function checkTarget(target: string, capacityBytes: number, signal?: Abort
   await (await openTarget(target, capacityBytes, signal)).close();
 }
 
+/** One disk's target: where it is written and where its state lives. */
+interface TargetSlot {
+  target: string;
+  statePath: string;
+  state: ReplicaState | undefined;
+  save: (state: ReplicaState, signal?: AbortSignal) => Promise<void>;
+}
+
 class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult> {
   readonly purpose = 'replicate';
   readonly words = replicaWords;
   readonly independentDisks = true;
   readonly #options: ReplicateOptions;
-  /** Per device key: target and state path (the state itself is the baseline, if any). */
-  readonly #targets = new Map<number, { target: string; statePath: string; state: ReplicaState | undefined }>();
+  /** Per device key: target and state (the state itself is the baseline, if any). */
+  readonly #targets = new Map<number, TargetSlot>();
+  /** The replica VM when replicating onto one, and whether this run made it. */
+  destVm: VmInfo | undefined;
+  created = false;
 
   constructor(options: ReplicateOptions) {
     this.#options = options;
@@ -106,25 +133,51 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
 
   async prepare(vm: VmInfo): Promise<Map<number, TargetBaseline | undefined>> {
     const options = this.#options;
-    const targets = typeof options.targets === 'function' ? options.targets(vm.disks, vm) : options.targets;
-    if (targets.size === 0) throw new ReplicateError('REPLICATE_NO_TARGETS', `nothing to replicate for VM "${vm.name}": no disk has a target`, { vm: vm.name });
-    const disks = selectDisks(options.session, vm, [...targets.keys()]);
+    if (options.toVm) await this.#prepareVm(vm, options.toVm);
+    else await this.#prepareTargets(vm);
     const baselines = new Map<number, TargetBaseline | undefined>();
-    for (const disk of disks) {
+    for (const [key, slot] of this.#targets) baselines.set(key, slot.state && { ...slot.state, targetPath: slot.target, statePath: slot.statePath });
+    return baselines;
+  }
+
+  async #prepareTargets(vm: VmInfo): Promise<void> {
+    const options = this.#options;
+    const given = options.targets ?? new Map<number, string>();
+    const targets = typeof given === 'function' ? given(vm.disks, vm) : given;
+    if (targets.size === 0) throw new ReplicateError('REPLICATE_NO_TARGETS', `nothing to replicate for VM "${vm.name}": no disk has a target`, { vm: vm.name });
+    for (const disk of selectDisks(options.session, vm, [...targets.keys()])) {
       const target = targets.get(disk.key) as string;
       const statePath = replicaStatePath(target, options.env, options.stateDir);
       const state = await loadReplicaState(statePath);
       await checkTarget(target, disk.capacityBytes, options.signal);
-      this.#targets.set(disk.key, { target, statePath, state });
-      baselines.set(disk.key, state && { ...state, targetPath: target, statePath });
+      this.#targets.set(disk.key, { target, statePath, state, save: (next) => saveReplicaState(statePath, next) });
     }
-    return baselines;
+  }
+
+  /** DEST found, powered off, its disks matched by key and of the source's sizes, its states read. */
+  async #prepareVm(vm: VmInfo, toVm: ReplicaVmOptions): Promise<void> {
+    const { session, signal } = this.#options;
+    const log = this.#options.onEvent ?? (() => {});
+    const found = await findOrCreateReplicaVm(session, vm, toVm.vm, toVm.create, log, signal);
+    this.created = found.created;
+    requirePoweredOff(found.vm, `replicating onto it`);
+    const disks = selectDisks(session, vm, toVm.diskKeys);
+    matchDestDisks(vm, disks, found.vm, toVm.nbdUriTemplate);
+    const dest = await growReplicaDisks(session, found.vm, disks, log, signal);
+    const matched = matchDestDisks(vm, disks, dest, toVm.nbdUriTemplate);
+    const states = await readVmReplicaStates(session, dest);
+    for (const disk of disks) {
+      const { uri } = matched.get(disk.key) as { uri: string };
+      await checkTarget(uri, disk.capacityBytes, signal);
+      this.#targets.set(disk.key, { target: uri, statePath: replicaStateWhere(dest, disk.key), state: states.get(disk.key), save: (next, s) => saveVmReplicaState(session, dest, next, s) });
+    }
+    this.destVm = dest;
   }
 
   async copyDisk(work: DiskToCopy<TargetBaseline>): Promise<DiskReplicaResult> {
     const { session, maxInFlight } = this.#options;
     const { disk, copy, signal } = work;
-    const { target, statePath, state } = this.#targets.get(disk.key) as { target: string; statePath: string; state: ReplicaState | undefined };
+    const { target, statePath, state, save } = this.#targets.get(disk.key) as TargetSlot;
     const base: Omit<ReplicaState, 'changeId' | 'completedAt' | 'inProgress' | 'snapshotCreatedAt'> = {
       format: 'vcbt-replica',
       version: 1,
@@ -137,7 +190,7 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
     // While copying, the state keeps the last ChangeId the target fully matches (see replica-state.ts).
     const keep = copy.mode === 'incremental' && state;
     const startedAt = new Date().toISOString();
-    await saveReplicaState(statePath, {
+    await save({
       ...base,
       changeId: keep ? state.changeId : null,
       snapshotCreatedAt: keep ? state.snapshotCreatedAt : null,
@@ -151,8 +204,9 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
     try {
       const targetDisk = await openTarget(target, disk.capacityBytes, signal);
       try {
-        if (copy.mode === 'full') {
-          // Unallocated areas must read as zero on the target too, whatever it held before.
+        if (copy.mode === 'full' && !this.created) {
+          // Unallocated areas must read as zero on the target too, whatever it held before
+          // (a disk this run created is empty already).
           for (const hole of subtract([extent(0, disk.capacityBytes)], copy.areas)) {
             await targetDisk.writeZeroes(hole.offsetBytes, hole.lengthBytes, signal);
             bytesZeroed += hole.lengthBytes;
@@ -168,7 +222,7 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
       await source.close();
     }
     await work.confirmSnapshotIntact();
-    await saveReplicaState(statePath, { ...base, changeId: work.changeId, snapshotCreatedAt: work.taken.snapshotInfo.createTime || startedAt, completedAt: new Date().toISOString(), inProgress: null });
+    await save({ ...base, changeId: work.changeId, snapshotCreatedAt: work.taken.snapshotInfo.createTime || startedAt, completedAt: new Date().toISOString(), inProgress: null });
     return {
       deviceKey: disk.key,
       label: disk.label,
@@ -188,10 +242,12 @@ class ReplicateSink implements SnapshotJobSink<TargetBaseline, DiskReplicaResult
 }
 
 export async function replicate(options: ReplicateOptions): Promise<ReplicateResult> {
-  const result = await runSnapshotJob(options, new ReplicateSink(options));
+  const sink = new ReplicateSink(options);
+  const result = await runSnapshotJob(options, sink);
   return {
     vm: result.vm,
     server: result.server,
+    toVm: sink.destVm ? { ...vmRef(sink.destVm), created: sink.created } : null,
     snapshot: result.snapshot.moref,
     leftoverSnapshotsRemoved: result.leftoverSnapshotsRemoved,
     cbtResetReason: result.cbtResetReason,

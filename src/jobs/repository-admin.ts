@@ -4,5 +4,6 @@
 export { passphraseFrom } from '../repository/passphrase.ts';
 export { defaultChunkBytes, defaultCompressionLevel, openRepositoryStorage, Repository } from '../repository/repository.ts';
 export { prune } from '../repository/prune.ts';
+export { copyPoints } from '../repository/copy.ts';
 export { verifyRepository } from '../repository/verify.ts';
 export { unlock } from '../repository/unlock.ts';

@@ -13,6 +13,7 @@
 import { VcbtError } from '../errors.ts';
 import type { Repository, RestorePointSummary } from '../repository/repository.ts';
 import type { RestorePointManifest } from '../repository/manifest.ts';
+import { storedVmCapture, summarizeCapture, type VmHardwareSummary } from './vm-capture.ts';
 import { diskIsDamaged, readCheckRecord, type PointCheck } from '../repository/point-records.ts';
 
 export class RestorePointError extends VcbtError {}
@@ -64,6 +65,8 @@ export interface ListedPoint {
   manifestProblem: { code: string; message: string } | null;
   /** The last `vcbt verify` of this point (its check record), null when never verified. */
   lastVerify: PointCheck | null;
+  /** The VM's hardware as stored with the point; null for points that predate it, or an unreadable manifest. */
+  hardware: VmHardwareSummary | null;
 }
 
 /** Every restore point, oldest first, damaged ones included (with `vm` filtering: those of the VM, and every damaged one whose VM is unknown). */
@@ -82,6 +85,10 @@ export async function listPoints(repository: Repository, vm?: string): Promise<L
       damaged: point.damage !== undefined || (lastVerify !== null && lastVerify.status !== 'clean'),
       manifestProblem: point.damage ?? null,
       lastVerify,
+      hardware: (() => {
+        const capture = manifest ? storedVmCapture(manifest) : null;
+        return capture ? summarizeCapture(capture) : null;
+      })(),
     });
   }
   return listed;

@@ -112,11 +112,15 @@ async function planDisk(session: VsphereSession, vm: VmInfo, disk: VirtualDiskIn
   }
 }
 
-/** Writes the extents of the restore point onto the target: data as writes, zero chunks as zero writes. */
-async function writeAreas(restored: RestoredDisk, target: Disk, areas: readonly Extent[], progress: (bytes: number) => void, signal?: AbortSignal): Promise<void> {
+/**
+ * Writes the extents of the restore point onto the target: data as writes, zero chunks as
+ * zero writes, or not at all with `skipZeroes` (a target known to read as zeros: a new disk).
+ */
+export async function writeAreas(restored: RestoredDisk, target: Disk, areas: readonly Extent[], progress: (bytes: number) => void, signal?: AbortSignal, skipZeroes = false): Promise<void> {
   const buffer = new Uint8Array(pieceBytes);
   for (const area of areas) {
     for (const part of await restored.allocation(area)) {
+      if (part.zero && skipZeroes) continue;
       if (part.zero) {
         await target.writeZeroes(part.offsetBytes, part.lengthBytes, signal);
         progress(part.lengthBytes);

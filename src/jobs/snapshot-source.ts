@@ -12,7 +12,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VcbtError } from '../errors.ts';
 import type { DiskReader } from '../transport/disk.ts';
-import { openDatastoreDisk } from '../transport/datastore-http.ts';
+import { openDatastoreDisk, type DatastoreAccess } from '../transport/datastore-http.ts';
 import { openDisk } from '../transport/open-disk.ts';
 import { openReconnectingReader } from '../transport/reconnecting-reader.ts';
 import { openFileDisk } from '../transport/file-disk.ts';
@@ -131,6 +131,16 @@ export async function checkTransport(options: TransportOptions): Promise<void> {
   }
 }
 
+/** The session's datastore `/folder` access: its origin, TLS-checked agent and cookie. */
+export function datastoreAccess(session: VsphereSession): DatastoreAccess {
+  return {
+    origin: new URL(session.sdkUrl.origin),
+    agent: session.agent,
+    cookieHeader: () => session.cookieHeader(),
+    reauthenticate: () => session.relogin(),
+  };
+}
+
 /** Opens the disk at the snapshot for reading with the chosen transport. */
 export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportOptions): Promise<DiskReader> {
   let reader: DiskReader;
@@ -139,12 +149,7 @@ export async function openSnapshotDisk(ref: SnapshotDiskRef, options: TransportO
       const session = ref.session;
       reader = await openDatastoreDisk(
         {
-          access: {
-            origin: new URL(session.sdkUrl.origin),
-            agent: session.agent,
-            cookieHeader: () => session.cookieHeader(),
-            reauthenticate: () => session.relogin(),
-          },
+          access: datastoreAccess(session),
           datacenter: ref.datacenter,
           file: ref.disk.fileName,
           capacityBytes: ref.disk.capacityBytes,

@@ -84,7 +84,7 @@ export class ChunkWork {
     if (stored === 'sound') return { buffer: request.buffer, zero: false, id: new Uint8Array(id), storedBytes: 0, stagedToken: null, rewritten: false };
     // Absent, or stored but unsound (truncated, bit-flipped, a stranger's bytes): written anew
     // from the chunk in hand; publishing it replaces the bad file atomically.
-    const staged = await this.#storage.stage(encodeChunk(chunk, id, this.#compressionLevel, this.#keys));
+    const staged = await this.#storage.stage(encodeChunk(chunk, id, this.#compressionLevel, this.#keys), chunkRef(id.toString('hex')));
     return { buffer: request.buffer, zero: false, id: new Uint8Array(id), storedBytes: staged.sizeBytes, stagedToken: staged.token, rewritten: stored === 'unsound' };
   }
 

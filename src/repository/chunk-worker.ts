@@ -6,12 +6,19 @@ import type { WorkerReply } from '../pipeline/worker-pool.ts';
 import type { ChunkRequest, ChunkWorkerData } from './chunk-protocol.ts';
 import { ChunkWork } from './chunk-work.ts';
 import { LocalStorage } from './storage/local.ts';
+import { S3Storage } from './storage/s3.ts';
 
 const data = workerData as ChunkWorkerData;
 const keys = data.keyMaterial
   ? { dataKey: Buffer.from(data.keyMaterial.subarray(0, 32)), idKey: Buffer.from(data.keyMaterial.subarray(32, 64)) }
   : undefined;
-const work = new ChunkWork(new LocalStorage(data.storage.root), keys, data.compressionLevel, data.chunkBytes);
+function openStorage(descriptor: ChunkWorkerData['storage']): LocalStorage | S3Storage {
+  if (descriptor.type === 'local') return new LocalStorage(descriptor.root);
+  const storage = new S3Storage(descriptor.settings);
+  storage.retentionDays = descriptor.retentionDays;
+  return storage;
+}
+const work = new ChunkWork(openStorage(data.storage), keys, data.compressionLevel, data.chunkBytes);
 
 parentPort?.on('message', (request: ChunkRequest) => {
   work.handle(request).then(

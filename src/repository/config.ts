@@ -21,12 +21,18 @@ export interface RepositoryConfig {
   chunkBytes: number;
   compression: { algorithm: 'zstd'; level: number };
   encryption: SealedKeyConfig | null;
+  /**
+   * Object Lock retention of every restore point's blobs, in days (object stores with Object
+   * Lock only; absent in repositories without it and in those made before it existed).
+   */
+  immutableDays?: number;
 }
 
-export function newConfig(chunkBytes: number, compressionLevel: number, encryption: SealedKeyConfig | null): RepositoryConfig {
+export function newConfig(chunkBytes: number, compressionLevel: number, encryption: SealedKeyConfig | null, immutableDays = 0): RepositoryConfig {
   if (!isValidChunkSize(chunkBytes)) {
     throw new RepositoryError('REPO_INVALID_ARGUMENT', `chunk size ${chunkBytes} must be a multiple of 4096 between ${minChunkBytes} and ${maxChunkBytes} bytes`, { chunkBytes });
   }
+  checkImmutableDays(immutableDays);
   if (!Number.isInteger(compressionLevel) || compressionLevel < -7 || compressionLevel > 19) {
     throw new RepositoryError('REPO_INVALID_ARGUMENT', `zstd level ${compressionLevel} must be between -7 and 19`, { compressionLevel });
   }
@@ -38,7 +44,16 @@ export function newConfig(chunkBytes: number, compressionLevel: number, encrypti
     chunkBytes,
     compression: { algorithm: 'zstd', level: compressionLevel },
     encryption,
+    ...(immutableDays > 0 ? { immutableDays } : {}),
   };
+}
+
+export const maxImmutableDays = 36_500;
+
+export function checkImmutableDays(days: number): void {
+  if (!Number.isSafeInteger(days) || days < 0 || days > maxImmutableDays) {
+    throw new RepositoryError('REPO_INVALID_ARGUMENT', `immutable days ${days} must be a whole number from 0 to ${maxImmutableDays}`, { immutableDays: days });
+  }
 }
 
 export function isValidChunkSize(chunkBytes: unknown): chunkBytes is number {
@@ -60,6 +75,7 @@ const configShape: Shape = object({
   compression: object({ algorithm: oneOf('zstd'), level: safeInteger(-7, 19) }),
   encryption: nullable(encryptionShape),
 });
+const immutableDaysShape: Shape = object({ immutableDays: safeInteger(1, maxImmutableDays) });
 
 export async function readConfig(storage: Storage): Promise<RepositoryConfig> {
   const file = storage.describe(configRef);
@@ -83,7 +99,7 @@ export async function readConfig(storage: Storage): Promise<RepositoryConfig> {
   if (!isValidChunkSize(config.chunkBytes)) {
     throw new RepositoryError('REPO_FORMAT', `${file} has chunkBytes ${JSON.stringify(config.chunkBytes)}; a chunk size is a multiple of 4096 between ${minChunkBytes} and ${maxChunkBytes} bytes`, { file, chunkBytes: config.chunkBytes });
   }
-  const problem = check(config, configShape);
+  const problem = check(config, configShape) ?? (config.immutableDays === undefined ? undefined : check(config, immutableDaysShape));
   if (problem) throw new RepositoryError('REPO_CORRUPT', `repository config ${file} is damaged: ${problem}`, { file });
   if (config.encryption) {
     const { N, r, p } = config.encryption.scrypt;

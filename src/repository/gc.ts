@@ -14,11 +14,15 @@
 // never pull a temp file from under a live writer (a process taking its lock writes it
 // through tmp/ while GC may hold the exclusive lock).
 //
+// Object Lock (object stores): an unreferenced blob still locked cannot be deleted; it is left
+// (lockedKept) for a prune after its retention date, never an error.
+//
 // If any manifest or index cannot be read, GC marks nothing as garbage (a damaged file might
 // reference anything) and only removes temp files: run verify, fix or delete the point.
 import { chunkIdHex, chunkRef } from './chunk-store.ts';
 import { IndexReader, indexRef, isZeroId } from './disk-index.ts';
 import type { Repository } from './repository.ts';
+import { RepositoryError } from './errors.ts';
 import type { BlobRef } from './storage/storage.ts';
 
 export interface GcReport {
@@ -29,6 +33,8 @@ export interface GcReport {
   /** Temp files too young to be left-overs (a live process may be writing them). */
   tempFilesKept: number;
   chunksKept: number;
+  /** Unreferenced chunks and indexes still under Object Lock: left for a later prune. */
+  lockedKept: number;
   /** Set when sweeping was skipped; says why. */
   skippedReason: string | null;
 }
@@ -43,11 +49,20 @@ export interface GcOptions {
 
 /** Caller holds the exclusive lock (or, for a dry run, any lock). */
 export async function collectGarbage(repo: Repository, options: GcOptions = {}): Promise<GcReport> {
-  const report: GcReport = { chunksDeleted: 0, bytesDeleted: 0, indexesDeleted: 0, tempFilesDeleted: 0, tempFilesKept: 0, chunksKept: 0, skippedReason: null };
+  const report: GcReport = { chunksDeleted: 0, bytesDeleted: 0, indexesDeleted: 0, tempFilesDeleted: 0, tempFilesKept: 0, chunksKept: 0, lockedKept: 0, skippedReason: null };
   const storage = repo.storage;
   const batch = storage.newPublishBatch();
-  const remove = async (ref: BlobRef) => {
-    if (!options.dryRun) await storage.delete(ref, batch);
+  /** false when Object Lock keeps the blob (counted in lockedKept, never an error). */
+  const remove = async (ref: BlobRef): Promise<boolean> => {
+    try {
+      if (options.dryRun && (await storage.lockedUntilMs?.(ref)) !== undefined) throw new RepositoryError('S3_OBJECT_LOCKED', 'locked', {});
+      if (!options.dryRun) await storage.delete(ref, batch);
+      return true;
+    } catch (error) {
+      if (!(error instanceof RepositoryError && error.code === 'S3_OBJECT_LOCKED')) throw error;
+      report.lockedKept++;
+      return false;
+    }
   };
   // A temp file younger than a lock's stale time may belong to a live process that is just
   // taking its lock (that write goes through a temp file too): left alone, removed by a later GC.
@@ -84,18 +99,16 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
   }
 
   for await (const name of storage.list('index')) {
-    if (!liveIndexes.has(name)) {
-      await remove(indexRef(name));
-      report.indexesDeleted++;
-    }
+    if (!liveIndexes.has(name) && (await remove(indexRef(name)))) report.indexesDeleted++;
   }
   for await (const name of storage.list('chunk')) {
     if (liveChunks.has(name)) {
       report.chunksKept++;
       continue;
     }
-    report.bytesDeleted += (await storage.stat(chunkRef(name)))?.sizeBytes ?? 0;
-    await remove(chunkRef(name));
+    const sizeBytes = (await storage.stat(chunkRef(name)))?.sizeBytes ?? 0;
+    if (!(await remove(chunkRef(name)))) continue;
+    report.bytesDeleted += sizeBytes;
     report.chunksDeleted++;
   }
   await batch.sync();

@@ -20,7 +20,7 @@ import type { Transferable } from 'node:worker_threads';
 import { WorkerFailure, WorkerPool } from '../pipeline/worker-pool.ts';
 import type { ChunkReply, ChunkRequest, ChunkWorkerData } from './chunk-protocol.ts';
 import { ChunkWork } from './chunk-work.ts';
-import { newConfig, readConfig, type RepositoryConfig } from './config.ts';
+import { checkImmutableDays, newConfig, readConfig, type RepositoryConfig } from './config.ts';
 import { createSealedKey, openSealedKey, type MasterKeys } from './crypto.ts';
 import { RepositoryError } from './errors.ts';
 import { isErrorCode } from '../errors.ts';
@@ -31,7 +31,8 @@ import { checkEncryptionConsistent, encodeKeyFile, keyRef } from './key-file.ts'
 import { listCommitted, pointIdTime } from './point-records.ts';
 import { RestoredDisk } from './restored-disk.ts';
 import { LocalStorage } from './storage/local.ts';
-import { configRef, isBlobNotFound, isValidBlobName, type Storage } from './storage/storage.ts';
+import { isS3Url, S3Storage, s3SettingsFrom, type S3Settings } from './storage/s3.ts';
+import { configRef, isBlobNotFound, isValidBlobName, type Storage, type StorageFeatures } from './storage/storage.ts';
 
 /**
  * 256 KiB: stores ~2.4 bytes per changed byte for scattered 64 KiB changes (1 MiB: ~6, 4 MiB:
@@ -50,13 +51,25 @@ export interface InitOptions {
   passphrase?: string;
   /** scrypt cost; tests lower it. */
   scryptCost?: { N: number; r: number; p: number };
+  /** Object Lock retention of every restore point's blobs (an object store with Object Lock). */
+  immutableDays?: number;
+  /** Where an s3:// location's endpoint and credentials come from (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  s3?: S3Entry;
 }
+
+/** A repository entry's object-store settings (service config); win over the environment. */
+export type S3Entry = Partial<Omit<S3Settings, 'bucket' | 'prefix'>>;
 
 export interface OpenOptions {
   passphrase?: string;
   /** Chunk worker threads (default: available cores). */
   workers?: number;
   lockTiming?: LockTiming;
+  /** Object Lock days for what this opening writes; overrides the repository's (a job's own). */
+  immutableDays?: number;
+  env?: NodeJS.ProcessEnv;
+  s3?: S3Entry;
 }
 
 /** A restore point as listed: readable (summary) or damaged (manifest unreadable or gone: why). */
@@ -82,11 +95,30 @@ export interface ChunkRunner {
   close(): Promise<void>;
 }
 
-/** A directory path (the local storage) or any Storage. */
+/** A directory path (the local storage), an s3://BUCKET/PREFIX URL, or any Storage. */
 export type RepositoryLocation = string | Storage;
 
-function storageOf(location: RepositoryLocation): Storage {
-  return typeof location === 'string' ? new LocalStorage(location) : location;
+export function storageOf(location: RepositoryLocation, options: { env?: NodeJS.ProcessEnv; s3?: S3Entry } = {}): Storage {
+  if (typeof location !== 'string') return location;
+  if (isS3Url(location)) return new S3Storage(s3SettingsFrom(location, options.env ?? process.env, options.s3));
+  return new LocalStorage(location);
+}
+
+/**
+ * Checks a remote storage (bucket, credentials, clock: named errors before any work) and sets
+ * the Object Lock retention `days` asks for; refused where the storage cannot lock.
+ */
+async function checkStorage(storage: Storage): Promise<StorageFeatures> {
+  return storage.open ? await storage.open() : { objectLock: false };
+}
+
+function applyRetention(storage: Storage, features: StorageFeatures, days: number): void {
+  checkImmutableDays(days);
+  if (days === 0) return;
+  if (!features.objectLock) {
+    throw new RepositoryError('REPO_NO_OBJECT_LOCK', `${storage.location} cannot keep restore points immutable for ${days} days: ${storage.open ? 'its bucket was not created with Object Lock' : 'only an object store with Object Lock can (s3://BUCKET/PREFIX)'}`, { repoPath: storage.location, immutableDays: days });
+  }
+  storage.retentionDays = days;
 }
 
 export class Repository {
@@ -114,9 +146,10 @@ export class Repository {
 
   /** Creates a repository in an empty or absent directory (or an empty storage). */
   static async init(location: RepositoryLocation, options: InitOptions = {}): Promise<RepositoryConfig> {
-    const storage = storageOf(location);
+    const storage = storageOf(location, options);
     const sealed = options.passphrase !== undefined ? await createSealedKey(options.passphrase, options.scryptCost) : undefined;
-    const config = newConfig(options.chunkBytes ?? defaultChunkBytes, options.compressionLevel ?? defaultCompressionLevel, sealed?.config ?? null);
+    const config = newConfig(options.chunkBytes ?? defaultChunkBytes, options.compressionLevel ?? defaultCompressionLevel, sealed?.config ?? null, options.immutableDays ?? 0);
+    applyRetention(storage, await checkStorage(storage), config.immutableDays ?? 0);
     await storage.create();
     // The key file before config: config.json alone can never make this repository plain.
     if (config.encryption) await storage.put(keyRef(config.id), encodeKeyFile(config));
@@ -126,9 +159,12 @@ export class Repository {
   }
 
   static async open(location: RepositoryLocation, options: OpenOptions = {}): Promise<Repository> {
-    const storage = storageOf(location);
+    const storage = storageOf(location, options);
     const resolved = storage.location;
+    if (options.immutableDays !== undefined) checkImmutableDays(options.immutableDays);
+    const features = await checkStorage(storage);
     const config = await readConfig(storage);
+    applyRetention(storage, features, options.immutableDays ?? config.immutableDays ?? 0);
     await checkEncryptionConsistent(storage, config, options.passphrase !== undefined);
     let keys: MasterKeys | undefined;
     if (config.encryption) {
@@ -272,8 +308,9 @@ export class Repository {
 }
 
 /** The storage of an existing repository (config checked), for work that needs no keys (unlock). */
-export async function openRepositoryStorage(location: RepositoryLocation): Promise<Storage> {
-  const storage = storageOf(location);
+export async function openRepositoryStorage(location: RepositoryLocation, options: { env?: NodeJS.ProcessEnv; s3?: S3Entry } = {}): Promise<Storage> {
+  const storage = storageOf(location, options);
+  await checkStorage(storage);
   await readConfig(storage);
   return storage;
 }

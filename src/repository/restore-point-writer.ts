@@ -34,6 +34,7 @@ import { slotsWithParts } from './chunk-slots.ts';
 import { IndexReader, IndexWriter, isZeroId, zeroChunkId } from './disk-index.ts';
 import type { DiskSource } from './disk-source.ts';
 import { RepositoryError } from './errors.ts';
+import { isValidBlobName } from './storage/storage.ts';
 import type { RepositoryLock } from './lock.ts';
 import { encodeManifest, pointRef, type DiskRecord, type DiskStats, type RestorePointManifest, type VmIdentity } from './manifest.ts';
 import type { Repository } from './repository.ts';
@@ -46,6 +47,8 @@ export interface RestorePointInfo {
   vmConfig?: unknown;
   /** Defaults to now; tests and imports give synthetic times. */
   createdAt?: Date;
+  /** The point's id; default a new one. `vcbt copy` keeps the source's, so a copied point is known by it. */
+  id?: string;
 }
 
 export interface WriteDiskOptions {
@@ -104,7 +107,8 @@ export class RestorePointWriter {
     this.#lock = lock;
     this.#info = info;
     this.#createdAt = info.createdAt ?? new Date();
-    this.pointId = newPointId(this.#createdAt);
+    if (info.id !== undefined && !isValidBlobName('point', info.id)) throw new RepositoryError('REPO_INVALID_ARGUMENT', `"${info.id}" is not a restore point id`, { pointId: info.id });
+    this.pointId = info.id ?? newPointId(this.#createdAt);
   }
 
   async writeDisk(options: WriteDiskOptions): Promise<DiskRecord> {

@@ -11,7 +11,11 @@
 //   `config check`, which only warns when a file or variable is missing.
 // - job: what to protect (a VM selection, selection.ts), how (backup into a repository or
 //   replicate onto targets, transport, quiesce), when (schedule.ts), and its policies:
-//   retention, retries, limits, CBT, waiting for a busy VM.
+//   retention, retries, limits, CBT, waiting for a busy VM, its verify schedule and whom it
+//   notifies.
+// - notifier: a named receiver of run summaries (`notifiers.NAME`): a webhook (JSON POST, or
+//   the Slack/Teams `{"text"}` form) or e-mail over SMTP. A job's `notify` rules say which
+//   notifiers hear about which results (failed, warning, success).
 import { homedir } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -88,6 +92,55 @@ export interface LimitsConfig {
   perDatastore: number;
 }
 
+/** Which restore points a scheduled verification reads: the newest of each VM, all, or N at random. */
+export type VerifyPoints = 'latest' | 'all' | { random: number };
+
+export interface VerifyConfig {
+  schedule: Schedule;
+  points: VerifyPoints;
+  /** Decode and re-hash every chunk (`verify --read-data`); false: chunks present with their length. */
+  readData: boolean;
+}
+
+export type NotifyOn = 'success' | 'warning' | 'failed';
+
+export interface NotifyRule {
+  notifier: string;
+  /** The run results that send a message; `failed` covers interrupted runs and runs that could not start. */
+  on: NotifyOn[];
+}
+
+export interface WebhookNotifierConfig {
+  name: string;
+  type: 'webhook';
+  /** The URL itself (no secret in it), or where it is kept (a chat webhook URL is a secret). */
+  url: { text: string } | SecretSource;
+  /** `json`: the run summary document; `text`: `{"text": ...}` as Slack and Teams incoming webhooks take. */
+  format: 'json' | 'text';
+  timeoutMs: number;
+}
+
+export interface EmailNotifierConfig {
+  name: string;
+  type: 'email';
+  from: string;
+  to: string[];
+  smtp: {
+    host: string;
+    port: number;
+    /** `starttls` (required; default), `tls` (implicit, usually port 465), `none` (plain; loopback relays only). */
+    tls: 'starttls' | 'tls' | 'none';
+    /** Extra CA certificates (PEM) that may sign the server's certificate; the system CAs otherwise. */
+    caFile: string | undefined;
+    user: string | undefined;
+    /** Required with `user`. */
+    password: SecretSource | undefined;
+  };
+  timeoutMs: number;
+}
+
+export type NotifierConfig = WebhookNotifierConfig | EmailNotifierConfig;
+
 export interface JobConfig {
   name: string;
   type: 'backup' | 'replicate';
@@ -113,6 +166,9 @@ export interface JobConfig {
    * breach. Undefined: derived from the schedule (schedule.ts `rpoOf`).
    */
   rpoMs: number | undefined;
+  /** Backup jobs: a scheduled `verify` of this job's restore points. */
+  verify: VerifyConfig | undefined;
+  notify: NotifyRule[];
 }
 
 export interface CatalogConfig {
@@ -131,6 +187,8 @@ export interface DaemonConfig {
   inventoryCacheMs: number;
   /** The only directory (and below) the API restores disks into; undefined: no restore to a file through the API. */
   restoreDirectory: string | undefined;
+  /** HTTPS with this certificate chain and key (PEM files); absent: plain HTTP. */
+  tls: { certificateFile: string; keyFile: string } | undefined;
 }
 
 export interface ServiceConfig {
@@ -139,6 +197,7 @@ export interface ServiceConfig {
   servers: ReadonlyMap<string, ServerConfig>;
   repositories: ReadonlyMap<string, RepositoryConfig>;
   jobs: ReadonlyMap<string, JobConfig>;
+  notifiers: ReadonlyMap<string, NotifierConfig>;
   catalog: CatalogConfig;
 }
 
@@ -159,6 +218,8 @@ export const DEFAULT_INVENTORY_CACHE_MS = 30_000;
 export const defaultRetries: RetryPolicy = { count: 2, delayMs: 60_000, factor: 2 };
 export const defaultLimits: LimitsConfig = { total: 4, perHost: 2, perDatastore: 4 };
 export const DEFAULT_WAIT_BUSY_MS = 10 * 60_000;
+export const DEFAULT_NOTIFY_ON: readonly NotifyOn[] = ['failed', 'warning'];
+export const DEFAULT_NOTIFY_TIMEOUT_MS = 30_000;
 
 /** Reads and checks a configuration file; CONFIG_UNREADABLE or CONFIG_INVALID (every problem at once). */
 export async function loadConfig(file: string): Promise<ServiceConfig> {
@@ -298,7 +359,7 @@ function anchored(file: string, path: string): string {
 }
 
 function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig | undefined {
-  const top = r.map(root, '', ['servers', 'repositories', 'jobs', 'catalog', 'daemon']);
+  const top = r.map(root, '', ['servers', 'repositories', 'jobs', 'catalog', 'daemon', 'notifiers']);
   if (!top) return undefined;
   const servers = new Map<string, ServerConfig>();
   const repositories = new Map<string, RepositoryConfig>();
@@ -321,9 +382,16 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     const keep = entries?.has('keepHistory') ? r.duration(entries.get('keepHistory')?.value, 'catalog.keepHistory', false) : undefined;
     if (keep !== undefined) catalog.keepHistoryMs = keep;
   }
-  const daemon: DaemonConfig = { listen: { ...DEFAULT_LISTEN }, stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS, inventoryCacheMs: DEFAULT_INVENTORY_CACHE_MS, restoreDirectory: undefined };
+  const daemon: DaemonConfig = { listen: { ...DEFAULT_LISTEN }, stopTimeoutMs: DEFAULT_STOP_TIMEOUT_MS, inventoryCacheMs: DEFAULT_INVENTORY_CACHE_MS, restoreDirectory: undefined, tls: undefined };
   if (top.has('daemon')) {
-    const entries = r.map(top.get('daemon')?.value, 'daemon', ['listen', 'stopTimeout', 'inventoryCache', 'restoreDirectory']);
+    const entries = r.map(top.get('daemon')?.value, 'daemon', ['listen', 'stopTimeout', 'inventoryCache', 'restoreDirectory', 'tls']);
+    if (entries?.has('tls')) {
+      const node = entries.get('tls')?.value;
+      const te = r.map(node, 'daemon.tls', ['certificateFile', 'keyFile']);
+      const cert = te?.has('certificateFile') ? r.string(te.get('certificateFile')?.value, 'daemon.tls.certificateFile') : r.problem(node, 'daemon.tls.certificateFile', 'is required: the PEM file of the certificate (chain)');
+      const key = te?.has('keyFile') ? r.string(te.get('keyFile')?.value, 'daemon.tls.keyFile') : r.problem(node, 'daemon.tls.keyFile', 'is required: the PEM file of its private key (mode 0600)');
+      if (cert !== undefined && key !== undefined) daemon.tls = { certificateFile: anchored(file, cert), keyFile: anchored(file, key) };
+    }
     if (entries?.has('listen')) {
       const node = entries.get('listen')?.value;
       const text = r.string(node, 'daemon.listen');
@@ -338,16 +406,22 @@ function readConfig(r: Reader, root: Node | null, file: string): ServiceConfig |
     const restoreDirectory = entries?.has('restoreDirectory') ? r.string(entries.get('restoreDirectory')?.value, 'daemon.restoreDirectory') : undefined;
     if (restoreDirectory !== undefined) daemon.restoreDirectory = anchored(file, restoreDirectory);
   }
+  const notifiers = new Map<string, NotifierConfig>();
+  const notifierEntries = top.has('notifiers') ? r.map(top.get('notifiers')?.value, 'notifiers', undefined) : undefined;
+  for (const [name, { value }] of notifierEntries ?? []) {
+    const notifier = readNotifier(r, value, `notifiers.${name}`, name, file);
+    if (notifier) notifiers.set(name, notifier);
+  }
   const jobEntries = top.has('jobs') ? r.map(top.get('jobs')?.value, 'jobs', undefined) : undefined;
   for (const [name, { value, key }] of jobEntries ?? []) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) r.problem(key, `jobs.${name}`, 'a job name is letters, digits, ".", "_" and "-"');
-    const job = readJob(r, value, `jobs.${name}`, name, file, servers, repositories, serverEntries, repoEntries);
+    const job = readJob(r, value, `jobs.${name}`, name, file, servers, repositories, serverEntries, repoEntries, notifierEntries);
     if (job) jobs.set(name, job);
   }
-  return { file: resolve(file), daemon, servers, repositories, jobs, catalog };
+  return { file: resolve(file), daemon, servers, repositories, jobs, notifiers, catalog };
 }
 
-function readSecret(r: Reader, entries: Entries, path: string, what: 'password' | 'passphrase', file: string): SecretSource | undefined {
+function readSecret(r: Reader, entries: Entries, path: string, what: 'password' | 'passphrase' | 'url', file: string): SecretSource | undefined {
   const fileKey = `${what}File`;
   const envKey = `${what}Env`;
   if (entries.has(fileKey) && entries.has(envKey)) return r.problem(entries.get(envKey)?.key, `${path}.${envKey}`, `give ${fileKey} or ${envKey}, not both`);
@@ -386,7 +460,110 @@ function readRepository(r: Reader, node: Node | null | undefined, path: string, 
   return { name, path: anchored(file, repoPath), passphrase };
 }
 
-const jobKeys = ['type', 'server', 'repository', 'replica', 'vms', 'transport', 'quiesce', 'schedule', 'retention', 'retries', 'limits', 'cbt', 'waitBusy', 'resetCbtOnResize', 'rpo'];
+const jobKeys = ['type', 'server', 'repository', 'replica', 'vms', 'transport', 'quiesce', 'schedule', 'retention', 'retries', 'limits', 'cbt', 'waitBusy', 'resetCbtOnResize', 'rpo', 'verify', 'notify'];
+
+function readNotifier(r: Reader, node: Node | null | undefined, path: string, name: string, file: string): NotifierConfig | undefined {
+  const typeNode = isMap(node) ? (node.items.find((p) => isScalar(p.key) && p.key.value === 'type')?.value as Node | undefined) : undefined;
+  const type = isScalar(typeNode) ? typeNode.value : undefined;
+  if (type !== 'webhook' && type !== 'email') {
+    if (isMap(node)) r.problem(typeNode ?? node, `${path}.type`, 'is required: webhook or email');
+    else r.map(node, path, undefined);
+    return undefined;
+  }
+  const timeoutOf = (e: Entries) => (e.has('timeout') ? (r.duration(e.get('timeout')?.value, `${path}.timeout`, false) ?? DEFAULT_NOTIFY_TIMEOUT_MS) : DEFAULT_NOTIFY_TIMEOUT_MS);
+  if (type === 'webhook') {
+    const e = r.map(node, path, ['type', 'url', 'urlFile', 'urlEnv', 'format', 'timeout']);
+    if (!e) return undefined;
+    const given = ['url', 'urlFile', 'urlEnv'].filter((k) => e.has(k));
+    if (given.length !== 1) return r.problem(node, `${path}.url`, 'give exactly one of url, urlFile (a file holding it) or urlEnv (an environment variable name); a chat webhook URL is a secret: keep it in a file');
+    let url: WebhookNotifierConfig['url'] | undefined;
+    if (e.has('url')) {
+      const text = r.string(e.get('url')?.value, `${path}.url`);
+      if (text !== undefined && !/^https?:\/\/[^\s]+$/.test(text)) r.problem(e.get('url')?.value, `${path}.url`, 'must be an http:// or https:// URL');
+      else if (text !== undefined) url = { text };
+    } else url = readSecret(r, e, path, 'url', file);
+    let format: WebhookNotifierConfig['format'] = 'json';
+    if (e.has('format')) {
+      const f = r.string(e.get('format')?.value, `${path}.format`);
+      if (f === 'json' || f === 'text') format = f;
+      else if (f !== undefined) r.problem(e.get('format')?.value, `${path}.format`, 'must be json (the run summary document) or text ({"text": ...} for Slack and Teams)');
+    }
+    const timeoutMs = timeoutOf(e);
+    return url === undefined ? undefined : { name, type, url, format, timeoutMs };
+  }
+  const e = r.map(node, path, ['type', 'from', 'to', 'smtp', 'timeout']);
+  if (!e) return undefined;
+  const from = e.has('from') ? r.string(e.get('from')?.value, `${path}.from`) : r.problem(node, `${path}.from`, 'is required: the sender address');
+  const to = e.has('to') ? r.strings(e.get('to')?.value, `${path}.to`)?.map((s) => s.text) : r.problem(node, `${path}.to`, 'is required: one or more recipient addresses');
+  for (const [i, address] of (to ?? []).entries()) if (!/^[^\s@]+@[^\s@]+$/.test(address)) r.problem(e.get('to')?.value, `${path}.to[${i}]`, `"${address}" is not an e-mail address`);
+  if (from !== undefined && !/^[^\s@<>]+@[^\s@<>]+$|^[^<>]*<[^\s@<>]+@[^\s@<>]+>$/.test(from)) r.problem(e.get('from')?.value, `${path}.from`, `"${from}" is not an e-mail address`);
+  const smtpNode = e.get('smtp')?.value;
+  const se = e.has('smtp') ? r.map(smtpNode, `${path}.smtp`, ['host', 'port', 'tls', 'caFile', 'user', 'passwordFile', 'passwordEnv']) : r.problem(node, `${path}.smtp`, 'is required: host (and port, tls, user, passwordFile)');
+  if (!se) return undefined;
+  const host = se.has('host') ? r.string(se.get('host')?.value, `${path}.smtp.host`) : r.problem(smtpNode, `${path}.smtp.host`, 'is required');
+  let tls: EmailNotifierConfig['smtp']['tls'] = 'starttls';
+  if (se.has('tls')) {
+    const t = r.string(se.get('tls')?.value, `${path}.smtp.tls`);
+    if (t === 'starttls' || t === 'tls' || t === 'none') tls = t;
+    else if (t !== undefined) r.problem(se.get('tls')?.value, `${path}.smtp.tls`, 'must be starttls (default), tls (implicit TLS, port 465) or none');
+  }
+  const port = se.has('port') ? (r.integer(se.get('port')?.value, `${path}.smtp.port`, 1) ?? 0) : tls === 'tls' ? 465 : tls === 'none' ? 25 : 587;
+  if (port > 65535) r.problem(se.get('port')?.value, `${path}.smtp.port`, 'must be at most 65535');
+  const caText = se.has('caFile') ? r.string(se.get('caFile')?.value, `${path}.smtp.caFile`) : undefined;
+  const user = se.has('user') ? r.string(se.get('user')?.value, `${path}.smtp.user`) : undefined;
+  const password = readSecret(r, se, `${path}.smtp`, 'password', file);
+  if (user !== undefined && password === undefined) r.problem(smtpNode, `${path}.smtp.passwordFile`, 'is required with user (or passwordEnv)');
+  if (user === undefined && password !== undefined) r.problem(smtpNode, `${path}.smtp.user`, 'is required with a password');
+  const timeoutMs = timeoutOf(e);
+  if (from === undefined || to === undefined || host === undefined) return undefined;
+  return { name, type, from, to, smtp: { host, port, tls, caFile: caText === undefined ? undefined : anchored(file, caText), user, password }, timeoutMs };
+}
+
+function readNotify(r: Reader, node: Node | null | undefined, path: string, notifierEntries: Entries | undefined): NotifyRule[] {
+  if (!isSeq(node)) return (r.problem(node, path, 'must be a list of notifier names or {notifier: NAME, on: [failed, warning, success]}'), []);
+  const rules: NotifyRule[] = [];
+  node.items.forEach((item, i) => {
+    const at = `${path}[${i}]`;
+    let name: string | undefined;
+    let nameNode: Node | null | undefined = item as Node;
+    let on: NotifyOn[] = [...DEFAULT_NOTIFY_ON];
+    if (isMap(item)) {
+      const e = r.map(item as Node, at, ['notifier', 'on']);
+      nameNode = e?.get('notifier')?.value;
+      name = e?.has('notifier') ? r.string(nameNode, `${at}.notifier`) : r.problem(item as Node, `${at}.notifier`, 'is required: a name under notifiers');
+      if (e?.has('on')) {
+        on = [];
+        for (const { text, node: n } of r.strings(e.get('on')?.value, `${at}.on`) ?? []) {
+          if (text === 'success' || text === 'warning' || text === 'failed') on.push(text);
+          else r.problem(n, `${at}.on`, `"${text}" is not a run result: failed, warning or success`);
+        }
+      }
+    } else name = r.string(item as Node, at);
+    if (name === undefined) return;
+    if (!notifierEntries?.has(name)) {
+      r.problem(nameNode, at, `no notifier "${name}" under notifiers (there: ${[...(notifierEntries?.keys() ?? [])].join(', ') || 'none'})`);
+      return;
+    }
+    rules.push({ notifier: name, on });
+  });
+  return rules;
+}
+
+function readVerify(r: Reader, node: Node | null | undefined, path: string): VerifyConfig | undefined {
+  const e = r.map(node, path, ['schedule', 'points', 'readData']);
+  if (!e) return undefined;
+  const schedule = e.has('schedule') ? readSchedule(r, e.get('schedule')?.value, `${path}.schedule`) : r.problem(node, `${path}.schedule`, 'is required: when to verify (cron)');
+  let points: VerifyPoints = 'latest';
+  if (e.has('points')) {
+    const n = e.get('points')?.value;
+    const value = isScalar(n) ? n.value : undefined;
+    if (value === 'latest' || value === 'all') points = value;
+    else if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1) points = { random: value };
+    else r.problem(n, `${path}.points`, 'must be latest (the newest point of each VM), all, or a number of points picked at random');
+  }
+  const readData = e.has('readData') ? (r.boolean(e.get('readData')?.value, `${path}.readData`) ?? true) : true;
+  return schedule === undefined ? undefined : { schedule, points, readData };
+}
 
 function readJob(
   r: Reader,
@@ -398,6 +575,7 @@ function readJob(
   repositories: ReadonlyMap<string, RepositoryConfig>,
   serverEntries: Entries | undefined,
   repoEntries: Entries | undefined,
+  notifierEntries: Entries | undefined,
 ): JobConfig | undefined {
   const e = r.map(node, path, jobKeys);
   if (!e) return undefined;
@@ -447,8 +625,11 @@ function readJob(
   }
   const waitBusyMs = e.has('waitBusy') ? (r.duration(get('waitBusy'), `${path}.waitBusy`, true) ?? 0) : DEFAULT_WAIT_BUSY_MS;
   const rpoMs = e.has('rpo') ? r.duration(get('rpo'), `${path}.rpo`, false) : undefined;
+  if (type === 'replicate' && e.has('verify')) r.problem(e.get('verify')?.key, `${path}.verify`, 'belongs to backup jobs (it reads restore points)');
+  const verify = e.has('verify') && type === 'backup' ? readVerify(r, get('verify'), `${path}.verify`) : undefined;
+  const notify = e.has('notify') ? readNotify(r, get('notify'), `${path}.notify`, notifierEntries) : [];
   if (type === undefined || server === undefined || vms === undefined || transport === undefined) return undefined;
-  return { name, type, server, repository, replica, vms, transport, quiesce, schedule, retention, retries, limits, cbt, waitBusyMs, resetCbtOnResize, rpoMs };
+  return { name, type, server, repository, replica, vms, transport, quiesce, schedule, retention, retries, limits, cbt, waitBusyMs, resetCbtOnResize, rpoMs, verify, notify };
 }
 
 function defaultTransport(): TransportConfig {

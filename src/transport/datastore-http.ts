@@ -195,6 +195,24 @@ export class DatastoreFiles {
     return reply;
   }
 
+  /**
+   * PUTs a small file whole (an NVRAM), replacing what is there; a 401 logs in again once.
+   * Fails with HTTP_STATUS on any other answer than 200/201/204.
+   */
+  async putSmall(remote: RemoteFile, body: Buffer, signal?: AbortSignal): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const status = await putFile(this.#options.access, remote.url, body, this.#ioTimeoutMs, remote.file, signal);
+      if (status === 401 && attempt === 1) {
+        await this.#options.access.reauthenticate();
+        continue;
+      }
+      if (status !== 200 && status !== 201 && status !== 204) {
+        throw new DatastoreHttpError('HTTP_STATUS', `PUT ${remote.file} (datacenter ${this.#options.datacenter}) answered HTTP ${status}`, { file: remote.file, status });
+      }
+      return;
+    }
+  }
+
   /** Renews the cookie once it has been in use for cookieRenewMs (concurrent reads share one renewal). */
   async #renewCookieIfDue(): Promise<void> {
     if (this.#renewing) return this.#renewing;
@@ -414,6 +432,24 @@ function getSmallFile(access: DatastoreAccess, url: URL, file: string, maxBytes:
   });
 }
 
+function putFile(access: DatastoreAccess, url: URL, body: Buffer, ioTimeoutMs: number, file: string, signal?: AbortSignal): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'PUT', agent: access.agent, headers: { Cookie: access.cookieHeader(), 'Content-Type': 'application/octet-stream', 'Content-Length': String(body.length) }, signal });
+    const timer = setTimeout(() => req.destroy(new DatastoreHttpError('HTTP_STALLED', `PUT ${file}: no answer for ${ioTimeoutMs} ms`, { file, ioTimeoutMs })), ioTimeoutMs);
+    req.on('error', (error) => {
+      clearTimeout(timer);
+      reject(signal?.aborted ? (signal.reason as Error) : error);
+    });
+    req.on('response', (res) => {
+      res.resume();
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve(res.statusCode ?? 0);
+      });
+    });
+    req.end(body);
+  });
+}
 
 /**
  * Opens the disk named by a snapshot's backing file for range reads: straight from the flat

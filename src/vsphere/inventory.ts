@@ -148,7 +148,12 @@ export function decodeVm(vm: MoRef, props: Map<string, XmlElement>): VmInfo {
 
 /** The VirtualDisk devices of an `ArrayOfVirtualDevice` value, in device order. */
 export function decodeDisks(devices: XmlElement): VirtualDiskInfo[] {
-  return children(devices, 'VirtualDevice')
+  return decodeDiskDevices(children(devices, 'VirtualDevice'));
+}
+
+/** The VirtualDisk devices among device elements (of an array, or `<device>` children of `config.hardware`). */
+export function decodeDiskDevices(devices: readonly XmlElement[]): VirtualDiskInfo[] {
+  return devices
     .filter((device) => device.xsiType === 'VirtualDisk')
     .map((disk) => {
       const backing = requireChild(disk, 'backing');

@@ -70,6 +70,8 @@ export interface ServiceContent {
   viewManager: MoRef;
   sessionManager: MoRef;
   searchIndex: MoRef;
+  /** Absent on servers without OVF support. */
+  ovfManager: MoRef | undefined;
   about: { apiVersion: string; fullName: string; apiType: string };
 }
 
@@ -390,6 +392,7 @@ function decodeServiceContent(content: XmlElement): ServiceContent {
     viewManager,
     sessionManager: moRefOf(content, 'sessionManager'),
     searchIndex,
+    ovfManager: optionalMoRef(content, 'ovfManager'),
     about: {
       apiVersion: (optionalText(about, 'apiVersion') ?? '6.7').trim(),
       fullName: (optionalText(about, 'fullName') ?? '').trim(),

@@ -5,13 +5,25 @@
 // objects (plain objects whose key order is the XML Schema sequence order the server
 // expects; `$type` becomes `xsi:type`, which polymorphic types such as ObjectSpec's
 // TraversalSpec or VirtualMachineConfigSpec need) and arrays (repeated elements).
-// `undefined` fields are left out.
+// `undefined` fields are left out. A value of a field typed `xsd:anyType` (OptionValue's
+// `value`) must say its type: `xsdString(text)` sends `<value xsi:type="xsd:string">`. A value
+// the server returned can be sent back unchanged with `echo(element)` (an ImportSpec from
+// CreateImportSpec to ImportVApp): its element tree, text and xsi:types are written again.
 import { escapeXml, parseXml, XSI_NAMESPACE, type XmlElement } from './xml.ts';
 import { child, children, optionalText, SoapDecodeError, type MoRef } from './decode.ts';
 
-export type SoapValue = string | number | bigint | boolean | SoapRef | SoapObject | readonly SoapValue[] | undefined;
+export type SoapValue = string | number | bigint | boolean | SoapRef | SoapTypedText | SoapEcho | SoapObject | readonly SoapValue[] | undefined;
+/** An element the server sent, to send back as it was (under the field's own name). */
+export interface SoapEcho {
+  readonly $echo: XmlElement;
+}
 export interface SoapRef {
   readonly $ref: MoRef;
+}
+/** Text with an explicit XML Schema type, for fields declared `xsd:anyType`. */
+export interface SoapTypedText {
+  readonly $xsd: 'string';
+  readonly $text: string;
 }
 export interface SoapObject {
   readonly $type?: string;
@@ -29,6 +41,39 @@ function isRef(value: object): value is SoapRef {
   return '$ref' in value;
 }
 
+/** A string sent as `xsi:type="xsd:string"` (OptionValue.value and other anyType fields). */
+export function xsdString(text: string): SoapTypedText {
+  return { $xsd: 'string', $text: text };
+}
+
+function isTypedText(value: object): value is SoapTypedText {
+  return '$xsd' in value;
+}
+
+export function echo(element: XmlElement): SoapEcho {
+  return { $echo: element };
+}
+
+function isEcho(value: object): value is SoapEcho {
+  return '$echo' in value;
+}
+
+const XSI_TYPE_ATTRIBUTE = `{${XSI_NAMESPACE}}type`;
+
+/** An element tree written back: XML Schema types keep the `xsd:` prefix, vim25 types go unprefixed (the default namespace). */
+function encodeEcho(name: string, element: XmlElement): string {
+  const rawType = element.attributes.get(XSI_TYPE_ATTRIBUTE)?.trim();
+  let attributes = '';
+  if (rawType) {
+    const [prefix, local] = rawType.includes(':') ? rawType.split(':', 2) : ['', rawType];
+    attributes += ` xsi:type="${escapeXml(prefix === 'xsd' || prefix === 'xs' ? `xsd:${local}` : local)}"`;
+  }
+  const moType = element.attributes.get('type');
+  if (moType !== undefined) attributes += ` type="${escapeXml(moType)}"`;
+  const inner = element.children.length > 0 ? element.children.map((c) => encodeEcho(c.name, c)).join('') : escapeXml(element.text);
+  return `<${name}${attributes}>${inner}</${name}>`;
+}
+
 export function encodeValue(name: string, value: SoapValue): string {
   if (value === undefined) return '';
   if (Array.isArray(value)) return value.map((v: SoapValue) => encodeValue(name, v)).join('');
@@ -39,7 +84,9 @@ export function encodeValue(name: string, value: SoapValue): string {
     return `<${name}>${value}</${name}>`;
   }
   if (typeof value === 'boolean') return `<${name}>${value}</${name}>`;
-  const object = value as SoapRef | SoapObject;
+  const object = value as SoapRef | SoapTypedText | SoapEcho | SoapObject;
+  if (isEcho(object)) return encodeEcho(name, object.$echo);
+  if (isTypedText(object)) return `<${name} xsi:type="xsd:${object.$xsd}">${escapeXml(object.$text)}</${name}>`;
   if (isRef(object)) return `<${name} type="${escapeXml(object.$ref.type)}">${escapeXml(object.$ref.value)}</${name}>`;
   const typeAttribute = object.$type ? ` xsi:type="${escapeXml(object.$type)}"` : '';
   let inner = '';

@@ -61,6 +61,41 @@ export {
   type CreateSnapshotOptions,
   type SnapshotOwner,
 } from './snapshots.ts';
+export { createVm, newVmSpec, resolvePlacement as resolvePlacementNear, datastoreFreeSpace, type NewVmOptions, type VmPlacementSpec, type PlacementRequest } from './create-vm.ts';
+export { growDisk } from './grow-disk.ts';
+export { readExtraConfig, setExtraConfig, extraConfigSpec } from './extra-config.ts';
 export { enableCbt, disableCbt, resetCbt, type CbtOptions } from './cbt.ts';
 export { queryChangedAreas, changeIdEpoch, ALLOCATED_AREAS, type ChangedAreasQuery } from './changed-areas.ts';
 export { listVmPlacements, type VmPlacement } from './placement.ts';
+export {
+  readVmConfig,
+  decodeVmConfig,
+  listNetworks,
+  type VmConfiguration,
+  type VmControllerConfig,
+  type VmDiskConfig,
+  type VmNicConfig,
+  type VmNetworkRef,
+  type VmOtherDeviceConfig,
+  type NetworkInfo,
+  type Firmware,
+  type DiskProvisioning,
+} from './vm-config.ts';
+export { buildOvfDescriptor, STREAM_OPTIMIZED_FORMAT, OVF_NAMESPACE, type OvfDisk, type OvfOptions } from './ovf.ts';
+export {
+  createImportSpec,
+  importVApp,
+  waitForLease,
+  leaseState,
+  leaseProgress,
+  leaseComplete,
+  leaseAbort,
+  uploadToLease,
+  type ImportTarget,
+  type ImportSpec,
+  type ImportSpecParams,
+  type LeaseDevice,
+  type ReadyLease,
+} from './nfc.ts';
+export { resolvePlacement, vmNamed, type ImportPlacementRequest, type ResolvedPlacement } from './import-target.ts';
+export { applyConfiguration, powerOnVm, destroyVm, copiedExtraConfig, skippedExtraConfig } from './vm-reconfigure.ts';

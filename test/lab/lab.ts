@@ -103,6 +103,12 @@ export interface LabFaults {
    * answers how many requests are left until it fires.
    */
   expireSessionsBeforeCall?: number;
+  /**
+   * The next upload to an HttpNfcLease device URL is cut after N bytes (the lab closes the
+   * connection): the lease goes to state error and its VM is removed, as vCenter rolls back a
+   * failed import. 0 disarms.
+   */
+  nfcUploadCutAfterBytes?: number;
 }
 /** A vSphere fault as the govmomi test client reports it. */
 export interface GovmomiFault {
@@ -123,7 +129,7 @@ export interface Lab {
   sha256(vm: string, diskKey: number, snapshot?: string): Promise<{ sha256: string; capacityBytes: number }>;
   content(vm: string, diskKey: number, snapshot?: string): Promise<Buffer>;
   snapshots(vm: string): Promise<LabSnapshot[]>;
-  config(c: { cbtBlockBytes?: number; maxAreasPerReply?: number; maxBytesPerReply?: number }): Promise<void>;
+  config(c: { cbtBlockBytes?: number; maxAreasPerReply?: number; maxBytesPerReply?: number; datastoreFreeBytes?: number }): Promise<void>;
   faults(f: LabFaults): Promise<void>;
   /** What is still armed (GET /faults): only armed faults appear, so nothing armed is `{}`. */
   faultsArmed(): Promise<LabFaults>;
@@ -311,7 +317,8 @@ class RunningLab implements Lab {
     return this.#json('GET', `/vms/${encodeURIComponent(vm)}/snapshots`);
   }
 
-  async config(c: { cbtBlockBytes?: number; maxAreasPerReply?: number; maxBytesPerReply?: number }): Promise<void> {
+  /** `datastoreFreeBytes`: every datastore's free space as vSphere reports it and ImportVApp checks (-1: the real one). */
+  async config(c: { cbtBlockBytes?: number; maxAreasPerReply?: number; maxBytesPerReply?: number; datastoreFreeBytes?: number }): Promise<void> {
     await this.#json('POST', '/config', JSON.stringify(c));
   }
 

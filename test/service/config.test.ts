@@ -220,10 +220,10 @@ test('daemon and catalog keys: listen address, stop timeout, history retention; 
   lab: { url: "https://127.0.0.1:8989/sdk", user: u, passwordEnv: P }
 `;
   const defaults = parseConfig(base, '/etc/vcbt/vcbt.yaml');
-  assert.deepEqual(defaults.daemon, { listen: { host: '127.0.0.1', port: 8420 }, stopTimeoutMs: 300_000, inventoryCacheMs: 30_000, restoreDirectory: undefined });
+  assert.deepEqual(defaults.daemon, { listen: { host: '127.0.0.1', port: 8420 }, stopTimeoutMs: 300_000, inventoryCacheMs: 30_000, restoreDirectory: undefined, tls: undefined });
   assert.equal(defaults.catalog.keepHistoryMs, 90 * 86_400_000);
   const set = parseConfig(`${base}daemon: { listen: "[::1]:0", stopTimeout: 30s, inventoryCache: 0, restoreDirectory: restores }\ncatalog: { keepHistory: 2d }\n`, '/etc/vcbt/vcbt.yaml');
-  assert.deepEqual(set.daemon, { listen: { host: '::1', port: 0 }, stopTimeoutMs: 30_000, inventoryCacheMs: 0, restoreDirectory: '/etc/vcbt/restores' });
+  assert.deepEqual(set.daemon, { listen: { host: '::1', port: 0 }, stopTimeoutMs: 30_000, inventoryCacheMs: 0, restoreDirectory: '/etc/vcbt/restores', tls: undefined });
   assert.equal(set.catalog.keepHistoryMs, 2 * 86_400_000);
   assert.throws(
     () => parseConfig(`${base}daemon: { listen: "localhost", stopTimeout: soon }\ncatalog: { keepHistory: 0 }\n`, '/etc/vcbt/vcbt.yaml'),
@@ -233,4 +233,86 @@ test('daemon and catalog keys: listen address, stop timeout, history retention; 
       return true;
     },
   );
+});
+
+test('notifiers, a job\'s notify rules, its verify schedule and daemon.tls; secrets only by file or variable; problems at their position', () => {
+  const base = `servers:
+  lab: { url: "https://127.0.0.1:8989/sdk", user: u, passwordEnv: P }
+repositories:
+  main: { path: /backups/main }
+`;
+  const config = parseConfig(
+    `${base}daemon: { tls: { certificateFile: tls/cert.pem, keyFile: /etc/vcbt/tls/key.pem } }
+notifiers:
+  chat: { type: webhook, urlFile: chat.url, format: text }
+  hook: { type: webhook, url: "https://hooks.example.test/vcbt", timeout: 5s }
+  mail:
+    type: email
+    from: vcbt@example.test
+    to: ops@example.test
+    smtp: { host: smtp.example.test, user: vcbt, passwordEnv: SMTP_PASSWORD }
+jobs:
+  nightly:
+    type: backup
+    server: lab
+    repository: main
+    vms: { include: ["*"] }
+    verify: { schedule: { cron: "0 6 * * 0", timezone: UTC }, points: 3 }
+    notify: [mail, { notifier: chat, on: [failed, warning, success] }, { notifier: hook, on: failed }]
+`,
+    '/etc/vcbt/vcbt.yaml',
+  );
+  assert.deepEqual(config.daemon.tls, { certificateFile: '/etc/vcbt/tls/cert.pem', keyFile: '/etc/vcbt/tls/key.pem' });
+  assert.deepEqual(config.notifiers.get('chat'), { name: 'chat', type: 'webhook', url: { file: '/etc/vcbt/chat.url' }, format: 'text', timeoutMs: 30_000 });
+  assert.deepEqual(config.notifiers.get('hook'), { name: 'hook', type: 'webhook', url: { text: 'https://hooks.example.test/vcbt' }, format: 'json', timeoutMs: 5_000 });
+  assert.deepEqual(config.notifiers.get('mail'), {
+    name: 'mail',
+    type: 'email',
+    from: 'vcbt@example.test',
+    to: ['ops@example.test'],
+    smtp: { host: 'smtp.example.test', port: 587, tls: 'starttls', caFile: undefined, user: 'vcbt', password: { env: 'SMTP_PASSWORD' } },
+    timeoutMs: 30_000,
+  });
+  const job = config.jobs.get('nightly')!;
+  assert.deepEqual(job.notify, [
+    { notifier: 'mail', on: ['failed', 'warning'] },
+    { notifier: 'chat', on: ['failed', 'warning', 'success'] },
+    { notifier: 'hook', on: ['failed'] },
+  ]);
+  assert.deepEqual(job.verify, { schedule: { cron: '0 6 * * 0', timezone: 'UTC' }, points: { random: 3 }, readData: true });
+  assert.equal(parseConfig(`${base}jobs: { j: { type: backup, server: lab, repository: main, vms: { include: [x] } } }\n`, '/x.yaml').jobs.get('j')!.verify, undefined);
+
+  const bad = problemsOf(
+    `${base}daemon: { tls: { certificateFile: c.pem } }
+notifiers:
+  chat: { type: webhook, url: "ftp://x" }
+  mail: { type: email, from: nobody, to: [ops], smtp: { host: h, tls: maybe, password: hunter2 } }
+  other: { type: pager }
+jobs:
+  nightly:
+    type: backup
+    server: lab
+    repository: main
+    vms: { include: ["*"] }
+    verify: { schedule: "not cron", points: some }
+    notify: [pager, { notifier: chat, on: [always] }]
+`,
+  );
+  assert.deepEqual(
+    bad.map((p) => [p.line, p.path]),
+    [
+      [5, 'daemon.tls.keyFile'],
+      [7, 'notifiers.chat.url'],
+      [8, 'notifiers.mail.from'],
+      [8, 'notifiers.mail.to[0]'],
+      [8, 'notifiers.mail.smtp.tls'],
+      [8, 'notifiers.mail.smtp.password'],
+      [9, 'notifiers.other.type'],
+      [16, 'jobs.nightly.verify.schedule'],
+      [16, 'jobs.nightly.verify.points'],
+      [17, 'jobs.nightly.notify[0]'],
+      [17, 'jobs.nightly.notify[1].on'],
+    ],
+  );
+  assert.match(bad.find((p) => p.path === 'notifiers.mail.smtp.password')!.message, /never written in the configuration/);
 });

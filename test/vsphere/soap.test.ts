@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildEnvelope, encodeValue, parseResponse, ref } from '../../src/vsphere/soap.ts';
+import { buildEnvelope, encodeValue, parseResponse, ref, xsdString } from '../../src/vsphere/soap.ts';
 import { moRef, parseLong, SoapDecodeError } from '../../src/vsphere/decode.ts';
 import { parseXml } from '../../src/vsphere/xml.ts';
 import { decodeDisks, listVms, findVm } from '../../src/vsphere/inventory.ts';
@@ -35,6 +35,10 @@ test('encodeValue: arrays repeat, undefined is omitted, bigint exact, non-intege
   assert.equal(encodeValue('pathSet', ['name', 'config.hardware.device']), '<pathSet>name</pathSet><pathSet>config.hardware.device</pathSet>');
   assert.equal(encodeValue('x', { $type: 'T', a: undefined, b: true, c: 2n ** 64n }), '<x xsi:type="T"><b>true</b><c>18446744073709551616</c></x>');
   assert.equal(encodeValue('password', `a<b&"c'`), '<password>a&lt;b&amp;&quot;c&apos;</password>');
+  assert.equal(
+    encodeValue('extraConfig', { $type: 'OptionValue', key: 'vcbt.replica.disk.2000', value: xsdString('{"a":"<b>"}') }),
+    '<extraConfig xsi:type="OptionValue"><key>vcbt.replica.disk.2000</key><value xsi:type="xsd:string">{&quot;a&quot;:&quot;&lt;b&gt;&quot;}</value></extraConfig>',
+  );
   assert.throws(() => encodeValue('n', 1.5), RangeError);
   assert.throws(() => encodeValue('n', 2 ** 53), RangeError);
 });

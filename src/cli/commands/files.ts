@@ -8,7 +8,7 @@ import { repositoryFlags, repositoryUsage, withRepository } from '../repository-
 import { UsageError } from '../../errors.ts';
 import { writeJsonDocument } from '../json-output.ts';
 import { documentHeader } from '../json-documents.ts';
-import { resolveFilesDisk, withFilesBrowser, type FilesBrowser, type GuestEntry, type GuestFileSystem } from '../../jobs/files.ts';
+import { prefixOf, resolveFilesDisk, withFilesBrowser, type FilesBrowser, type GuestEntry, type GuestFileSystem } from '../../jobs/files.ts';
 import { resolvePointId } from '../../jobs/restore-points.ts';
 
 const usage = `usage: vcbt files ls   --repo DIR --point ID|latest [--vm VM] [--disk KEY] [PATH] [--json]
@@ -16,7 +16,7 @@ const usage = `usage: vcbt files ls   --repo DIR --point ID|latest [--vm VM] [--
        vcbt files find --repo DIR --point ID|latest [--vm VM] [--disk KEY] PATTERN [--under PATH] [--json]
 
 File-level restore: reads the partitions and file systems of a restore point's disk (ext2/3/4,
-XFS, Btrfs, NTFS, FAT, ...) without root and without mounting anything on this machine. vcbt
+XFS, Btrfs, NTFS, FAT, ..., also inside LVM logical volumes) without root and without mounting anything on this machine. vcbt
 serves the disk read-only over NBD on a private socket and libguestfs's appliance reads it; both
 stop when the command ends. Starting the appliance takes a few seconds with KVM, 12-20 s without.
 
@@ -29,7 +29,8 @@ stop when the command ends. Starting the appliance takes a few seconds with KVM,
                          file system, or below --under PATH
 
   PATH                   /dir/file when the disk holds one file system (whole disk or a single
-                         partition), else N:/dir/file with N the partition number ls shows
+                         partition), else N:/dir/file with N the partition number ls shows,
+                         or VG/LV:/dir/file for an LVM logical volume
   --point ID|latest      a restore point id (vcbt points), or the newest of --vm
   --vm VM                with --point latest: name, moref, instance UUID or repository id
   --disk KEY             device key of the disk (default: the point's only disk)
@@ -53,8 +54,10 @@ const modeLetters = (mode: number): string => {
 function printFilesystems(io: CommandIo, filesystems: GuestFileSystem[]): void {
   io.stdout.write('PARTITION  TYPE         SIZE_BYTES  PATHS\n');
   for (const fs of filesystems) {
-    const prefix = filesystems.length === 1 ? '/' : `${fs.partition}:/`;
-    io.stdout.write(`${String(fs.partition ?? '-').padEnd(9)}  ${(fs.type || 'unknown').padEnd(11)}  ${String(fs.sizeBytes).padStart(10)}  ${fs.browsable ? prefix : '(not browsable)'}\n`);
+    const name = prefixOf(fs);
+    const prefix = filesystems.length === 1 || name === null ? '/' : `${name}:/`;
+    const note = fs.type === 'LVM2_member' ? '(LVM: see its volumes)' : '(not browsable)';
+    io.stdout.write(`${(name ?? '-').padEnd(9)}  ${(fs.type || 'unknown').padEnd(11)}  ${String(fs.sizeBytes).padStart(10)}  ${fs.browsable ? prefix : note}\n`);
   }
 }
 

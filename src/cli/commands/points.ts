@@ -48,6 +48,7 @@ export const pointsCommand: Command = {
           bytesRead: d.stats.bytesRead,
           bytesStored: d.stats.bytesStored,
         })),
+        hardware: p.hardware,
       })),
     );
     if (values.json) {
@@ -62,6 +63,11 @@ export const pointsCommand: Command = {
       if (p.lastVerify && p.lastVerify.status !== 'clean') {
         const lost = p.lastVerify.manifestLost ? 'every disk (manifest lost)' : p.lastVerify.lostDisks.map((d) => `disk ${d.deviceKey}: ${d.lostRanges.map((r) => `${r.offsetBytes}+${r.lengthBytes}`).join(', ')}`).join('; ');
         io.stdout.write(`    verify ${p.lastVerify.checkedAt}: ${p.lastVerify.status}; lost ${lost}\n`);
+      }
+      if (p.hardware) {
+        const h = p.hardware;
+        const nics = h.nics.map((n) => `${n.adapterType.replace(/^Virtual/, '')} on ${n.network ?? 'no network'}`).join(', ') || 'no NICs';
+        io.stdout.write(`    hardware: ${h.numCpu} CPU (${h.coresPerSocket} per socket), ${h.memoryMiB} MiB, ${h.firmware}${h.secureBoot ? ' secure boot' : ''}, ${h.hardwareVersion}, ${h.guestId}; ${h.disks.length} disk(s); ${nics}\n`);
       }
       for (const d of p.disks) {
         io.stdout.write(`    disk ${d.deviceKey} ${d.label}: ${d.capacityBytes} bytes, ${d.mode}, ${d.bytesRead} bytes read, ${d.bytesStored} bytes stored\n`);

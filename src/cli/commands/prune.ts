@@ -57,11 +57,12 @@ export const pruneCommand: Command = {
       const verb = report.dryRun ? 'would ' : '';
       for (const k of report.keep) io.stdout.write(`keep    ${k.id}  ${k.createdAt}  ${k.vmId}  (${k.reasons.join(', ')})\n`);
       for (const r of report.remove) io.stdout.write(`${report.dryRun ? 'would remove' : 'remove'}  ${r.id}  ${r.createdAt}  ${r.vmId}\n`);
+      for (const l of report.locked) io.stdout.write(`locked  ${l.id}  ${l.createdAt}  ${l.vmId}  (kept: immutable until ${l.lockedUntil})\n`);
       for (const id of report.damaged) io.stdout.write(`damaged ${id}  (kept; run vcbt verify)\n`);
       for (const s of report.staleLocks) io.stdout.write(`stale lock ${s} ${report.dryRun ? '(would be removed)' : 'removed'}\n`);
       const gc = report.gc;
       if (gc.skippedReason) io.stdout.write(`garbage collection skipped: ${gc.skippedReason}\n`);
-      else io.stdout.write(`garbage: ${verb}delete ${gc.chunksDeleted} chunks (${gc.bytesDeleted} bytes), ${gc.indexesDeleted} indexes, ${gc.tempFilesDeleted} temp files; ${gc.chunksKept} chunks kept${gc.tempFilesKept > 0 ? `, ${gc.tempFilesKept} recent temp files left (a live writer may own them)` : ''}\n`);
+      else io.stdout.write(`garbage: ${verb}delete ${gc.chunksDeleted} chunks (${gc.bytesDeleted} bytes), ${gc.indexesDeleted} indexes, ${gc.tempFilesDeleted} temp files; ${gc.chunksKept} chunks kept${gc.lockedKept > 0 ? `, ${gc.lockedKept} unreferenced objects still locked (left for a later prune)` : ''}${gc.tempFilesKept > 0 ? `, ${gc.tempFilesKept} recent temp files left (a live writer may own them)` : ''}\n`);
       return ExitCode.ok;
     });
   },

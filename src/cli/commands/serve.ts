@@ -8,14 +8,16 @@ import { loadConfig } from '../../service/config.ts';
 import { openCatalog } from '../../service/catalog/open.ts';
 import { recoverCatalog } from '../../service/catalog/record.ts';
 import { Daemon } from '../../service/daemon.ts';
+import { ServiceMetrics } from '../../service/metrics.ts';
 import { startApiServer } from '../../api/server.ts';
 import { ExitCode, type Command } from '../command.ts';
 import { parseFlags } from '../flags.ts';
 
 const usage = `usage: vcbt serve --config FILE
 
-  Runs the jobs of FILE on their schedules and serves the HTTP API (docs/api.md) on
-  daemon.listen (default 127.0.0.1:8420). Every run is recorded in the catalog
+  Runs the jobs of FILE on their schedules and serves the HTTP API (docs/api.md) and the
+  Prometheus metrics (/metrics) on daemon.listen (default 127.0.0.1:8420; HTTPS with
+  daemon.tls); every request needs a token. Every run is recorded in the catalog
   (vcbt job status). SIGTERM: stop taking work, let running VMs finish within
   daemon.stopTimeout, abort the rest cleanly, exit 143.
 
@@ -35,8 +37,9 @@ export const serveCommand: Command = {
       const { interrupted, pruned } = await recoverCatalog(catalog, config.catalog.keepHistoryMs);
       for (const r of interrupted) log(`job ${r.job}: run ${r.id} was interrupted (its process, pid ${r.pid}, is gone)`);
       if (pruned > 0) log(`catalog: ${pruned} runs older than catalog.keepHistory deleted`);
-      const daemon = new Daemon({ config, catalog, env: io.env, log });
-      const api = await startApiServer({ config, catalog, daemon, log });
+      const metrics: ServiceMetrics = new ServiceMetrics({ config, catalog, activeJobs: () => daemon.activeRuns().keys() });
+      const daemon: Daemon = new Daemon({ config, catalog, env: io.env, log, onEvent: (job, _runId, event) => metrics.observe(job, event) });
+      const api = await startApiServer({ config, catalog, daemon, log, metrics });
       log(`API listening on ${api.url}`);
       await daemon.start();
       log(`vcbt serve: ${config.jobs.size} jobs; catalog ${config.catalog.path}`);

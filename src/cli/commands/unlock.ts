@@ -36,7 +36,7 @@ export const unlockCommand: Command = {
     });
     if (!values.repo) throw new UsageError('--repo DIR is required');
     if (values.force && values.lock === undefined) throw new UsageError('--force needs --lock ID: live locks are only removed one at a time, by name');
-    const storage = await openRepositoryStorage(values.repo);
+    const storage = await openRepositoryStorage(values.repo, { env: io.env });
     const report = await unlock(storage, { lockName: values.lock, force: values.force });
     if (values.json) {
       io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

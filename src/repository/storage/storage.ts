@@ -20,6 +20,7 @@
 //   because a writer that finds a chunk name present reuses it without reading it. An object
 //   store may upload a staged blob straight to its name (a PUT is atomic and durable).
 //   Staged blobs of a writer that died are left-overs (`listStaged`, `discard`).
+// - Object store (storage/s3.ts): `open` checks the bucket before any work; retained blobs.
 // - Stream: a large blob written piece by piece (indexes), atomic and durable at `finish`.
 // - Reads open regular files only: anything else planted under a blob's name (FIFO,
 //   directory, device) is REPO_NOT_REGULAR_FILE naming it, never a hang.
@@ -28,6 +29,7 @@
 // - Errors: an absent blob is BlobNotFound (code REPO_MISSING); any other I/O failure is
 //   REPO_IO naming the blob's location and the system error.
 import { RepositoryError } from '../errors.ts';
+import type { S3Settings } from './s3.ts';
 
 export type BlobKind = 'config' | 'key' | 'chunk' | 'index' | 'point' | 'lock' | 'committed' | 'check';
 
@@ -61,7 +63,13 @@ export interface BlobStream {
 }
 
 /** How a worker thread opens the same storage (undefined: the storage cannot be shared with threads). */
-export type StorageDescriptor = { type: 'local'; root: string };
+export type StorageDescriptor = { type: 'local'; root: string } | { type: 's3'; settings: S3Settings; retentionDays: number };
+
+/** What `open` found out about a storage (an object store's bucket). */
+export interface StorageFeatures {
+  /** Blobs can be written with a retention date no one can delete them before (S3 Object Lock). */
+  objectLock: boolean;
+}
 
 export interface Storage {
   /** For messages: a directory, or a URL. */
@@ -69,6 +77,18 @@ export interface Storage {
   threadDescriptor(): StorageDescriptor | undefined;
   /** Makes an empty repository layout; REPO_EXISTS when anything is there already. */
   create(): Promise<void>;
+  /**
+   * Checks a remote storage before any work (bucket, credentials, clock) and says what it can
+   * do; absent for local storages.
+   */
+  open?(): Promise<StorageFeatures>;
+  /**
+   * Object Lock: blobs of restore points written from now on are retained this many days
+   * (storages without `open` or without objectLock never get a value above 0).
+   */
+  retentionDays?: number;
+  /** Until when a blob cannot be deleted (Object Lock), undefined when it can; absent: never locked. */
+  lockedUntilMs?(ref: BlobRef): Promise<number | undefined>;
   /** Where a blob lives, for messages (a path or a URL). */
   describe(ref: BlobRef): string;
   /** The whole blob; `maxBytes` refuses a larger one (REPO_CORRUPT) before reading it. */
@@ -91,7 +111,8 @@ export interface Storage {
    * good before it deletes what only that manifest referenced).
    */
   delete(ref: BlobRef, batch?: PublishBatch): Promise<void>;
-  stage(parts: readonly Uint8Array[]): Promise<StagedBlob>;
+  /** `ref`: the name the blob will be published under (an object store uploads it there at once). */
+  stage(parts: readonly Uint8Array[], ref?: BlobRef): Promise<StagedBlob>;
   newPublishBatch(): PublishBatch;
   publish(token: string, ref: BlobRef, batch: PublishBatch): Promise<void>;
   discard(token: string): Promise<void>;

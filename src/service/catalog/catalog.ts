@@ -141,5 +141,9 @@ export interface Catalog {
   setScheduleMark(job: string, at: string): Promise<void>;
   addToken(token: { hash: string; readOnly: boolean; createdAt: string; note: string }): Promise<number>;
   tokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  /** Every token, oldest first (hashes included: callers never show them). */
+  tokens(): Promise<TokenRecord[]>;
+  /** Deletes a token; answers whether it existed. */
+  deleteToken(id: number): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -9,8 +9,12 @@
 //   the error of a run that could not start (JOB_NO_VMS, a server that cannot be reached).
 // - writes are queued in event order and awaited before the run's end is recorded, so a
 //   task's end never overtakes its start.
+// - notifications: once the run's end is recorded, the job's notifiers for its result get the
+//   run's summary (notify.ts); each outcome is a log line of the run (printed and recorded).
+//   A notification that fails never changes the run's result.
 import { hostname } from 'node:os';
 import { VcbtError } from '../../errors.ts';
+import { notifyRun, runNotification, type NotifiedStatus } from '../notify.ts';
 import { runJob, type JobRunResult, type RunJobOptions, type VmRunResult } from '../run.ts';
 import type { Catalog, RunRecord, RunStatus, RunTrigger, TaskEnd } from './catalog.ts';
 
@@ -83,6 +87,16 @@ export async function runRecorded(options: RecordedRunOptions): Promise<{ runId:
     return id;
   };
   const stopping = () => options.signal?.aborted === true || options.drain?.aborted === true;
+  const startedAt = new Date().toISOString();
+  const notify = async (status: NotifiedStatus, endedAt: string, error: RunRecord['error'], result: JobRunResult | undefined) => {
+    if (job.notify.length === 0) return;
+    const outcomes = await notifyRun(options.config, job, runNotification({ job, runId, status, startedAt: result?.startedAt ?? startedAt, endedAt, error, result }), options.env);
+    for (const o of outcomes) {
+      const line = o.sent ? `notification sent to ${o.notifier} (${status})` : `notification to ${o.notifier} failed: ${o.error?.code}: ${o.error?.message}`;
+      options.onEvent?.({ type: 'log', vm: null, line });
+      await catalog.log(runId, null, new Date().toISOString(), line).catch(() => undefined);
+    }
+  };
   try {
     const result = await runJob({
       ...options,
@@ -105,12 +119,15 @@ export async function runRecorded(options: RecordedRunOptions): Promise<{ runId:
     const error = interrupted ? { code: 'INTERRUPTED' as const, message: 'the run was stopped before every VM was done' } : null;
     await catalog.endRun(runId, { status, endedAt: result.endedAt, error });
     if (writeError) throw writeError;
+    await notify(status as NotifiedStatus, result.endedAt, error, result);
     return { runId, result };
   } catch (error) {
     await queue;
     const e = errorOf(error);
     const status: RunStatus = e.code === 'INTERRUPTED' || stopping() ? 'interrupted' : 'failed';
-    await catalog.endRun(runId, { status, endedAt: new Date().toISOString(), error: e });
+    const endedAt = new Date().toISOString();
+    await catalog.endRun(runId, { status, endedAt, error: e });
+    await notify(status as NotifiedStatus, endedAt, e, undefined);
     throw error;
   }
 }

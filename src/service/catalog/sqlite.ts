@@ -68,6 +68,10 @@ function runOf(r: Row): RunRecord {
   };
 }
 
+function tokenOf(r: Row): TokenRecord {
+  return { id: Number(r.id), hash: String(r.hash), readOnly: Number(r.read_only) === 1, createdAt: String(r.created_at), note: String(r.note) };
+}
+
 function taskOf(r: Row): TaskRecord {
   return {
     id: Number(r.id),
@@ -252,7 +256,15 @@ class SqliteCatalog implements Catalog {
 
   async tokenByHash(hash: string): Promise<TokenRecord | undefined> {
     const r = this.#all('SELECT * FROM tokens WHERE hash = ?', hash)[0];
-    return r ? { id: Number(r.id), hash: String(r.hash), readOnly: Number(r.read_only) === 1, createdAt: String(r.created_at), note: String(r.note) } : undefined;
+    return r ? tokenOf(r) : undefined;
+  }
+
+  async tokens(): Promise<TokenRecord[]> {
+    return this.#all('SELECT * FROM tokens ORDER BY id').map(tokenOf);
+  }
+
+  async deleteToken(id: number): Promise<boolean> {
+    return Number(this.#db.prepare('DELETE FROM tokens WHERE id = ?').run(id).changes) > 0;
   }
 
   async close(): Promise<void> {

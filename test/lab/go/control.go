@@ -267,6 +267,8 @@ func (l *lab) postConfig(r *http.Request) (interface{}, error) {
 		CbtBlockBytes    *int64 `json:"cbtBlockBytes"`
 		MaxAreasPerReply *int   `json:"maxAreasPerReply"`
 		MaxBytesPerReply *int64 `json:"maxBytesPerReply"`
+		// DatastoreFreeBytes overrides every datastore's free space (import_vapp.go); -1 = vcsim's.
+		DatastoreFreeBytes *int64 `json:"datastoreFreeBytes"`
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -294,6 +296,9 @@ func (l *lab) postConfig(r *http.Request) (interface{}, error) {
 		}
 		next.MaxBytesPerReply = *c.MaxBytesPerReply
 	}
+	if c.DatastoreFreeBytes != nil {
+		setDatastoreFreeBytes(*c.DatastoreFreeBytes)
+	}
 	l.config = next
 	return l.config, nil
 }
@@ -314,6 +319,7 @@ type armedFaultsJson struct {
 	Methods               map[string]faultJson `json:"methods,omitempty"`
 	ConsolidationNeeded   bool                 `json:"consolidationNeeded,omitempty"`
 	ExpireSessionsBefore  int                  `json:"expireSessionsBeforeCall,omitempty"`
+	NfcUploadCutAfter     int64                `json:"nfcUploadCutAfterBytes,omitempty"`
 }
 
 func (l *lab) armedFaults() armedFaultsJson {
@@ -324,6 +330,7 @@ func (l *lab) armedFaults() armedFaultsJson {
 		NbdCutAfterBytes:     l.exports.cut.armed(),
 		ConsolidationNeeded:  l.faults.leaveConsolidationNeeded,
 		ExpireSessionsBefore: l.calls.armed(),
+		NfcUploadCutAfter:    armedNfcCut(),
 	}
 	if l.faults.httpStallCount > 0 {
 		out.HttpStall = &httpStallJson{AfterBytes: l.faults.httpStallAfterBytes, Count: l.faults.httpStallCount}
@@ -349,6 +356,7 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 		Methods               map[string]faultJson `json:"methods"`
 		ConsolidationNeeded   *bool                `json:"consolidationNeeded"`
 		ExpireSessionsBefore  *int                 `json:"expireSessionsBeforeCall"`
+		NfcUploadCutAfter     *int64               `json:"nfcUploadCutAfterBytes"`
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -394,6 +402,9 @@ func (l *lab) postFaults(r *http.Request) (interface{}, error) {
 	}
 	if f.NbdCutAfterBytes != nil {
 		l.exports.cut.arm(*f.NbdCutAfterBytes)
+	}
+	if f.NfcUploadCutAfter != nil {
+		armNfcCut(*f.NfcUploadCutAfter)
 	}
 	if f.ExpireSessionsBefore != nil {
 		if *f.ExpireSessionsBefore < 0 {

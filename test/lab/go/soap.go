@@ -23,13 +23,16 @@ import (
 var interceptedMethods = []string{
 	"QueryChangedDiskAreas", "CreateSnapshot_Task", "RemoveSnapshot_Task", "RemoveAllSnapshots_Task",
 	"RevertToSnapshot_Task", "RevertToCurrentSnapshot_Task", "ReconfigVM_Task", "ConsolidateVMDisks_Task",
-	"PowerOnVM_Task", "PowerOffVM_Task", "RenameSnapshot",
+	"PowerOnVM_Task", "PowerOffVM_Task", "RenameSnapshot", "CreateVM_Task", "ImportVApp", "HttpNfcLeaseComplete", "HttpNfcLeaseAbort",
+	"CreateImportSpec",
 }
 
 func (l *lab) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/folder/"):
 		l.serveFolder(w, r)
+	case strings.HasPrefix(r.URL.Path, "/nfc/"):
+		l.serveNfc(w, r)
 	case r.URL.Path == "/sdk" && r.Method == http.MethodPost:
 		l.serveSdk(w, r)
 	default:
@@ -94,6 +97,19 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Imports take l.mu themselves (a rolled-back import destroys its VM through vcsim's SOAP).
+	switch name {
+	case "ImportVApp":
+		l.serveImportVApp(w, r, body, method.Body.(*types.ImportVApp))
+		return
+	case "HttpNfcLeaseComplete", "HttpNfcLeaseAbort":
+		l.serveLeaseEnd(w, r, body, name, method.This)
+		return
+	case "CreateImportSpec":
+		relay(w, l.forward(r, vcsimOvfNames(body)))
+		return
+	}
+
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if name == "QueryChangedDiskAreas" {
@@ -102,6 +118,10 @@ func (l *lab) serveSdk(w http.ResponseWriter, r *http.Request) {
 	}
 	if name == "RenameSnapshot" {
 		l.serveRenameSnapshot(w, r, method.Body.(*types.RenameSnapshot))
+		return
+	}
+	if name == "CreateVM_Task" {
+		l.serveCreateVm(w, r, body, method.Body.(*types.CreateVM_Task))
 		return
 	}
 	if name == "ConsolidateVMDisks_Task" {
@@ -271,6 +291,12 @@ func faultOfKind(kind, msg string, this types.ManagedObjectReference, file strin
 		return &vimFault{fault: &types.TaskInProgress{Task: this}, message: msg}
 	case "SnapshotFault":
 		return &vimFault{fault: &types.SnapshotFault{}, message: msg}
+	case "DuplicateName":
+		return &vimFault{fault: &types.DuplicateName{Name: msg, Object: this}, message: msg}
+	case "NoDiskSpace":
+		return &vimFault{fault: &types.NoDiskSpace{FileFault: types.FileFault{File: file}, Datastore: "LocalDS_0"}, message: msg}
+	case "InsufficientResourcesFault":
+		return &vimFault{fault: &types.InsufficientResourcesFault{}, message: msg}
 	default:
 		return &vimFault{fault: &types.SystemError{Reason: msg}, message: msg}
 	}
@@ -300,18 +326,7 @@ func (l *lab) injectMethodFault(w http.ResponseWriter, r *http.Request, body []b
 		writeFault(w, f)
 		return true
 	}
-	entity := simulator.Map.Get(method.This)
-	if entity == nil {
-		writeFault(w, f)
-		return true
-	}
-	task := simulator.CreateTask(entity, strings.TrimSuffix(method.Name, "_Task"), func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
-		return nil, f.fault
-	})
-	ref := task.Run()
-	// vcsim's message is the Go type name; give the task ESXi-like text instead.
-	simulator.Map.Update(task, []types.PropertyChange{{Name: "info.error", Val: types.LocalizedMethodFault{Fault: f.fault, LocalizedMessage: f.message}}})
-	writeResponse(w, &taskResponse{XMLName: xml.Name{Space: "urn:vim25", Local: method.Name + "Response"}, Returnval: ref})
+	l.failedTask(w, method.This, method.Name, f)
 	return true
 }
 

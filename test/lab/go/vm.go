@@ -133,6 +133,7 @@ func (lv *labVm) reconcile() error {
 }
 
 func (lv *labVm) reconcileLocked() error {
+	lv.normalizeExtraConfig()
 	// CBT enable/disable from ReconfigVM.
 	wanted := lv.sim.Config.ChangeTrackingEnabled != nil && *lv.sim.Config.ChangeTrackingEnabled
 	if wanted != lv.cbtWanted {
