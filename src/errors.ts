@@ -166,6 +166,7 @@ export const errorCodes = [
   'RESTORE_PATH_REFUSED',
   'NOTIFY_FAILED',
   'TOKEN_NOT_FOUND',
+  'RESTORE_TARGET_EXISTS',
   // the HTTP API (src/api)
   'API_UNAUTHORIZED',
   'API_READ_ONLY',

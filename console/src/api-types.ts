@@ -34,7 +34,8 @@ export type Job = {
 export type Run = {
   id: number;
   job: string;
-  jobType: "backup" | "replicate";
+  /** a job’s type, or an operation the API started (then job is KIND/TARGET, e.g. verify/main) */
+  jobType: "backup" | "replicate" | "verify" | "prune" | "restore";
   trigger: "manual" | "schedule" | "api";
   status: "running" | "success" | "warning" | "failed" | "interrupted";
   startedAt: string;
@@ -278,6 +279,58 @@ export type Point = {
   }>;
 };
 
+export type Repository = {
+  name: string;
+  /** the backup jobs that write to it */
+  jobs: Array<string>;
+  /** bytes of chunk and index files */
+  storedBytes: number;
+  /** sum of the restore points’ disk capacities */
+  logicalBytes: number;
+  chunks: number;
+  indexes: number;
+  points: number;
+  /** logicalBytes / storedBytes: deduplication, zero chunks not stored and compression together */
+  reductionRatio: number;
+  locks: Array<{
+    kind: "shared" | "exclusive" | null;
+    purpose: string | null;
+    host: string | null;
+    pid: number | null;
+    since: string | null;
+    stale: boolean;
+  }>;
+  /** the newest verify the API started */
+  lastVerify: null | Run;
+  /** the newest prune the API started */
+  lastPrune: null | Run;
+};
+
+export type RepositorySize = {
+  at: string;
+  storedBytes: number;
+  logicalBytes: number;
+  chunks: number;
+  points: number;
+};
+
+export type Export = {
+  id: string;
+  repository: string;
+  pointId: string;
+  deviceKey: number;
+  label: string;
+  capacityBytes: number;
+  /** nbd://HOST:PORT/NAME */
+  uri: string;
+  startedAt: string;
+  commands: {
+    nbdcopy: string;
+    qemuImg: string;
+    qemuNbd: string;
+  };
+};
+
 /** Per endpoint ("METHOD /path" as in the OpenAPI document) that takes a JSON body: the body. */
 export interface Bodies {
   "POST /api/jobs/{name}/run": {
@@ -287,6 +340,27 @@ export interface Bodies {
   "POST /api/vms/{server}/{moref}/backup": {
     /** the backup job; needed when several select the VM */
     job?: string;
+  };
+  "POST /api/repositories/{name}/verify": {
+    points?: Array<string>;
+    sample?: number;
+    readData?: boolean;
+  };
+  "POST /api/repositories/{name}/prune": {
+    /** the retention policy (as vcbt prune), applied to every VM of the repository; at least one above 0 */
+    policy: {
+      keepLast?: number;
+      keepDaily?: number;
+      keepWeekly?: number;
+      keepMonthly?: number;
+    };
+    dryRun?: boolean;
+  };
+  "POST /api/repositories/{name}/points/{id}/disks/{key}/restore": {
+    /** relative to daemon.restoreDirectory */
+    path: string;
+    /** write over an existing file */
+    overwrite?: boolean;
   };
 }
 
@@ -345,6 +419,75 @@ export interface Endpoints {
     name: string | null;
     points: Array<VmPoint>;
     replicas: Array<Replica>;
+  };
+  /** the repositories of the configuration with their figures, locks held and last verify and prune */
+  "GET /api/repositories": {
+    repositories: Array<Repository>;
+  };
+  /** one repository: its figures, its size history (recorded after each run and prune; oldest first) and its verify and prune runs (newest first) */
+  "GET /api/repositories/{name}": {
+    name: string;
+    /** the backup jobs that write to it */
+    jobs: Array<string>;
+    /** bytes of chunk and index files */
+    storedBytes: number;
+    /** sum of the restore points’ disk capacities */
+    logicalBytes: number;
+    chunks: number;
+    indexes: number;
+    points: number;
+    /** logicalBytes / storedBytes: deduplication, zero chunks not stored and compression together */
+    reductionRatio: number;
+    locks: Array<{
+      kind: "shared" | "exclusive" | null;
+      purpose: string | null;
+      host: string | null;
+      pid: number | null;
+      since: string | null;
+      stale: boolean;
+    }>;
+    /** the newest verify the API started */
+    lastVerify: null | Run;
+    /** the newest prune the API started */
+    lastPrune: null | Run;
+    history: Array<RepositorySize>;
+    verifyRuns: Array<Run>;
+    pruneRuns: Array<Run>;
+  };
+  /** verify the repository (every point, the points named, or a random sample; --read-data with readData), as a run (verify/NAME); not with a read-only token */
+  "POST /api/repositories/{name}/verify": {
+    runId: number;
+  };
+  /** prune the repository by a retention policy: dryRun answers what would go and what stays; otherwise a run (prune/NAME); not with a read-only token */
+  "POST /api/repositories/{name}/prune": {
+    dryRun: boolean;
+    keep: Array<{
+      id: string;
+      createdAt: string;
+      vmId: string;
+      reasons: Array<string>;
+    }>;
+    remove: Array<{
+      id: string;
+      createdAt: string;
+      vmId: string;
+    }>;
+    damaged: Array<string>;
+  };
+  /** restore a disk of a restore point to a file under daemon.restoreDirectory (created 0600), as a run (restore/NAME) with progress; not with a read-only token */
+  "POST /api/repositories/{name}/points/{id}/disks/{key}/restore": {
+    runId: number;
+    path: string;
+  };
+  /** serve a disk of a restore point read-only over NBD until stopped; answers the URI and the commands to use it; not with a read-only token */
+  "POST /api/repositories/{name}/points/{id}/disks/{key}/export": Export;
+  /** the NBD exports running */
+  "GET /api/exports": {
+    exports: Array<Export>;
+  };
+  /** stop an NBD export (clients are disconnected); not with a read-only token */
+  "DELETE /api/exports/{id}": {
+    stopped: string;
   };
   /** the restore points in a repository of the configuration, oldest first */
   "GET /api/repositories/{name}/points": {

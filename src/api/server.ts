@@ -61,6 +61,7 @@ const statusOf: Record<string, number> = {
   REPO_DISK_NOT_FOUND: 404,
   REPO_LOCKED: 409,
   RESTORE_PATH_REFUSED: 400,
+  RESTORE_TARGET_EXISTS: 409,
 };
 
 /** The largest request body read (actions take a few small fields). */

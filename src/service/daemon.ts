@@ -19,6 +19,9 @@ import type { Catalog, RunTrigger } from './catalog/catalog.ts';
 import { runRecorded } from './catalog/record.ts';
 import type { JobConfig, ServiceConfig } from './config.ts';
 import type { JobEvent } from './run.ts';
+import { ExportRegistry } from './exports.ts';
+import { runOperation, type Operation } from './operations.ts';
+import { recordRepositorySize } from './repository-ops.ts';
 import { RunEventBus } from './run-events.ts';
 import { nextRun } from './schedule.ts';
 
@@ -48,6 +51,8 @@ export class Daemon {
   readonly #abort = new AbortController();
   /** The live events of the runs at work (the API's Server-Sent Events). */
   readonly events = new RunEventBus();
+  /** NBD exports the API started (stopped with the daemon). */
+  readonly exports = new ExportRegistry();
 
   constructor(options: DaemonOptions) {
     this.#options = options;
@@ -84,7 +89,7 @@ export class Daemon {
     this.#startRun(job, 'schedule').catch(() => undefined); // the failure is logged by #startRun
   }
 
-  /** The run ids of the jobs running now. */
+  /** The run ids of the jobs (and operations, keyed KIND/TARGET) running now. */
   activeRuns(): Map<string, number> {
     return new Map([...this.#active].map(([job, run]) => [job, run.runId]));
   }
@@ -100,6 +105,51 @@ export class Daemon {
     const running = this.#active.get(jobName);
     if (running) throw new DaemonError('JOB_RUNNING', `job ${jobName} is running (run ${running.runId}); one run of a job at a time`, { job: jobName, runId: running.runId });
     return this.#startRun(job, trigger, onlyVms);
+  }
+
+  /**
+   * Starts an operation (verify, prune, restore: operations.ts) recorded as a run; answers its
+   * run id. One operation per `key` at a time (JOB_RUNNING); DAEMON_STOPPING.
+   */
+  async startOperation(op: Operation, key: string = `${op.kind}/${op.target}`): Promise<number> {
+    if (this.#drain.signal.aborted) throw new DaemonError('DAEMON_STOPPING', 'the daemon is stopping and starts nothing', { operation: key });
+    const running = this.#active.get(key);
+    if (running) throw new DaemonError('JOB_RUNNING', `${key} is running (run ${running.runId}); one at a time`, { job: key, runId: running.runId });
+    const { catalog, log } = this.#options;
+    const active: ActiveRun = { runId: 0, trigger: 'api', done: Promise.resolve() };
+    this.#active.set(key, active);
+    let resolveId!: (id: number) => void;
+    let rejectId!: (error: unknown) => void;
+    const id = new Promise<number>((resolve, reject) => {
+      resolveId = resolve;
+      rejectId = reject;
+    });
+    active.done = runOperation(catalog, op, {
+      signal: this.#abort.signal,
+      onRunId: (rid) => {
+        active.runId = rid;
+        this.events.begin(rid, key);
+        log(`${key}: run ${rid} started (api)`);
+        resolveId(rid);
+      },
+      emit: (rid, event) => {
+        if (event.type === 'log') log(`${key} run ${rid}: ${event.line}`);
+        this.events.publish(rid, event);
+      },
+    })
+      .catch((error: unknown) => {
+        rejectId(error);
+        log(`${key}: could not be recorded: ${error instanceof Error ? error.message : String(error)}`);
+      })
+      .finally(async () => {
+        if (this.#active.get(key) === active) this.#active.delete(key);
+        if (active.runId === 0) return;
+        const record = await catalog.run(active.runId).catch(() => undefined);
+        log(`${key}: run ${active.runId} ended ${record?.status ?? '?'}`);
+        this.events.end(active.runId, { status: record?.status ?? 'interrupted', endedAt: record?.endedAt ?? new Date().toISOString(), error: record?.error ?? null });
+        if (op.kind === 'prune') await recordRepositorySize(this.#options.config, catalog, this.#options.env, op.target, log);
+      });
+    return id;
   }
 
   #startRun(job: JobConfig, trigger: RunTrigger, onlyVms?: readonly string[]): Promise<number> {
@@ -145,6 +195,7 @@ export class Daemon {
       if (runId === 0) return;
       const record = await catalog.run(runId).catch(() => undefined);
       this.events.end(runId, { status: record?.status ?? 'interrupted', endedAt: record?.endedAt ?? new Date().toISOString(), error: record?.error ?? null });
+      if (job.type === 'backup' && job.repository !== undefined) await recordRepositorySize(config, catalog, env, job.repository, log);
     });
     return id;
   }
@@ -155,6 +206,7 @@ export class Daemon {
    */
   async stop(stopTimeoutMs: number): Promise<void> {
     for (const cron of this.#crons) cron.stop();
+    await this.exports.stopAll();
     this.#drain.abort(new VcbtError('INTERRUPTED', 'the daemon is stopping', {}));
     const all = Promise.all([...this.#active.values()].map((a) => a.done));
     if (this.#active.size === 0) return;

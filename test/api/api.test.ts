@@ -8,7 +8,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -44,7 +47,7 @@ before(async () => {
 repositories:
   main: { path: repo }
 catalog: { path: catalog.sqlite }
-daemon: { listen: "127.0.0.1:0", stopTimeout: 5s, inventoryCache: 10m }
+daemon: { listen: "127.0.0.1:0", stopTimeout: 5s, inventoryCache: 10m, restoreDirectory: restores }
 jobs:
   one:
     type: backup
@@ -299,4 +302,76 @@ test('VM actions: enable CBT (the inventory is read again), back one VM up now t
   assert.deepEqual([started.status, started.body.job], [202, 'nightly']);
   const done = await waitRun(started.body.runId as number);
   assert.deepEqual([done.run.job, done.run.status, done.tasks.map((t) => [t.vm, t.status])], ['nightly', 'success', [[other.name, 'success']]], daemonLog.slice(-3000));
+});
+
+test('repositories: figures and size history; verify, prune (dry run first) and restore as runs; restore only inside the restore directory; NBD export', async () => {
+  document ??= (await call('GET', '/api/openapi.json', '/api/openapi.json', token)).body;
+  const vm = lab.info.vms.find((v) => v.name === VM)!;
+  const listed = await call('GET', '/api/repositories', '/api/repositories', readOnly);
+  const [main] = listed.body.repositories as Array<{ name: string; points: number; storedBytes: number; logicalBytes: number; chunks: number; reductionRatio: number; jobs: string[]; locks: unknown[] }>;
+  assert.deepEqual([main?.name, main?.points, main?.jobs, main?.locks], ['main', 2, ['one', 'nightly'], []]);
+  assert.ok((main?.storedBytes ?? 0) > 0 && (main?.chunks ?? 0) > 0 && (main?.reductionRatio ?? 0) > 0);
+  const one = await call('GET', '/api/repositories/main', '/api/repositories/{name}', readOnly);
+  const history = one.body.history as Array<{ points: number; storedBytes: number }>;
+  assert.deepEqual(history.map((h) => h.points), [1, 2], 'a size sample after each run');
+  assert.equal(history.at(-1)?.storedBytes, main?.storedBytes);
+
+  const verify = await call('POST', '/api/repositories/main/verify', '/api/repositories/{name}/verify', token, { readData: true });
+  assert.equal(verify.status, 202);
+  const verified = await waitRun(verify.body.runId as number);
+  assert.deepEqual([verified.run.job, verified.run.status], ['verify/main', 'success']);
+  const sampled = await call('POST', '/api/repositories/main/verify', '/api/repositories/{name}/verify', token, { sample: 1 });
+  assert.equal((await waitRun(sampled.body.runId as number)).run.status, 'success');
+  const refusedVerify = await call('POST', '/api/repositories/main/verify', '/api/repositories/{name}/verify', readOnly, {});
+  assert.deepEqual([refusedVerify.status, refusedVerify.body.code], [403, 'API_READ_ONLY']);
+
+  const noPolicy = await call('POST', '/api/repositories/main/prune', '/api/repositories/{name}/prune', token, { dryRun: true });
+  assert.deepEqual([noPolicy.status, noPolicy.body.code], [400, 'API_BAD_REQUEST']);
+  const dry = await call('POST', '/api/repositories/main/prune', '/api/repositories/{name}/prune', token, { dryRun: true, policy: { keepLast: 1 } });
+  assert.deepEqual([dry.status, (dry.body.remove as unknown[]).length, (dry.body.keep as unknown[]).length], [200, 0, 2]);
+  const pruned = await call('POST', '/api/repositories/main/prune', '/api/repositories/{name}/prune', token, { policy: { keepLast: 1 } });
+  assert.equal((await waitRun(pruned.body.runId as number)).run.status, 'success');
+  const after = await call('GET', '/api/repositories/main', '/api/repositories/{name}', readOnly);
+  assert.equal((after.body.lastPrune as { id: number }).id, pruned.body.runId);
+  assert.equal((after.body.lastVerify as { id: number }).id, sampled.body.runId);
+
+  const points = await call('GET', `/api/vms/lab/${vm.moref}/points`, '/api/vms/{server}/{moref}/points', readOnly);
+  const [point] = points.body.points as Array<{ id: string; disks: Array<{ deviceKey: number }> }>;
+  const key = point!.disks[0]!.deviceKey;
+  const restorePath = `/api/repositories/main/points/${point!.id}/disks/${key}/restore`;
+  const template = '/api/repositories/{name}/points/{id}/disks/{key}/restore';
+  await mkdir(join(dir, 'restores'), { recursive: true });
+  await symlink(dir, join(dir, 'restores', 'link'));
+  for (const outside of ['../escape.raw', '/tmp/escape.raw', 'a/../../escape.raw', 'link/escape.raw']) {
+    const refused = await call('POST', restorePath, template, token, { path: outside });
+    assert.deepEqual([refused.status, refused.body.code], [400, 'RESTORE_PATH_REFUSED'], outside);
+  }
+  const restoring = await call('POST', restorePath, template, token, { path: 'vm1/disk.raw' });
+  assert.equal(restoring.status, 202);
+  const restored = await waitRun(restoring.body.runId as number);
+  assert.deepEqual([restored.run.job, restored.run.status], ['restore/main', 'success']);
+  const file = join(dir, 'restores', 'vm1', 'disk.raw');
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+  const expected = await lab.sha256(VM, key);
+  assert.equal(createHash('sha256').update(await readFile(file)).digest('hex'), expected.sha256);
+  const replay = await readEvents(restoring.body.runId as number, readOnly);
+  assert.deepEqual(replay.map((e) => e.event), ['state', 'end']);
+  const exists = await call('POST', restorePath, template, token, { path: 'vm1/disk.raw' });
+  assert.deepEqual([exists.status, exists.body.code], [409, 'RESTORE_TARGET_EXISTS']);
+
+  const exported = await call('POST', `/api/repositories/main/points/${point!.id}/disks/${key}/export`, '/api/repositories/{name}/points/{id}/disks/{key}/export', token);
+  assert.equal(exported.status, 201, JSON.stringify(exported.body));
+  const uri = exported.body.uri as string;
+  assert.match(uri, /^nbd:\/\/127\.0\.0\.1:\d+\//);
+  assert.match((exported.body.commands as { qemuNbd: string }).qemuNbd, /^qemu-nbd --read-only --connect=\/dev\/nbd0 /);
+  const copy = join(dir, 'copied.raw');
+  await promisify(execFile)('nbdcopy', [uri, copy]);
+  assert.equal(createHash('sha256').update(await readFile(copy)).digest('hex'), expected.sha256);
+  const running = await call('GET', '/api/exports', '/api/exports', readOnly);
+  assert.deepEqual((running.body.exports as Array<{ id: string }>).map((e) => e.id), [exported.body.id]);
+  const stopped = await call('DELETE', `/api/exports/${exported.body.id as string}`, '/api/exports/{id}', token);
+  assert.equal(stopped.status, 200);
+  const again = await call('DELETE', `/api/exports/${exported.body.id as string}`, '/api/exports/{id}', token);
+  assert.deepEqual([again.status, again.body.code], [404, 'API_NOT_FOUND']);
+  for (const secret of [lab.info.password, token, readOnly]) assert.equal(bodies.some((b) => b.includes(secret)) || daemonLog.includes(secret), false);
 });

@@ -11,7 +11,7 @@ const run = {
   properties: {
     id: { type: 'integer' },
     job: { type: 'string' },
-    jobType: { type: 'string', enum: ['backup', 'replicate'] },
+    jobType: { type: 'string', enum: ['backup', 'replicate', 'verify', 'prune', 'restore'], description: 'a job\u2019s type, or an operation the API started (then job is KIND/TARGET, e.g. verify/main)' },
     trigger: { type: 'string', enum: ['manual', 'schedule', 'api'] },
     status: runStatus,
     startedAt: { type: 'string', format: 'date-time' },

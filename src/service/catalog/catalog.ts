@@ -8,6 +8,9 @@
 //   the CLI, the scheduler, the API). While it works its result is `running`; it ends
 //   `success`, `warning` or `failed` (src/service/run.ts), or `interrupted` when its process
 //   stopped before the end (SIGTERM, or it died: see `markInterrupted`).
+// - operation: an action the API starts that is not a job (verify, prune, restore a disk),
+//   recorded as a run named `KIND/TARGET` (`verify/main`) with one task, so its progress,
+//   log and result show like a job's.
 // - owner: the process that records a run (host name and pid). A `running` run whose owner
 //   on this host no longer exists was killed; the next process that opens the catalog marks it
 //   `interrupted` with its unfinished tasks.
@@ -26,11 +29,13 @@ import type { ErrorCode } from '../../errors.ts';
 
 export type RunStatus = 'running' | 'success' | 'warning' | 'failed' | 'interrupted';
 export type RunTrigger = 'manual' | 'schedule' | 'api';
+export type OperationKind = 'verify' | 'prune' | 'restore';
 
 export interface RunRecord {
   id: number;
   job: string;
-  jobType: 'backup' | 'replicate';
+  /** A job's type, or the kind of an operation (an action of the API: verify, prune, restore; `job` is then `KIND/TARGET`). */
+  jobType: 'backup' | 'replicate' | OperationKind;
   trigger: RunTrigger;
   status: RunStatus;
   startedAt: string;
