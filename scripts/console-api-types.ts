@@ -1,6 +1,6 @@
 // Writes console/src/api-types.ts, the TypeScript types of the HTTP API that the web console
 // uses, generated from the OpenAPI document the server serves (src/api/openapi.ts): one type
-// per component schema, an `Endpoints` map from "METHOD /path" to its success answer and a
+// per component schema, an `Endpoints` map from "METHOD /path" to its success answers and a
 // `Bodies` map to the JSON body of those that take one.
 // `--check` only compares and exits 1 when the file is stale (test/console/api-types.test.ts
 // runs it, so a change of the API without a regeneration fails).
@@ -85,11 +85,11 @@ export function consoleApiTypes(): string {
   for (const [path, methods] of Object.entries(document.paths)) {
     for (const [method, operation] of Object.entries(methods)) {
       const responses = (operation.responses ?? {}) as Record<string, Schema>;
-      const ok = Object.entries(responses).find(([status]) => /^2\d\d$/.test(status));
-      const content = (ok?.[1].content ?? {}) as Record<string, { schema?: Schema }>;
-      const schema = content['application/json']?.schema;
+      // Every success answer (a dry run 200 and a started run 202, say): their union.
+      const oks = Object.entries(responses).filter(([status]) => /^2\d\d$/.test(status));
+      const types = oks.map(([, r]) => ((r.content ?? {}) as Record<string, { schema?: Schema }>)['application/json']?.schema).map((schema) => (schema ? typeOf(schema, '  ') : 'null'));
       const summary = typeof operation.summary === 'string' ? `  /** ${operation.summary.replaceAll('*/', '* /')} */\n` : '';
-      out += `${summary}  ${JSON.stringify(`${method.toUpperCase()} ${path}`)}: ${schema ? typeOf(schema, '  ') : ok ? 'null' : 'unknown'};\n`;
+      out += `${summary}  ${JSON.stringify(`${method.toUpperCase()} ${path}`)}: ${types.length ? [...new Set(types)].join(' | ') : 'unknown'};\n`;
     }
   }
   return `${out}}\n`;

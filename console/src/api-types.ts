@@ -473,6 +473,8 @@ export interface Endpoints {
       vmId: string;
     }>;
     damaged: Array<string>;
+  } | {
+    runId: number;
   };
   /** restore a disk of a restore point to a file under daemon.restoreDirectory (created 0600), as a run (restore/NAME) with progress; not with a read-only token */
   "POST /api/repositories/{name}/points/{id}/disks/{key}/restore": {
