@@ -125,8 +125,8 @@ async function accessibility(page: Page, what: string): Promise<void> {
   assert.deepEqual(violations, [], `${what}: accessibility`);
 }
 
-async function photograph(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
+async function photograph(page: Page, name: string, fullPage = false): Promise<void> {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
 }
 
 async function open(options: { width?: number; height?: number; colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {
@@ -301,6 +301,7 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   assert.match((await card.locator('[data-uri]').textContent()) ?? '', /^nbd:\/\/\S+$/);
   assert.match((await card.textContent()) ?? '', /nbdcopy .*qemu-img .*qemu-nbd /s);
   await accessibility(page, 'restore with an export');
+  await card.scrollIntoViewIfNeeded();
   await photograph(page, 'restore-export');
   await page.getByRole('button', { name: `Stop the export of ${disk.label}` }).click();
   await page.getByRole('dialog', { name: `Stop the export of ${disk.label}?` }).getByRole('button', { name: 'Stop the export' }).click();
@@ -340,9 +341,9 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   await page.getByRole('button', { name: 'Dry run: show what would go' }).click();
   await page.locator(`tr[data-remove="${pointId}"]`).waitFor();
   await page.locator(`tr[data-keep="${vmRun.tasks[0]!.pointId}"]`).waitFor();
-  assert.equal(await page.getByRole('button', { name: /^Prune \d+ points$/ }).isEnabled(), true);
+  assert.equal(await page.getByRole('button', { name: /^Prune \d+ points?$/ }).isEnabled(), true);
   await accessibility(page, 'repository');
-  await photograph(page, 'repository');
+  await photograph(page, 'repository', true);
   await page.getByRole('link', { name: 'Dashboard' }).click();
   await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
   await page.locator('.card.ok .number', { hasText: String(nightlyVms.length) }).waitFor();

@@ -167,7 +167,7 @@ export function RepositoryPage({ name, canAct }: { name?: string; canAct: boolea
               <div class="actions">
                 <button type="submit">Dry run: show what would go</button>
                 <button type="button" class="danger" disabled={!dryRun || dryRun.remove.length === 0} onClick={() => setConfirm('prune')}>
-                  Prune {dryRun ? dryRun.remove.length : ''} points
+                  {dryRun ? `Prune ${dryRun.remove.length} point${dryRun.remove.length === 1 ? '' : 's'}` : 'Prune (dry run first)'}
                 </button>
               </div>
             </form>
@@ -222,7 +222,7 @@ export function RepositoryPage({ name, canAct }: { name?: string; canAct: boolea
       {canAct ? (
         <Confirm
           open={confirm !== null}
-          title={confirm === 'prune' ? `Delete ${dryRun?.remove.length ?? 0} restore points from ${current}?` : `Verify ${current}?`}
+          title={confirm === 'prune' ? `Delete ${dryRun?.remove.length ?? 0} restore point${dryRun?.remove.length === 1 ? '' : 's'} from ${current}?` : `Verify ${current}?`}
           confirmLabel={confirm === 'prune' ? 'Delete them' : 'Verify'}
           danger={confirm === 'prune'}
           onConfirm={() => confirm && void start(confirm)}
