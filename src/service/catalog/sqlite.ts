@@ -183,8 +183,8 @@ class SqliteCatalog implements Catalog {
 
   #newestPerVm(statusFilter: string): Array<TaskRecord & { job: string }> {
     const rows = this.#all(
-      `SELECT t.*, r.job AS job FROM tasks t JOIN runs r ON r.id = t.run_id
-       WHERE t.id IN (SELECT MAX(t2.id) FROM tasks t2 JOIN runs r2 ON r2.id = t2.run_id ${statusFilter} GROUP BY r2.job, t2.moref) ORDER BY t.vm, t.moref, r.job`,
+      `SELECT t.*, g.job AS job FROM (SELECT MAX(t2.id) AS id, r2.job AS job FROM tasks t2 JOIN runs r2 ON r2.id = t2.run_id ${statusFilter} GROUP BY r2.job, t2.moref) g
+       JOIN tasks t ON t.id = g.id ORDER BY t.vm, t.moref, g.job`,
     );
     return rows.map((r) => ({ ...taskOf(r), job: String(r.job) }));
   }
