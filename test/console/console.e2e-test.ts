@@ -211,8 +211,7 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   await page.locator('.badge', { hasText: 'success' }).first().waitFor();
   const nightlyVms = lab.info.vms.filter((v) => v.name !== FAILING_VM);
   for (const vm of nightlyVms) {
-    await page.getByRole('progressbar', { name: vm.name, exact: true }).waitFor();
-    assert.equal(await page.getByRole('progressbar', { name: vm.name, exact: true }).getAttribute('aria-valuenow'), '100', vm.name);
+    await page.waitForFunction((name) => (globalThis as unknown as InPage).document.querySelector(`[role=progressbar][aria-label="${name}"]`)?.getAttribute('aria-valuenow') === '100', vm.name, { timeout: WAIT_MS, polling: 250 });
   }
   const diskBars = await page.evaluate(() => (globalThis as unknown as { diskBars: string[] }).diskBars);
   assert.ok(diskBars.some((b) => /^DC0_\w+ disk \d+=\d+$/.test(b)), `per-disk progress was shown while the run worked: ${diskBars.slice(0, 5).join(', ')}`);
