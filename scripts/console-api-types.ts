@@ -1,6 +1,7 @@
 // Writes console/src/api-types.ts, the TypeScript types of the HTTP API that the web console
 // uses, generated from the OpenAPI document the server serves (src/api/openapi.ts): one type
-// per component schema and an `Endpoints` map from "METHOD /path" to its success answer.
+// per component schema, an `Endpoints` map from "METHOD /path" to its success answers and a
+// `Bodies` map to the JSON body of those that take one.
 // `--check` only compares and exits 1 when the file is stale (test/console/api-types.test.ts
 // runs it, so a change of the API without a regeneration fails).
 //
@@ -72,15 +73,23 @@ export function consoleApiTypes(): string {
 
 `;
   for (const [name, schema] of Object.entries(document.components.schemas)) out += `${doc(schema, '')}export type ${name} = ${typeOf(schema)};\n\n`;
+  out += '/** Per endpoint ("METHOD /path" as in the OpenAPI document) that takes a JSON body: the body. */\nexport interface Bodies {\n';
+  for (const [path, methods] of Object.entries(document.paths)) {
+    for (const [method, operation] of Object.entries(methods)) {
+      const body = ((operation.requestBody as Schema | undefined)?.content as Record<string, { schema?: Schema }> | undefined)?.['application/json']?.schema;
+      if (body) out += `  ${JSON.stringify(`${method.toUpperCase()} ${path}`)}: ${typeOf(body, '  ')};\n`;
+    }
+  }
+  out += '}\n\n';
   out += '/** Per endpoint ("METHOD /path" as in the OpenAPI document): its success answer. */\nexport interface Endpoints {\n';
   for (const [path, methods] of Object.entries(document.paths)) {
     for (const [method, operation] of Object.entries(methods)) {
       const responses = (operation.responses ?? {}) as Record<string, Schema>;
-      const ok = Object.entries(responses).find(([status]) => /^2\d\d$/.test(status));
-      const content = (ok?.[1].content ?? {}) as Record<string, { schema?: Schema }>;
-      const schema = content['application/json']?.schema;
+      // Every success answer (a dry run 200 and a started run 202, say): their union.
+      const oks = Object.entries(responses).filter(([status]) => /^2\d\d$/.test(status));
+      const types = oks.map(([, r]) => ((r.content ?? {}) as Record<string, { schema?: Schema }>)['application/json']?.schema).map((schema) => (schema ? typeOf(schema, '  ') : 'null'));
       const summary = typeof operation.summary === 'string' ? `  /** ${operation.summary.replaceAll('*/', '* /')} */\n` : '';
-      out += `${summary}  ${JSON.stringify(`${method.toUpperCase()} ${path}`)}: ${schema ? typeOf(schema, '  ') : ok ? 'null' : 'unknown'};\n`;
+      out += `${summary}  ${JSON.stringify(`${method.toUpperCase()} ${path}`)}: ${types.length ? [...new Set(types)].join(' | ') : 'unknown'};\n`;
     }
   }
   return `${out}}\n`;

@@ -352,6 +352,39 @@ export type GuestEntry = {
   modifiedAt: string;
 };
 
+/** Per endpoint ("METHOD /path" as in the OpenAPI document) that takes a JSON body: the body. */
+export interface Bodies {
+  "POST /api/jobs/{name}/run": {
+    /** only these VMs of the job’s selection (names or patterns), as `vcbt job run --vm` */
+    vms?: Array<string>;
+  };
+  "POST /api/vms/{server}/{moref}/backup": {
+    /** the backup job; needed when several select the VM */
+    job?: string;
+  };
+  "POST /api/repositories/{name}/verify": {
+    points?: Array<string>;
+    sample?: number;
+    readData?: boolean;
+  };
+  "POST /api/repositories/{name}/prune": {
+    /** the retention policy (as vcbt prune), applied to every VM of the repository; at least one above 0 */
+    policy: {
+      keepLast?: number;
+      keepDaily?: number;
+      keepWeekly?: number;
+      keepMonthly?: number;
+    };
+    dryRun?: boolean;
+  };
+  "POST /api/repositories/{name}/points/{id}/disks/{key}/restore": {
+    /** relative to daemon.restoreDirectory */
+    path: string;
+    /** write over an existing file */
+    overwrite?: boolean;
+  };
+}
+
 /** Per endpoint ("METHOD /path" as in the OpenAPI document): its success answer. */
 export interface Endpoints {
   /** this document */
@@ -461,6 +494,8 @@ export interface Endpoints {
       vmId: string;
     }>;
     damaged: Array<string>;
+  } | {
+    runId: number;
   };
   /** restore a disk of a restore point to a file under daemon.restoreDirectory (created 0600), as a run (restore/NAME) with progress; not with a read-only token */
   "POST /api/repositories/{name}/points/{id}/disks/{key}/restore": {

@@ -9,7 +9,7 @@
 // - ApiFailure: an answer that is not 2xx, with the API's `{code, message}`.
 // - event stream: Server-Sent Events read with fetch (EventSource cannot send the
 //   Authorization header), parsed line by line.
-import type { Endpoints } from './api-types.ts';
+import type { Bodies, Endpoints } from './api-types.ts';
 
 const TOKEN_KEY = 'vcbt.token';
 
@@ -63,7 +63,7 @@ async function failureOf(response: Response): Promise<ApiFailure> {
   return new ApiFailure(response.status, code, message);
 }
 
-export async function call<K extends keyof Endpoints>(key: K, options: { params?: Params; query?: Params; body?: unknown; token?: string } = {}): Promise<Endpoints[K]> {
+export async function call<K extends keyof Endpoints>(key: K, options: { params?: Params; query?: Params; body?: K extends keyof Bodies ? Bodies[K] : never; token?: string } = {}): Promise<Endpoints[K]> {
   const { method, url } = pathOf(key, options.params, options.query);
   const token = options.token ?? storedToken() ?? '';
   const response = await fetch(url, {

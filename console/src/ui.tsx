@@ -8,7 +8,7 @@
 // - Confirm: a modal <dialog> (focus stays inside, Escape cancels) naming what an action
 //   overwrites or starts; nothing happens until its confirm button is pressed.
 import type { ComponentChildren } from 'preact';
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useCallback, useEffect, useId, useRef, useState } from 'preact/hooks';
 import { ApiFailure } from './api.ts';
 
 export interface Loaded<T> {
@@ -101,6 +101,7 @@ export function Progress({ label, fraction, detail }: { label: string; fraction:
 
 export function Confirm(props: { open: boolean; title: string; confirmLabel: string; danger?: boolean; onConfirm: () => void; onCancel: () => void; children: ComponentChildren }) {
   const dialog = useRef<HTMLDialogElement>(null);
+  const titleId = useId();
   useEffect(() => {
     const d = dialog.current;
     if (!d) return;
@@ -108,8 +109,8 @@ export function Confirm(props: { open: boolean; title: string; confirmLabel: str
     if (!props.open && d.open) d.close();
   }, [props.open]);
   return (
-    <dialog ref={dialog} aria-labelledby="confirm-title" onCancel={props.onCancel}>
-      <h2 id="confirm-title">{props.title}</h2>
+    <dialog ref={dialog} aria-labelledby={titleId} onCancel={props.onCancel}>
+      <h2 id={titleId}>{props.title}</h2>
       <div>{props.children}</div>
       <div class="actions">
         <button type="button" onClick={props.onCancel}>

@@ -1,16 +1,18 @@
 // The web console end to end: `vcbt serve` (a child process) on the lab, driven in Debian's
 // chromium by playwright-core (npm run test:e2e; scripts/install-system-packages.sh installs
-// chromium). Logs in with a token; sees every lab VM with its power and CBT state; runs a job
-// from the Jobs page and watches its run reach 100 %; finds the new restore point on the VM's timeline; sees a VM
-// failed by an injected snapshot fault with its error code (linked to what to do); a
-// read-only token sees no action. Every page passes axe-core with no serious or critical
+// chromium). Logs in with a token; sees every lab VM with its power and CBT state; enables CBT;
+// runs a job from the Jobs page and watches its run reach 100 %; backs one VM up and finds the
+// new restore point on its timeline; exports a disk over NBD, restores it to a file whose
+// sha256 matches the lab's disk, verifies the point and dry-runs a prune; sees a VM failed by
+// an injected snapshot fault with its error code (linked to what to do); a read-only token
+// sees no action. Every page passes axe-core with no serious or critical
 // violation, raises no Content-Security-Policy violation, and is photographed into
 // docs/screenshots/ (the README shows them).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +43,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vcbt-console-'));
   assert.equal((await runCli(['init', '--repo', join(dir, 'repo')])).code, 0);
   await writeFile(join(dir, 'lab.password'), lab.info.password, { mode: 0o600 });
+  await mkdir(join(dir, 'restores'));
   const configFile = join(dir, 'vcbt.yaml');
   await writeFile(
     configFile,
@@ -49,7 +52,7 @@ before(async () => {
 repositories:
   main: { path: repo }
 catalog: { path: catalog.sqlite }
-daemon: { listen: "127.0.0.1:0", stopTimeout: 5s, inventoryCache: 0 }
+daemon: { listen: "127.0.0.1:0", stopTimeout: 5s, inventoryCache: 0, restoreDirectory: restores }
 jobs:
   nightly:
     type: backup
@@ -122,8 +125,8 @@ async function accessibility(page: Page, what: string): Promise<void> {
   assert.deepEqual(violations, [], `${what}: accessibility`);
 }
 
-async function photograph(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
+async function photograph(page: Page, name: string, fullPage = false): Promise<void> {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
 }
 
 async function open(options: { width?: number; height?: number; colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {
@@ -172,6 +175,16 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
     assert.match((await row.textContent()) ?? '', new RegExp(vm.powerState));
   }
   await accessibility(page, 'vms before a run');
+  // Enable CBT on a VM where it is off, from its page (after a confirmation naming it).
+  const off = before.vms.find((v) => v.cbtEnabled === false && v.name !== FAILING_VM);
+  if (off) {
+    await page.locator(`tr[data-vm="${off.name}"]`).getByRole('link', { name: off.name, exact: true }).click();
+    await page.getByRole('button', { name: 'Enable CBT' }).click();
+    const confirmCbt = page.getByRole('dialog', { name: `Enable CBT on ${off.name}?` });
+    await confirmCbt.getByRole('button', { name: 'Enable CBT' }).click();
+    await page.locator('.badge', { hasText: 'CBT on' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Enable CBT' }).count(), 0);
+  }
 
   // Jobs: run nightly now (a confirmation first) and follow its run page to 100 %.
   await page.getByRole('link', { name: 'Jobs and runs' }).click();
@@ -198,8 +211,7 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   await page.locator('.badge', { hasText: 'success' }).first().waitFor();
   const nightlyVms = lab.info.vms.filter((v) => v.name !== FAILING_VM);
   for (const vm of nightlyVms) {
-    await page.getByRole('progressbar', { name: vm.name, exact: true }).waitFor();
-    assert.equal(await page.getByRole('progressbar', { name: vm.name, exact: true }).getAttribute('aria-valuenow'), '100', vm.name);
+    await page.waitForFunction((name) => (globalThis as unknown as InPage).document.querySelector(`[role=progressbar][aria-label="${name}"]`)?.getAttribute('aria-valuenow') === '100', vm.name, { timeout: WAIT_MS, polling: 250 });
   }
   const diskBars = await page.evaluate(() => (globalThis as unknown as { diskBars: string[] }).diskBars);
   assert.ok(diskBars.some((b) => /^DC0_\w+ disk \d+=\d+$/.test(b)), `per-disk progress was shown while the run worked: ${diskBars.slice(0, 5).join(', ')}`);
@@ -256,20 +268,81 @@ test('the console: log in, run a job to 100 %, see its points and a failed VM wi
   await entry.waitFor();
   await entry.locator('.badge', { hasText: 'full' }).waitFor();
   assert.match((await entry.textContent()) ?? '', /FIRST_COPY/, 'the reason of the full');
+  // Back up this VM alone now: its run reaches 100 % and a second, incremental point appears on the timeline.
+  await lab.write(vm0.name, vm0.disks[0]!.key, 0, randomBytes(64 * 1024));
+  await page.getByRole('button', { name: 'Back up now' }).click();
+  await page.getByRole('dialog', { name: `Back up ${vm0.name} now?` }).getByRole('button', { name: 'Start the backup' }).click();
+  await page.waitForURL(new RegExp(`#/runs/(?!${runId}$|${failedRunId}$)\\d+$`));
+  const vmRunId = Number(/#\/runs\/(\d+)$/.exec(page.url())![1]);
+  await page.waitForFunction((id) => (globalThis as unknown as InPage).document.querySelector(`[role=progressbar][aria-label="run ${id}"]`)?.getAttribute('aria-valuenow') === '100', vmRunId, { timeout: WAIT_MS, polling: 250 });
+  const vmRun = (await (await fetch(`${base}/api/runs/${vmRunId}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { tasks: Array<{ vm: string; pointId: string | null; status: string }> };
+  assert.deepEqual(vmRun.tasks.map((t) => [t.vm, t.status]), [[vm0.name, 'success']], 'the run backed up that VM alone');
+  await page.goBack();
+  await page.getByRole('heading', { level: 1, name: vm0.name }).waitFor();
+  const second = page.locator(`ol.timeline li[data-point="${vmRun.tasks[0]!.pointId}"]`);
+  await second.locator('.badge', { hasText: 'incremental' }).waitFor();
   await accessibility(page, 'vm');
   await photograph(page, 'vm');
-  await entry.getByRole('link', { name: /Restore or verify/ }).click();
+  // Restore from the newest point (the lab's disk has not changed since it was made).
+  await second.getByRole('link', { name: /Restore or verify/ }).click();
   await page.getByRole('heading', { level: 1, name: `Restore ${vm0.name}` }).waitFor();
-  for (const disk of vm0.disks) await page.getByRole('rowheader', { name: disk.label }).waitFor();
+  const disk = vm0.disks[0]!;
+  const item = page.locator(`li[data-disk="${disk.key}"]`);
+  for (const d of vm0.disks) await page.locator(`li[data-disk="${d.key}"]`).waitFor();
   await accessibility(page, 'restore');
   await photograph(page, 'restore');
+
+  // Export the disk over NBD: the URI and the commands to use it, then stop it (each confirmed).
+  await item.getByRole('button', { name: `Export ${disk.label} over NBD` }).click();
+  await page.getByRole('dialog', { name: `Export ${disk.label} over NBD?` }).getByRole('button', { name: 'Start the export' }).click();
+  const card = page.getByRole('region', { name: `NBD export of ${disk.label}` });
+  await card.waitFor();
+  assert.match((await card.locator('[data-uri]').textContent()) ?? '', /^nbd:\/\/\S+$/);
+  assert.match((await card.textContent()) ?? '', /nbdcopy .*qemu-img .*qemu-nbd /s);
+  await accessibility(page, 'restore with an export');
+  await card.scrollIntoViewIfNeeded();
+  await photograph(page, 'restore-export');
+  await page.getByRole('button', { name: `Stop the export of ${disk.label}` }).click();
+  await page.getByRole('dialog', { name: `Stop the export of ${disk.label}?` }).getByRole('button', { name: 'Stop the export' }).click();
+  await page.getByText('None running.').waitFor();
+
+  // Restore the disk to a file under the daemon's restore directory; the confirmation names the file.
+  const fileName = `${vm0.name}-disk.raw`;
+  await item.getByLabel(`File for ${disk.label}`).fill(fileName);
+  await item.getByRole('button', { name: `Restore ${disk.label} to a file` }).click();
+  const confirmRestore = page.getByRole('dialog', { name: `Restore ${disk.label} to a file?` });
+  assert.match((await confirmRestore.textContent()) ?? '', new RegExp(`${fileName}.*RESTORE_TARGET_EXISTS`));
+  await confirmRestore.getByRole('button', { name: 'Restore', exact: true }).click();
+  await page.waitForURL(/#\/runs\/\d+$/);
+  const restoreRunId = Number(/#\/runs\/(\d+)$/.exec(page.url())![1]);
+  await page.waitForFunction((id) => (globalThis as unknown as InPage).document.querySelector(`[role=progressbar][aria-label="run ${id}"]`)?.getAttribute('aria-valuenow') === '100', restoreRunId, { timeout: WAIT_MS, polling: 250 });
+  await page.locator('.badge', { hasText: 'success' }).first().waitFor();
+  await photograph(page, 'run-restore');
+  const restored = join(dir, 'restores', fileName);
+  assert.equal(createHash('sha256').update(await readFile(restored)).digest('hex'), (await lab.sha256(vm0.name, disk.key)).sha256, 'the restored file holds the disk as the lab has it');
+  assert.equal((await stat(restored)).mode & 0o777, 0o600);
+
+  // Verify the point: a run that ends in success.
+  await page.goBack();
+  await page.getByRole('heading', { level: 1, name: `Restore ${vm0.name}` }).waitFor();
+  await page.getByRole('button', { name: 'Verify this point' }).click();
+  await page.getByRole('dialog', { name: 'Verify this point?' }).getByRole('button', { name: 'Verify' }).click();
+  await page.waitForURL(new RegExp(`#/runs/(?!${restoreRunId}$)\\d+$`));
+  await page.locator('.facts .badge', { hasText: 'success' }).waitFor();
 
   // Repository and dashboard.
   await page.getByRole('link', { name: 'Repository' }).click();
   await page.getByRole('heading', { level: 1, name: 'Repository main' }).waitFor();
   await page.locator('.chart canvas').first().waitFor();
+  await page.getByRole('link', { name: /run \d+/ }).first().waitFor(); // the verify run in its history
+  // Prune: a dry run first lists what would go (keep 1 per VM: the VM's first point goes).
+  await page.getByLabel('keepLast').fill('1');
+  await page.getByRole('button', { name: 'Dry run: show what would go' }).click();
+  await page.locator(`tr[data-remove="${pointId}"]`).waitFor();
+  await page.locator(`tr[data-keep="${vmRun.tasks[0]!.pointId}"]`).waitFor();
+  assert.equal(await page.getByRole('button', { name: /^Prune \d+ points?$/ }).isEnabled(), true);
   await accessibility(page, 'repository');
-  await photograph(page, 'repository');
+  await photograph(page, 'repository', true);
   await page.getByRole('link', { name: 'Dashboard' }).click();
   await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
   await page.locator('.card.ok .number', { hasText: String(nightlyVms.length) }).waitFor();
@@ -308,7 +381,9 @@ test('a read-only token sees no action', { timeout: 5 * 60_000 }, async () => {
   const page = await open();
   await logIn(page, readOnly);
   await page.locator('.badge', { hasText: 'read-only' }).waitFor();
-  for (const hash of ['#/jobs', `#/vms/lab/${encodeURIComponent(lab.info.vms[0]!.moref)}`, '#/repository']) {
+  const { points } = (await (await fetch(`${base}/api/repositories/main/points`, { headers: { authorization: `Bearer ${readOnly}` } })).json()) as { points: Array<{ id: string }> };
+  const hashes = ['#/', '#/jobs', `#/vms/lab/${encodeURIComponent(lab.info.vms[0]!.moref)}`, '#/repository', ...points.slice(0, 1).map((p) => `#/restore/main/${encodeURIComponent(p.id)}`)];
+  for (const hash of hashes) {
     await page.goto(`${base}/${hash}`);
     await page.locator('h1').waitFor();
     await page.waitForLoadState('networkidle');

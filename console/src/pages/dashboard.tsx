@@ -1,9 +1,10 @@
 // The dashboard: VMs protected / unprotected / past the RPO of one of their jobs, the last 24 hours of runs by
-// result, a chart of run durations, and the next scheduled runs.
+// result, a chart of run durations, per repository stored vs logical bytes over time (the
+// reduction ratio), and the next scheduled runs.
 import { call } from '../api.ts';
 import type { Vm } from '../api-types.ts';
 import { TimeChart } from '../chart.tsx';
-import { duration, time } from '../format.ts';
+import { bytes, duration, time } from '../format.ts';
 import { Loading, Page, Problem, Status, useApi } from '../ui.tsx';
 
 /** A VM past the RPO of one of its jobs; else protected when it has a good point. */
@@ -16,6 +17,10 @@ export function Dashboard() {
   const vms = useApi(() => call('GET /api/vms'), [], 10_000);
   const jobs = useApi(() => call('GET /api/jobs'), [], 10_000);
   const runs = useApi(() => call('GET /api/runs', { query: { limit: 200 } }), [], 10_000);
+  const repositories = useApi(async () => {
+    const { repositories: list } = await call('GET /api/repositories');
+    return Promise.all(list.map((r) => call('GET /api/repositories/{name}', { params: { name: r.name } })));
+  }, [], 30_000);
   const dayAgoMs = Date.now() - 24 * 3600 * 1000;
   const recent = (runs.data?.runs ?? []).filter((r) => Date.parse(r.startedAt) >= dayAgoMs);
   const counts = { protected: 0, unprotected: 0, breach: 0 };
@@ -53,6 +58,24 @@ export function Dashboard() {
         xs={ended.map((r) => Date.parse(r.startedAt) / 1000)}
         series={[{ label: 'duration', colour: '--chart-1', format: (v) => duration(v), values: ended.map((r) => (Date.parse(r.endedAt as string) - Date.parse(r.startedAt)) / 1000) }]}
       />
+      <h2>Repositories</h2>
+      <Problem error={repositories.error} />
+      {(repositories.data ?? []).map((r) => (
+        <div data-repository={r.name}>
+          <p>
+            <a href={`#/repository/${encodeURIComponent(r.name)}`}>{r.name}</a>: {bytes(r.storedBytes)} stored for {bytes(r.logicalBytes)} of disks ({r.reductionRatio.toFixed(1)}× reduction), {r.points} restore points
+          </p>
+          <TimeChart
+            caption={`${r.name}: stored and logical bytes over time`}
+            height={180}
+            xs={r.history.map((h) => Date.parse(h.at) / 1000)}
+            series={[
+              { label: 'stored', colour: '--chart-1', format: (v) => bytes(v), values: r.history.map((h) => h.storedBytes) },
+              { label: 'logical', colour: '--chart-2', format: (v) => bytes(v), values: r.history.map((h) => h.logicalBytes) },
+            ]}
+          />
+        </div>
+      ))}
       <h2>Next scheduled runs</h2>
       {jobs.data ? (
         next.length === 0 ? (

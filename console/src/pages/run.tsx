@@ -14,7 +14,9 @@ import { ErrorCode, Loading, Page, Problem, Progress, Status, useApi } from '../
 
 function taskFraction(task: Task, live: LiveVm | undefined): number | null {
   if (task.status !== 'running') return 1;
-  return live ? vmFraction(live) : null;
+  // All bytes copied is not done yet (the point is committed, the snapshot removed): 99 % at most until the VM ends.
+  const fraction = live ? vmFraction(live) : null;
+  return fraction === null ? null : Math.min(0.99, fraction);
 }
 
 export function RunPage({ id }: { id: number }) {

@@ -1,7 +1,8 @@
 // One VM: power, CBT, size, where it runs, its jobs with their RPO, its last task (mode and the
 // reasons of a full), the timeline of its restore points across repositories (newest first:
 // full / incremental / mixed with the reasons, bytes stored, each linking to Restore) and its
-// replicas. Action: back up now (runs the job that covers it, after a confirmation).
+// replicas. Actions (each after a confirmation): back up this VM now (with the job that covers
+// it, chosen when several do), enable CBT when it is off.
 import { useState } from 'preact/hooks';
 import { call } from '../api.ts';
 import type { Point, VmPoint } from '../api-types.ts';
@@ -20,14 +21,27 @@ export function VmPage({ server, moref, canAct }: { server: string; moref: strin
   const vms = useApi(() => call('GET /api/vms'), [], 5_000);
   const vm = vms.data?.vms.find((v) => v.server === server && v.moref === moref);
   const history = useApi(() => call('GET /api/vms/{server}/{moref}/points', { params: { server, moref } }), [server, moref, vm?.lastTask?.id]);
-  const [confirming, setConfirming] = useState(false);
+  const [confirming, setConfirming] = useState<'backup' | 'cbt' | null>(null);
   const [actionError, setActionError] = useState<unknown>(undefined);
-  const jobName = vm?.jobs[0]?.job ?? vm?.lastTask?.job;
+  const [chosenJob, setChosenJob] = useState<string>('');
+  const jobNames = vm?.jobs.map((j) => j.job) ?? [];
+  const jobName = chosenJob || jobNames[0];
   const backUpNow = async () => {
-    setConfirming(false);
+    setConfirming(null);
+    setActionError(undefined);
     try {
-      const { runId } = await call('POST /api/jobs/{name}/run', { params: { name: jobName as string } });
+      const { runId } = await call('POST /api/vms/{server}/{moref}/backup', { params: { server, moref }, body: jobName ? { job: jobName } : {} });
       location.hash = `#/runs/${runId}`;
+    } catch (e) {
+      setActionError(e);
+    }
+  };
+  const enableCbt = async () => {
+    setConfirming(null);
+    setActionError(undefined);
+    try {
+      await call('POST /api/vms/{server}/{moref}/cbt/enable', { params: { server, moref } });
+      vms.reload();
     } catch (e) {
       setActionError(e);
     }
@@ -40,10 +54,19 @@ export function VmPage({ server, moref, canAct }: { server: string; moref: strin
     <Page
       title={vm.name}
       actions={
-        canAct && jobName ? (
-          <button type="button" class="primary" onClick={() => setConfirming(true)}>
-            Back up now
-          </button>
+        canAct ? (
+          <>
+            {vm.cbtEnabled === false ? (
+              <button type="button" onClick={() => setConfirming('cbt')}>
+                Enable CBT
+              </button>
+            ) : null}
+            {jobNames.length > 0 ? (
+              <button type="button" class="primary" onClick={() => setConfirming('backup')}>
+                Back up now
+              </button>
+            ) : null}
+          </>
         ) : null
       }
     >
@@ -163,11 +186,29 @@ export function VmPage({ server, moref, canAct }: { server: string; moref: strin
         </>
       ) : null}
       {canAct ? (
-        <Confirm open={confirming} title={`Back up ${vm.name} now?`} confirmLabel="Start the run" onConfirm={() => void backUpNow()} onCancel={() => setConfirming(false)}>
-          <p>
-            This starts a run of job <strong>{jobName}</strong> now, which backs up every VM the job selects. It overwrites nothing: it adds restore points.
-          </p>
-        </Confirm>
+        <>
+          <Confirm open={confirming === 'backup'} title={`Back up ${vm.name} now?`} confirmLabel="Start the backup" onConfirm={() => void backUpNow()} onCancel={() => setConfirming(null)}>
+            <p>
+              This backs up <strong>{vm.name}</strong> alone now with job <strong>{jobName}</strong>: it takes a snapshot, copies what changed and adds a restore point. It overwrites nothing.
+            </p>
+            {jobNames.length > 1 ? (
+              <>
+                <label for="backup-job">Job</label>
+                <select id="backup-job" value={jobName} onChange={(e) => setChosenJob(e.currentTarget.value)}>
+                  {jobNames.map((j) => (
+                    <option value={j}>{j}</option>
+                  ))}
+                </select>
+              </>
+            ) : null}
+          </Confirm>
+          <Confirm open={confirming === 'cbt'} title={`Enable CBT on ${vm.name}?`} confirmLabel="Enable CBT" onConfirm={() => void enableCbt()} onCancel={() => setConfirming(null)}>
+            <p>
+              This switches Changed Block Tracking on for <strong>{vm.name}</strong> ({vm.server}/{vm.moref}). {vm.powerState === 'poweredOn' ? 'The VM is powered on: vSphere applies it with a snapshot created and removed at once. ' : ''}
+              Its next backup is a full copy; the later ones copy only what changed.
+            </p>
+          </Confirm>
+        </>
       ) : null}
     </Page>
   );
