@@ -26,6 +26,7 @@ import { encodeStreamOptimized, type StreamStats } from '../vmdk/stream-optimize
 import {
   applyConfiguration,
   buildOvfDescriptor,
+  createVm,
   createImportSpec,
   destroyVm,
   importVApp,
@@ -47,13 +48,14 @@ import {
   type VmConfiguration,
   type VsphereSession,
 } from '../vsphere/vsphere.ts';
+import { writePointToNewVm } from './point-to-new-vm.ts';
 import { resolvePointId } from './restore-points.ts';
 import { datastoreAccess } from './snapshot-source.ts';
 import { networkName, nvramPathOf, storedVmCapture, type VmCapture } from './vm-capture.ts';
 
 export class RestoreVmError extends VcbtError {}
 
-export type RestoreVmTransport = 'nfc';
+export type RestoreVmTransport = 'nfc' | 'nbd';
 
 export interface RestoreVmOptions {
   session: VsphereSession;
@@ -72,6 +74,10 @@ export interface RestoreVmOptions {
   diskProvisioning?: 'thin' | 'thick';
   keepMac?: boolean;
   powerOn?: boolean;
+  /** nfc (default): an OVF import; nbd: CreateVM_Task, then writes through `nbdUriTemplate`. */
+  transport?: RestoreVmTransport;
+  /** transport nbd: a writable NBD export of the new VM's disks ({vm} {disk} {file} {datastore}). */
+  nbdUriTemplate?: string;
   /** Seconds between HttpNfcLeaseProgress calls while uploading (default 30). */
   leaseKeepAliveMs?: number;
   signal?: AbortSignal;
@@ -86,7 +92,7 @@ export interface RestoreVmDiskResult {
   /** Device key in the restore point. */
   sourceKey: number;
   capacityBytes: number;
-  /** Bytes of the streamOptimized VMDK uploaded. */
+  /** Bytes sent: the streamOptimized VMDK uploaded (nfc), or the data written (nbd: zero chunks are not written). */
   bytesWritten: number;
   grainsWritten: number;
   grainsZero: number;
@@ -189,26 +195,11 @@ export async function restoreVm(options: RestoreVmOptions): Promise<RestoreVmRes
     }
     log(`restoring restore point ${pointId} as VM "${options.name}" on datastore ${placement.datastore.name} (${restored.length} disk(s), ${needBytes} bytes needed, ${placement.datastore.freeBytes} free)`);
 
-    const files = pointDisks.map((d) => ({ key: d.deviceKey, fileName: `${options.name}-disk${d.deviceKey}.vmdk` }));
-    const ovf = buildOvfDescriptor(config, { name: options.name, disks: files, keepMac: options.keepMac ?? false, nicNetworks: new Map([...networks].map(([key, n]) => [key, n.name])) });
-    const spec = await createImportSpec(session, ovf, { resourcePool: placement.resourcePool, datastore: placement.datastore.moref, folder: placement.folder, host: placement.host }, {
-      entityName: options.name,
-      networkMapping: [...new Map([...networks.values()].map((n) => [n.name, n])).values()].map((n) => ({ name: n.name, network: n.network })),
-      diskProvisioning: thin ? 'thin' : 'thick',
-    });
-    for (const warning of spec.warnings) log(`import warning: ${warning}`);
-
-    let lease: MoRef;
-    try {
-      lease = await importVApp(session, spec, { resourcePool: placement.resourcePool, datastore: placement.datastore.moref, folder: placement.folder, host: placement.host });
-    } catch (error) {
-      if (isVsphereFault(error, 'DuplicateName')) throw new RestoreVmError('VM_EXISTS', `vSphere refused the name "${options.name}": a VM of that name exists`, { name: options.name }, { cause: error });
-      if (isVsphereFault(error, 'NoDiskSpace') || isVsphereFault(error, 'InsufficientResourcesFault') || isVsphereFault(error, 'InsufficientStorageSpace')) {
-        throw new RestoreVmError('DATASTORE_SPACE', `vSphere refused the import for lack of space on ${placement.datastore.name}: ${(error as Error).message}`, { datastore: placement.datastore.name }, { cause: error });
-      }
-      throw error;
-    }
-    const uploaded = await uploadDisks(options, lease, spec.fileItems, files, restored, log);
+    const made = options.transport === 'nbd'
+      ? await createAndWrite(options, { pointId, config, placement, thin, log })
+      : await importAndUpload(options, { config, placement, networks, pointDisks, restored, thin, log });
+    const uploaded = made;
+    const spec = { warnings: made.warnings };
     const vmRef = { name: options.name, moref: uploaded.entity };
     try {
       await applyConfiguration(session, vmRef, config, { keepMac: options.keepMac ?? false, signal });
@@ -224,7 +215,7 @@ export async function restoreVm(options: RestoreVmOptions): Promise<RestoreVmRes
         pointId,
         vm: { name: info.name, moref: info.moref.value, instanceUuid: info.instanceUuid ?? null },
         disks: uploaded.disks.map((d, i) => ({ ...d, key: newConfig.disks[i]?.key ?? d.key })),
-        transport: 'nfc',
+        transport: options.transport ?? 'nfc',
         datastore: placement.datastore.name,
         poweredOn,
         nvramRestored,
@@ -238,6 +229,70 @@ export async function restoreVm(options: RestoreVmOptions): Promise<RestoreVmRes
     }
   } finally {
     for (const disk of restored) await disk.close();
+  }
+}
+
+interface ImportContext {
+  config: VmConfiguration;
+  placement: ResolvedPlacement;
+  networks: Map<number, { name: string; network: MoRef }>;
+  pointDisks: ReadonlyArray<{ deviceKey: number }>;
+  restored: readonly RestoredDisk[];
+  thin: boolean;
+  log: (line: string) => void;
+}
+
+interface MadeVm {
+  entity: MoRef;
+  disks: RestoreVmDiskResult[];
+  warnings: string[];
+}
+
+/** Transport nfc: OVF descriptor, ImportVApp, every disk uploaded as a streamOptimized VMDK. */
+async function importAndUpload(options: RestoreVmOptions, context: ImportContext): Promise<MadeVm> {
+  const { session } = options;
+  const { config, placement, networks, pointDisks, restored, thin, log } = context;
+  const files = pointDisks.map((d) => ({ key: d.deviceKey, fileName: `${options.name}-disk${d.deviceKey}.vmdk` }));
+  const ovf = buildOvfDescriptor(config, { name: options.name, disks: files, keepMac: options.keepMac ?? false, nicNetworks: new Map([...networks].map(([key, n]) => [key, n.name])) });
+  const spec = await createImportSpec(session, ovf, { resourcePool: placement.resourcePool, datastore: placement.datastore.moref, folder: placement.folder, host: placement.host }, {
+    entityName: options.name,
+    networkMapping: [...new Map([...networks.values()].map((n) => [n.name, n])).values()].map((n) => ({ name: n.name, network: n.network })),
+    diskProvisioning: thin ? 'thin' : 'thick',
+  });
+  for (const warning of spec.warnings) log(`import warning: ${warning}`);
+
+  let lease: MoRef;
+  try {
+    lease = await importVApp(session, spec, { resourcePool: placement.resourcePool, datastore: placement.datastore.moref, folder: placement.folder, host: placement.host });
+  } catch (error) {
+    if (isVsphereFault(error, 'DuplicateName')) throw new RestoreVmError('VM_EXISTS', `vSphere refused the name "${options.name}": a VM of that name exists`, { name: options.name }, { cause: error });
+    if (isVsphereFault(error, 'NoDiskSpace') || isVsphereFault(error, 'InsufficientResourcesFault') || isVsphereFault(error, 'InsufficientStorageSpace')) {
+      throw new RestoreVmError('DATASTORE_SPACE', `vSphere refused the import for lack of space on ${placement.datastore.name}: ${(error as Error).message}`, { datastore: placement.datastore.name }, { cause: error });
+    }
+    throw error;
+  }
+  const uploaded = await uploadDisks(options, lease, spec.fileItems, files, restored, log);
+  return { entity: uploaded.entity, disks: uploaded.disks, warnings: spec.warnings };
+}
+
+/**
+ * Transport nbd: CreateVM_Task with empty disks of the stored configuration (same device keys),
+ * then every disk of the point written through a writable NBD export of the new VM's disks,
+ * data chunks only (point-to-new-vm.ts). A failure after the VM exists destroys it.
+ */
+async function createAndWrite(options: RestoreVmOptions, context: { pointId: string; config: VmConfiguration; placement: ResolvedPlacement; thin: boolean; log: (line: string) => void }): Promise<MadeVm> {
+  const { session, repository, signal } = options;
+  if (!options.nbdUriTemplate) throw new UsageError('restore-vm --transport nbd needs --nbd-uri TEMPLATE: a writable NBD export of the new VM\'s disks');
+  const entity = await createVm(session, context.placement, { name: options.name, config: context.config, keepMac: options.keepMac ?? false, thin: context.thin, networkMap: options.networkMap }, signal);
+  try {
+    const vm = await readVm(session, entity);
+    context.log(`VM "${options.name}" (${entity.value}) created with empty disks; writing the restore point's data through ${options.nbdUriTemplate}`);
+    const written = await writePointToNewVm({ session, repository, pointId: context.pointId, vm, nbdUriTemplate: options.nbdUriTemplate, signal, onProgress: options.onProgress });
+    return { entity, disks: written.map((d) => ({ key: d.key, sourceKey: d.key, capacityBytes: d.capacityBytes, bytesWritten: d.bytesWritten, grainsWritten: 0, grainsZero: 0 })), warnings: [] };
+  } catch (error) {
+    context.log(`VM "${options.name}" (${entity.value}) is removed again: ${(error as Error).message}`);
+    await destroyVm(session, { name: options.name, moref: entity }).catch((cleanup: unknown) => context.log(`removing VM ${entity.value} failed too: ${(cleanup as Error).message}`));
+    throw error;
   }
 }
 

@@ -32,7 +32,7 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test('a restore point written onto a VM made from its stored configuration: byte-identical, data chunks only', async () => {
+test('a restore point written onto a VM made from its stored configuration (the building block and restore-vm --transport nbd): byte-identical, data chunks only', async () => {
   const connection = labConnection(lab);
   const repo = join(dir, 'repo');
   assert.equal((await runCli(['cbt', 'enable', '--vm', vm, ...connection.flags], connection.env)).code, 0);
@@ -66,4 +66,18 @@ test('a restore point written onto a VM made from its stored configuration: byte
     await repository.close();
     await session.logout();
   }
+
+  // The same through the command: restore-vm --transport nbd creates the VM and writes it.
+  const cli = await runCli(['restore-vm', '--repo', repo, '--point', pointId, '--name', 'restored-nbd', '--datastore', 'LocalDS_0', '--transport', 'nbd', '--nbd-uri', lab.info.nbdLiveUriTemplate, '--json', ...connection.flags], connection.env);
+  assert.equal(cli.code, 0, cli.stderr);
+  const result = JSON.parse(cli.stdout) as { transport: string; vm: { name: string }; disks: Array<{ key: number; sourceKey: number; capacityBytes: number; bytesWritten: number }> };
+  assert.equal(result.transport, 'nbd');
+  assert.deepEqual(result.disks.map((d) => d.sourceKey), [2000, 2001]);
+  for (const d of result.disks) {
+    assert.equal((await lab.sha256('restored-nbd', d.key)).sha256, expected.get(d.sourceKey), `disk ${d.sourceKey} of the VM restore-vm --transport nbd made`);
+    assert.ok(d.bytesWritten <= d.capacityBytes / 4, `disk ${d.sourceKey}: only data chunks written (${d.bytesWritten} of ${d.capacityBytes})`);
+  }
+  const refused = await runCli(['restore-vm', '--repo', repo, '--point', pointId, '--name', 'restored-nbd-2', '--transport', 'nbd', ...connection.flags], connection.env);
+  assert.equal(refused.code, 2, 'a usage error without --nbd-uri');
+  assert.match(refused.stderr, /--nbd-uri TEMPLATE/);
 });

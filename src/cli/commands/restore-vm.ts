@@ -12,7 +12,7 @@ import { restoreVm } from '../../jobs/restore-vm.ts';
 const usage = `usage: vcbt restore-vm --repo DIR --point ID|latest [--vm VM] --name NEW
                       [--datastore DS] [--folder PATH] [--resource-pool PATH | --host NAME]
                       [--network OLD=NEW ...] [--disk-provisioning thin|thick] [--keep-mac]
-                      [--power-on] [--transport nfc] [--json]
+                      [--power-on] [--transport nfc | --transport nbd --nbd-uri TEMPLATE] [--json]
                       --server URL --user USER [--thumbprint FP]
 
 Creates a new VM from the configuration stored with the restore point (hardware version,
@@ -34,7 +34,12 @@ new instance UUID, and stays powered off (unless --power-on). A failure removes 
   --disk-provisioning P  thin (default) or thick
   --keep-mac             keep the NICs' MAC addresses (as manual ones)
   --power-on             power the new VM on at the end
-  --transport nfc        the data path (only nfc for now)
+  --transport nfc        the data path (default): an OVF import (ImportVApp + HttpNfcLease),
+                         each disk uploaded as a streamOptimized VMDK; no VDDK needed
+  --transport nbd        create the VM with empty disks (CreateVM_Task), then write only the
+                         point's data chunks through --nbd-uri TEMPLATE, a writable NBD export
+                         of the new (powered-off) VM's disks ({vm} {disk} {file} {datastore}),
+                         e.g. nbdkit's vddk plugin
   --json                 machine-readable summary on stdout
 ${progressUsage}
 
@@ -76,6 +81,7 @@ export const restoreVmCommand: Command = {
         'keep-mac': { type: 'boolean', default: false },
         'power-on': { type: 'boolean', default: false },
         transport: { type: 'string', default: 'nfc' },
+        'nbd-uri': { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
@@ -83,7 +89,10 @@ export const restoreVmCommand: Command = {
     if (!values.point) throw new UsageError(`restore-vm needs --point ID (or latest with --vm)\n\n${usage}`);
     if (!values.name) throw new UsageError(`restore-vm needs --name NEW\n\n${usage}`);
     if (values['resource-pool'] !== undefined && values.host !== undefined) throw new UsageError('give --resource-pool or --host, not both');
-    if (values.transport !== 'nfc') throw new UsageError(`--transport ${values.transport}: restore-vm supports nfc`);
+    if (values.transport !== 'nfc' && values.transport !== 'nbd') throw new UsageError(`--transport ${values.transport}: restore-vm supports nfc and nbd`);
+    if (values.transport === 'nbd' && !values['nbd-uri']) throw new UsageError(`restore-vm --transport nbd needs --nbd-uri TEMPLATE\n\n${usage}`);
+    if (values.transport === 'nfc' && values['nbd-uri'] !== undefined) throw new UsageError('--nbd-uri goes with --transport nbd');
+    const transport = values.transport;
     const provisioning = values['disk-provisioning'] ?? 'thin';
     if (provisioning !== 'thin' && provisioning !== 'thick') throw new UsageError(`--disk-provisioning ${provisioning}: use thin or thick`);
     const networkMap = parseNetworkMap(values.network ?? []);
@@ -105,6 +114,8 @@ export const restoreVmCommand: Command = {
           diskProvisioning: provisioning,
           keepMac: values['keep-mac'],
           powerOn: values['power-on'],
+          transport,
+          nbdUriTemplate: values['nbd-uri'],
           signal: io.signal,
           onEvent: reporter.onEvent,
           onProgress: reporter.onProgress,
