@@ -10,6 +10,7 @@
 import { chunkRef } from '../repository/chunk-store.ts';
 import { indexRef } from '../repository/disk-index.ts';
 import { listLocks } from '../repository/lock.ts';
+import { packRef } from '../repository/pack.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { BlobRef } from '../repository/storage/storage.ts';
 
@@ -43,7 +44,12 @@ async function sizeOf(repo: Repository, refs: AsyncIterable<string>, refOf: (nam
 }
 
 export async function repositoryStats(repo: Repository): Promise<RepositoryStats> {
-  const chunks = await sizeOf(repo, repo.storage.list('chunk'), chunkRef);
+  // Format 2 keeps chunks in packs (their records counted by the pack indexes); format 1
+  // chunk files not migrated yet are counted one by one.
+  const chunkFiles = await sizeOf(repo, repo.storage.list('chunk'), chunkRef);
+  const packs = await sizeOf(repo, repo.storage.list('pack'), packRef);
+  const packIndexes = await sizeOf(repo, repo.storage.list('packindex'), (name) => ({ kind: 'packindex', name }));
+  const chunks = { count: chunkFiles.count + (await repo.chunkTable()).size, bytes: chunkFiles.bytes + packs.bytes + packIndexes.bytes };
   const indexes = await sizeOf(repo, repo.storage.list('index'), indexRef);
   const points = await repo.listRestorePoints();
   const logicalBytes = points.reduce((sum, p) => sum + p.disks.reduce((s, d) => s + d.capacityBytes, 0), 0);
