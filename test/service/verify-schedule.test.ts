@@ -7,11 +7,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startLab, type Lab } from '../lab/lab.ts';
+import { flipChunkByte, storedChunks, withRepository } from '../repository/helpers.ts';
 import { runCli } from '../helpers/cli-runner.ts';
 import { openSqliteCatalog } from '../../src/service/catalog/sqlite.ts';
 import { samplePoints } from '../../src/service/verify.ts';
@@ -87,18 +88,10 @@ test('job verify reads the job\'s newest points and records the result; a damage
   assert.deepEqual([status.jobs[0]!.lastVerification?.id, status.jobs[0]!.lastVerification?.status], [doc.id, 'success']);
 
   // Damage one chunk: every point using it is named.
-  const chunkDirs = join(dir, 'manual-repo', 'chunks');
-  let damaged = '';
-  for (const sub of await readdir(chunkDirs)) {
-    const files = await readdir(join(chunkDirs, sub));
-    if (files.length > 0) {
-      damaged = join(chunkDirs, sub, files[0]!);
-      break;
-    }
-  }
-  const bytes = await readFile(damaged);
-  bytes[bytes.length - 1] ^= 0xff;
-  await writeFile(damaged, bytes);
+  await withRepository(join(dir, 'manual-repo'), async (repo) => {
+    const [first] = await storedChunks(repo);
+    await flipChunkByte(repo, first!, 20);
+  });
   const bad = await runCli(['job', 'verify', 'nightly', '--config', configFile, '--json']);
   assert.equal(bad.code, 1, bad.stderr);
   const failed = JSON.parse(bad.stdout) as JobVerifyDocument;
