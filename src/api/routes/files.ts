@@ -157,11 +157,19 @@ function filesRoutes(context: ApiContext): Route[] {
           if (copied.kind === 'directory') {
             return {
               stream: async (response: ServerResponse) => {
+                // No `signal` on the child: the request's signal aborts when the response closes,
+                // also after a complete answer, and an abort event on a child that has not been
+                // reaped yet is an unhandled 'error' that would end the daemon. A client that goes
+                // away ends the pipeline, and the finally kills tar.
+                const tar = spawn('tar', ['-c', '-f', '-', '--numeric-owner', '-C', staging, '--', base], { stdio: ['ignore', 'pipe', 'ignore'] });
+                const exited = new Promise<void>((resolve) => tar.once('close', () => resolve()));
+                tar.on('error', (error) => context.log(`files: tar of ${path} failed: ${error.message}`));
                 try {
-                  const tar = spawn('tar', ['-c', '-f', '-', '--numeric-owner', '-C', staging, '--', base], { stdio: ['ignore', 'pipe', 'ignore'], signal });
                   response.writeHead(200, { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${asciiName(base)}.tar"`, 'cache-control': 'no-store' });
                   await pipeline(tar.stdout, response);
                 } finally {
+                  if (tar.exitCode === null && tar.signalCode === null) tar.kill();
+                  await exited;
                   await rm(staging, { recursive: true, force: true });
                 }
               },
