@@ -132,8 +132,16 @@ export class ChunkTable {
     return this.#hi.byteLength + this.#lo.byteLength + this.#slots.byteLength;
   }
 
-  /** Loads pack index files that appeared; rebuilds when one it knew is gone. */
-  async refresh(): Promise<void> {
+  #refreshing: Promise<void> = Promise.resolve();
+
+  /** Loads pack index files that appeared; rebuilds when one it knew is gone. Calls are serialized (concurrent operations share a table). */
+  refresh(): Promise<void> {
+    const next = this.#refreshing.then(() => this.#refreshOnce());
+    this.#refreshing = next.catch(() => undefined);
+    return next;
+  }
+
+  async #refreshOnce(): Promise<void> {
     const listed = new Set<string>();
     for await (const name of this.#storage.list('packindex')) listed.add(name);
     if (this.#files.some((f) => !listed.has(f.name))) this.#clear();

@@ -377,9 +377,12 @@ export class RestorePointWriter {
       if (isZeroId(id)) continue;
       const location = await this.#repo.locate(id);
       let why: string | undefined;
-      let file = location?.pack ? storage.describe(packRef(location.pack)) : storage.describe(chunkRef(chunkIdHex(id)));
-      if (!location) why = 'is in no pack and has no chunk file';
-      else if (location.lengthBytes < chunkHeaderBytes || location.lengthBytes > maxStoredBytes) why = `is ${location.lengthBytes} bytes, not a chunk record`;
+      let missing = false;
+      const file = location?.pack ? storage.describe(packRef(location.pack)) : storage.describe(chunkRef(chunkIdHex(id)));
+      if (!location) {
+        why = 'is in no pack and has no chunk file';
+        missing = true;
+      } else if (location.lengthBytes < chunkHeaderBytes || location.lengthBytes > maxStoredBytes) why = `is ${location.lengthBytes} bytes, not a chunk record`;
       else if (location.pack !== null) {
         let present = packs.get(location.pack);
         if (present === undefined) {
@@ -387,12 +390,13 @@ export class RestorePointWriter {
           present = info !== undefined && info.sizeBytes >= location.offsetBytes + location.lengthBytes;
           packs.set(location.pack, present);
         }
-        if (!present) why = 'is in a pack that is missing';
+        if (!present) {
+          why = 'is in a pack that is missing or too short';
+          missing = true;
+        }
       }
       if (!why) continue;
       const hex = chunkIdHex(id);
-      file = file ?? '';
-      const missing = !location || why.includes('missing');
       throw new RepositoryError(missing ? 'REPO_MISSING' : 'REPO_CORRUPT', `chunk ${hex} of disk ${options.deviceKey} slot ${slot} in restore point ${options.previous?.pointId} ${why} (${file}); it cannot be carried over`, { chunkId: hex, file, deviceKey: options.deviceKey, slot, pointId: options.previous?.pointId });
     }
   }
