@@ -6,7 +6,7 @@
 // hashed, and neither a token nor the vSphere password appears in any answer or log line.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
@@ -16,12 +16,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startLab, type Lab } from '../lab/lab.ts';
+import { startServe } from '../helpers/serve.ts';
 import { runCli } from '../helpers/cli-runner.ts';
 import { checkSchema } from './schema-check.ts';
 import { openApiDocument } from '../../src/api/openapi.ts';
 import { openSqliteCatalog } from '../../src/service/catalog/sqlite.ts';
 
-const bin = join(import.meta.dirname, '../../bin/vcbt.ts');
 const VM = 'DC0_H0_VM1';
 let lab: Lab;
 let dir: string;
@@ -85,17 +85,7 @@ jobs:
   readOnly = ro.stdout.trim();
   assert.match(ro.stderr, /read-only/);
 
-  daemon = spawn(process.execPath, [bin, 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-  daemon.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
-  for (;;) {
-    const match = /API listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(daemonLog);
-    if (match) {
-      base = match[1] as string;
-      break;
-    }
-    assert.equal(daemon.exitCode, null, daemonLog);
-    await sleep(20);
-  }
+  ({ child: daemon, base } = await startServe(configFile, (text) => (daemonLog += text)));
 });
 
 after(async () => {

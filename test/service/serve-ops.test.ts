@@ -5,17 +5,17 @@
 // revoke` makes the daemon refuse the token from the next request on.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { request } from 'node:https';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startLab, type Lab } from '../lab/lab.ts';
+import { startServe } from '../helpers/serve.ts';
 import { runCli } from '../helpers/cli-runner.ts';
 import { makeTestCert, type TestCert } from '../vsphere/test-cert.ts';
 
-const bin = join(import.meta.dirname, '../../bin/vcbt.ts');
 const VM = 'DC0_H0_VM1';
 let lab: Lab;
 let dir: string;
@@ -110,17 +110,7 @@ test('TLS API, metrics behind the token, token list and revoke', async () => {
     assert.ok(!catalogBytes.includes(Buffer.from(t)), 'the catalog keeps only hashes');
   }
 
-  daemon = spawn(process.execPath, [bin, 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-  daemon.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
-  for (;;) {
-    const match = /API listening on (https:\/\/127\.0\.0\.1:\d+)/.exec(daemonLog);
-    if (match) {
-      base = match[1] as string;
-      break;
-    }
-    assert.equal(daemon.exitCode, null, daemonLog);
-    await sleep(20);
-  }
+  ({ child: daemon, base } = await startServe(configFile, (text) => (daemonLog += text)));
 
   // A client that does not trust the certificate is refused by TLS itself; one that does gets 401 without a token.
   await assert.rejects(call('GET', '/api/jobs', token, null), (e: NodeJS.ErrnoException) => /SELF_SIGNED|UNABLE_TO_VERIFY/.test(String(e.code)));
